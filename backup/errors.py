@@ -1,0 +1,209 @@
+"""Every error diskbackup raises, in one tree.
+
+    DiskBackupError                       base of everything below
+    ├── ConfigurationError  (ValueError)  an app setting is missing or malformed          not retryable
+    ├── InvalidInputError   (ValueError)  a caller's input is malformed (HTTP body, resource ID,
+    │                                     catalog row, range)                             not retryable
+    ├── TransportError                    no HTTP answer: connection refused/reset, timeout  retryable
+    ├── AzureHttpError                    Azure answered with an error status               see subclasses
+    │   ├── BadRequestError               400                                           not retryable
+    │   ├── AuthenticationError           401, 403                                      not retryable
+    │   ├── NotFoundError                 404                                           not retryable
+    │   ├── ConflictError                 409                                           not retryable
+    │   ├── PreconditionFailedError       412 (stale ETag), 416                         not retryable
+    │   ├── ThrottledError                429 (carries retry_after)                     retryable
+    │   └── ServerError                   500, 502, 503, 504                            retryable
+    ├── OperationFailedError              a long-running operation ended Failed/Canceled  not retryable
+    ├── CopyFailedError                   a blob copy ended failed or aborted              not retryable
+    ├── VerificationError                 a finished backup does not match its source     not retryable
+    └── DeadlineExceededError             a wait ran past its deadline                     not retryable
+
+Each class says in ``retryable`` whether repeating the same request may succeed. Error text never holds
+a secret: messages and body excerpts pass through :func:`backup.redact.redact` when the error is built.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from backup.redact import redact
+
+__all__ = [
+    "AuthenticationError",
+    "AzureHttpError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "CopyFailedError",
+    "DeadlineExceededError",
+    "DiskBackupError",
+    "InvalidInputError",
+    "NotFoundError",
+    "OperationFailedError",
+    "PreconditionFailedError",
+    "ServerError",
+    "ThrottledError",
+    "TransportError",
+    "VerificationError",
+    "http_error_class",
+]
+
+
+class DiskBackupError(Exception):
+    """Base of every diskbackup error."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    @property
+    def message(self) -> str:
+        """The (redacted) message."""
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigurationError(DiskBackupError, ValueError):
+    """An app setting is missing or malformed; the message names the setting. Not retryable."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(f"setting {setting}: {problem}")
+
+
+class InvalidInputError(DiskBackupError, ValueError):
+    """A caller's input is malformed; ``field`` names what is wrong. Not retryable."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = redact(problem)
+        super().__init__(f"{field}: {problem}")
+
+
+class TransportError(DiskBackupError):
+    """No HTTP answer arrived (connection refused or reset, timeout). Retryable."""
+
+    retryable = True
+
+
+class AzureHttpError(DiskBackupError):
+    """Azure answered with an error status.
+
+    Carries the HTTP ``status``, the Azure error ``code`` (ARM ``error.code`` or the storage
+    ``x-ms-error-code``/XML ``Code``), its ``error_message``, the ``request_id`` (``x-ms-request-id``),
+    the request's ``method`` and ``url`` (query removed) and a redacted ``body_excerpt``.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: str | None,
+        error_message: str | None,
+        request_id: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        body_excerpt: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.error_message = redact(error_message) if error_message else None
+        self.request_id = request_id
+        self.method = method
+        self.url = _strip_query(url) if url else None
+        self.body_excerpt = redact(body_excerpt[:500]) if body_excerpt else None
+        self.retry_after = retry_after
+        where = f"{method} {self.url}: " if method and self.url else ""
+        text = f"{where}HTTP {status}"
+        if code:
+            text += f" {code}"
+        if self.error_message:
+            text += f": {self.error_message}"
+        if request_id:
+            text += f" (x-ms-request-id {request_id})"
+        super().__init__(text)
+
+
+class BadRequestError(AzureHttpError):
+    """400: the request was malformed or a parameter invalid. Not retryable."""
+
+
+class AuthenticationError(AzureHttpError):
+    """401 or 403: missing, wrong or insufficient credentials. Not retryable."""
+
+
+class NotFoundError(AzureHttpError):
+    """404: the resource does not exist. Not retryable."""
+
+
+class ConflictError(AzureHttpError):
+    """409: the resource's state forbids the request (exists already, busy, too many SAS). Not retryable."""
+
+
+class PreconditionFailedError(AzureHttpError):
+    """412 (stale ETag) or 416 (range not satisfiable). Not retryable."""
+
+
+class ThrottledError(AzureHttpError):
+    """429: throttled; ``retry_after`` says when to come back. Retryable."""
+
+    retryable = True
+
+
+class ServerError(AzureHttpError):
+    """500, 502, 503 or 504: the service failed or is busy. Retryable."""
+
+    retryable = True
+
+
+class OperationFailedError(DiskBackupError):
+    """A long-running ARM operation ended ``Failed`` or ``Canceled``. Not retryable."""
+
+    def __init__(self, *, status: str, code: str | None, error_message: str | None) -> None:
+        self.status = status
+        self.code = code
+        self.error_message = redact(error_message) if error_message else None
+        text = f"operation ended {status}"
+        if code:
+            text += f": {code}"
+        if self.error_message:
+            text += f": {self.error_message}"
+        super().__init__(text)
+
+
+class CopyFailedError(DiskBackupError):
+    """A blob copy ended ``failed`` or ``aborted``. Not retryable."""
+
+
+class VerificationError(DiskBackupError):
+    """A finished backup does not match its source (size, copy id, content). Not retryable."""
+
+
+class DeadlineExceededError(DiskBackupError):
+    """A wait ran past its deadline. Not retryable."""
+
+
+_BY_STATUS: dict[int, type[AzureHttpError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    412: PreconditionFailedError,
+    416: PreconditionFailedError,
+    429: ThrottledError,
+    500: ServerError,
+    502: ServerError,
+    503: ServerError,
+    504: ServerError,
+}
+
+
+def http_error_class(status: int) -> type[AzureHttpError]:
+    """The most specific :class:`AzureHttpError` subclass for an HTTP status."""
+    return _BY_STATUS.get(status, AzureHttpError)
+
+
+def _strip_query(url: str) -> str:
+    return url.split("?", 1)[0]

@@ -1,0 +1,66 @@
+"""Removing secrets from text before it is logged, raised, stored or shown.
+
+A SAS token's power is its ``sig=`` parameter; an account key's is the key; a bearer token's is the whole
+token. :func:`redact` replaces each of them wherever it appears in a string: URLs, headers, JSON, error
+bodies. It is applied where text leaves the code that holds the secret (error construction, log
+formatting), so a secret never reaches logs, exceptions, orchestration state or the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+REDACTED = "REDACTED"
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # SAS signature in a query string, raw or percent-encoded once (sig%3D in an encoded URL).
+    (re.compile(r"(?i)(\bsig(?:=|%3D))[^&\s\"'<>]*"), r"\1" + REDACTED),
+    # Account keys in connection strings.
+    (re.compile(r"(?i)(AccountKey=)[^;\s\"'<>]*"), r"\1" + REDACTED),
+    # Authorization header values: Bearer, SharedKey, SharedKeyLite.
+    (re.compile(r"(?i)(\bBearer\s+)[A-Za-z0-9\-._~+/=]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(\bSharedKey(?:Lite)?\s+[A-Za-z0-9]+:)[A-Za-z0-9+/=]+"), r"\1" + REDACTED),
+    # A JSON Web Token anywhere (three base64url parts, the first an encoded JSON object).
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with SAS signatures, account keys and tokens replaced by ``REDACTED``."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def strip_query(url: str) -> str:
+    """The URL without its query string: what the catalog and status documents store of a blob."""
+    return url.split("?", 1)[0]
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts each record's fully formatted message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """A module's logger, with :class:`RedactingFilter` attached.
+
+    Logger filters apply only to records logged on that very logger (not to children), so every module
+    of the package takes its logger from here: even a careless ``%s`` of a URL cannot put a signature
+    into a log line.
+    """
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
