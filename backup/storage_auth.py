@@ -19,7 +19,8 @@ already starts with the account, so the account appears twice; with Azure's
 
 Every authorizer here is an :class:`backup.transport.Authorizer`: ``(method, url, headers) -> None``,
 called by :class:`~backup.transport.Transport` before each attempt. Shared Key authorizers stamp a fresh
-``x-ms-date`` and sign; :class:`BearerAuthorizer` adds a token from a :class:`TokenProvider` (HTTPS only).
+``x-ms-date`` and sign; :class:`BearerAuthorizer` adds a token from a token provider (HTTPS only):
+``backup.credentials.IdentityTokenProvider(STORAGE_SCOPE)`` wraps azure-identity and caches the token.
 A request authorized by a SAS needs no authorizer: the SAS in its URL is the authorization.
 
 Secrets stay inside: the key is held as bytes, never shown by ``repr``, and no error text carries it.
@@ -32,15 +33,13 @@ import binascii
 import hashlib
 import hmac
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from enum import StrEnum
-from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from backup.credentials import TokenProvider
 from backup.errors import InvalidInputError
 from backup.redact import get_logger
 
@@ -49,12 +48,9 @@ log = get_logger(__name__)
 __all__ = [
     "BLOB_STANDARD_HEADERS",
     "STORAGE_SCOPE",
-    "AccessTokenCredential",
     "BearerAuthorizer",
-    "CredentialTokenProvider",
     "SharedKeyAuthorizer",
     "StorageService",
-    "TokenProvider",
     "blob_lite_string_to_sign",
     "blob_string_to_sign",
     "canonical_query",
@@ -351,70 +347,11 @@ class SharedKeyAuthorizer:
 # -- bearer tokens -----------------------------------------------------------------------------------
 
 
-class TokenProvider(Protocol):
-    """Something that hands out a currently valid bearer token for Azure Storage."""
-
-    def get_token(self) -> str:
-        """A bearer token (without the ``Bearer`` prefix), valid for a while yet."""
-        ...
-
-
-class _AccessToken(Protocol):
-    @property
-    def token(self) -> str: ...
-    @property
-    def expires_on(self) -> int: ...
-
-
-class AccessTokenCredential(Protocol):
-    """The part of an azure-identity credential we use: ``get_token(scope)`` -> token and expiry."""
-
-    def get_token(self, *scopes: str) -> _AccessToken:
-        """A token for ``scopes`` with its expiry (seconds since the epoch)."""
-        ...
-
-
-class CredentialTokenProvider:
-    """A :class:`TokenProvider` over an azure-identity credential, caching until near expiry.
-
-    azure-identity credentials already cache, but not all of them, and asking costs a lock and a clock
-    read at best and a round trip to Entra at worst; a token is reused here until ``refresh_margin``
-    seconds before it expires. Thread-safe.
-    """
-
-    def __init__(
-        self,
-        credential: AccessTokenCredential,
-        *,
-        scope: str = STORAGE_SCOPE,
-        refresh_margin: float = 300.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if refresh_margin < 0:
-            raise InvalidInputError("refresh_margin", "must not be negative")
-        self._credential = credential
-        self.scope = scope
-        self._margin = refresh_margin
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires_on = 0.0
-
-    def __repr__(self) -> str:
-        return f"CredentialTokenProvider({type(self._credential).__name__}, scope={self.scope!r})"
-
-    def get_token(self) -> str:
-        """The cached token, or a fresh one from the credential when the cached one is about to expire."""
-        with self._lock:
-            if self._token is None or self._clock() >= self._expires_on - self._margin:
-                access = self._credential.get_token(self.scope)
-                self._token, self._expires_on = access.token, float(access.expires_on)
-                log.debug("new storage token, expires at %s", int(self._expires_on))
-            return self._token
-
-
 class BearerAuthorizer:
-    """Adds ``Authorization: Bearer <token>`` (and ``x-ms-date``) from a :class:`TokenProvider`.
+    """Adds ``Authorization: Bearer <token>`` (and ``x-ms-date``) from a token provider.
+
+    For Azure Storage build the provider with ``IdentityTokenProvider(STORAGE_SCOPE, ...)`` from
+    :mod:`backup.credentials` (cached, refreshed before expiry); any ``get_token() -> str`` object works.
 
     Refuses plain-HTTP URLs: a bearer token is as good as a password to whoever reads it on the way.
     """

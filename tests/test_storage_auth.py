@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import string
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,11 +32,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
+from backup.credentials import IdentityTokenProvider
 from backup.errors import AuthenticationError, InvalidInputError
 from backup.storage_auth import (
     STORAGE_SCOPE,
     BearerAuthorizer,
-    CredentialTokenProvider,
     SharedKeyAuthorizer,
     StorageService,
     blob_lite_string_to_sign,
@@ -484,26 +485,22 @@ def test_repr_hides_the_key() -> None:
 class _CountingCredential:
     """Stands in for an azure-identity credential at our seam: get_token(scope) -> AccessToken."""
 
-    def __init__(self, lifetime: int, now: list[float]) -> None:
-        self.lifetime = lifetime
-        self.now = now
+    def __init__(self) -> None:
         self.scopes: list[tuple[str, ...]] = []
 
-    def get_token(self, *scopes: str) -> AccessToken:
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
         self.scopes.append(scopes)
-        return AccessToken(f"token-{len(self.scopes)}", int(self.now[0]) + self.lifetime)
+        return AccessToken(f"token-{len(self.scopes)}", int(time.time()) + 3600)
 
 
-def test_token_provider_caches_until_near_expiry() -> None:
-    now = [1_000_000.0]
-    credential = _CountingCredential(lifetime=3600, now=now)
-    provider = CredentialTokenProvider(credential, refresh_margin=300, clock=lambda: now[0])
-    assert provider.get_token() == "token-1"
-    now[0] += 3299
-    assert provider.get_token() == "token-1"
-    now[0] += 1  # 300 s before expiry: refresh
-    assert provider.get_token() == "token-2"
-    assert credential.scopes == [(STORAGE_SCOPE,), (STORAGE_SCOPE,)]
+def test_bearer_for_storage_asks_for_the_storage_scope_once() -> None:
+    credential = _CountingCredential()
+    authorize = BearerAuthorizer(IdentityTokenProvider(STORAGE_SCOPE, credential=credential))
+    for _ in range(3):
+        headers: dict[str, str] = {}
+        authorize("GET", "https://a1.blob.core.windows.net/c/b", headers)
+        assert headers["Authorization"] == "Bearer token-1"
+    assert credential.scopes == [("https://storage.azure.com/.default",)]
 
 
 def test_bearer_authorizer_sets_header_and_refuses_http() -> None:
