@@ -1,0 +1,328 @@
+"""The app's settings: read once from app settings (environment variables) at the edge, validated, frozen.
+
+Every setting the product reads is defined here, with its default and its check; nothing deeper in the
+package reads ``os.environ``. A bad value raises :class:`~backup.errors.ConfigurationError` naming the
+setting. ``local.settings.sample.json`` and the README list the same settings (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from backup.errors import ConfigurationError, InvalidInputError
+from backup.resource_id import parse_disk_id, validate_resource_group, validate_subscription_id
+from backup.schedule import Schedule, parse_schedule
+
+T = TypeVar("T")
+
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_TASK_HUB = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,44}$")
+_TAG = re.compile(r"^(?P<name>[^=<>%&\\?/]{1,512})=(?P<value>.{0,256})$")
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One app setting: its name, default (``None`` = required or optional-empty) and description."""
+
+    name: str
+    default: str | None
+    description: str
+    required: bool = False
+    secret: bool = False
+
+
+#: Every app setting diskbackup reads, in the order the README documents them.
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "BACKUP_SUBSCRIPTION_ID",
+        None,
+        "Subscription (GUID) whose disks are backed up.",
+        required=True,
+    ),
+    SettingSpec("BACKUP_ARM_ENDPOINT", "https://management.azure.com", "Azure Resource Manager endpoint."),
+    SettingSpec(
+        "BACKUP_ARM_TOKEN",
+        None,
+        "A fixed ARM bearer token, for the compute emulator only (loopback endpoints). Unset in Azure.",
+        secret=True,
+    ),
+    SettingSpec(
+        "BACKUP_MANAGED_IDENTITY_CLIENT_ID",
+        None,
+        "Client id of a user-assigned managed identity; unset = DefaultAzureCredential.",
+    ),
+    SettingSpec(
+        "BACKUP_STORAGE_ACCOUNT",
+        None,
+        "Name of the Storage account that holds the backups.",
+        required=True,
+    ),
+    SettingSpec(
+        "BACKUP_STORAGE_KEY",
+        None,
+        "Shared Key of that account; unset = Azure AD (the identity needs Storage Blob/Table Data roles).",
+        secret=True,
+    ),
+    SettingSpec(
+        "BACKUP_BLOB_ENDPOINT",
+        None,
+        "Blob endpoint; default https://{account}.blob.core.windows.net.",
+    ),
+    SettingSpec(
+        "BACKUP_TABLE_ENDPOINT",
+        None,
+        "Table endpoint; default https://{account}.table.core.windows.net.",
+    ),
+    SettingSpec("BACKUP_CONTAINER", "disk-backups", "Blob container the backup page blobs are written to."),
+    SettingSpec(
+        "BACKUP_CATALOG_TABLE",
+        "diskbackupcatalog",
+        "Table holding the catalog of runs and restore points.",
+    ),
+    SettingSpec("BACKUP_TASK_HUB", "diskbackup", "Durable Functions task hub name (host.json reads it)."),
+    SettingSpec("BACKUP_SCHEDULE", "0 0 1 * * *", "NCRONTAB schedule of the nightly run (UTC)."),
+    SettingSpec("BACKUP_MAX_PARALLEL", "4", "Disks backed up at the same time within one run (1-50)."),
+    SettingSpec(
+        "BACKUP_SELECT_TAG",
+        None,
+        "Configured selection: disks carrying this tag, as name=value (default diskbackup=enabled).",
+    ),
+    SettingSpec(
+        "BACKUP_SELECT_RESOURCE_GROUP",
+        None,
+        "Configured selection: every disk of this resource group.",
+    ),
+    SettingSpec("BACKUP_SELECT_DISK_IDS", None, "Configured selection: comma-separated disk resource IDs."),
+    SettingSpec(
+        "BACKUP_KEEP_SNAPSHOTS",
+        "false",
+        "Keep each run's snapshot after its copy is verified (true/false).",
+    ),
+    SettingSpec("BACKUP_POLL_INITIAL_SECONDS", "5", "First wait between status polls, in seconds (1-600)."),
+    SettingSpec("BACKUP_POLL_MAX_SECONDS", "60", "Longest wait between status polls, in seconds (1-3600)."),
+    SettingSpec(
+        "BACKUP_SNAPSHOT_TIMEOUT_MINUTES",
+        "60",
+        "Deadline for a snapshot or an access grant to complete (1-1440).",
+    ),
+    SettingSpec(
+        "BACKUP_COPY_TIMEOUT_MINUTES",
+        "1440",
+        "Deadline for a copy to complete, in minutes (1-20160).",
+    ),
+)
+
+DEFAULT_SELECT_TAG = "diskbackup=enabled"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated, typed settings. Build it with :meth:`from_env`; pass it down, never re-read env."""
+
+    subscription_id: str
+    storage_account: str
+    arm_endpoint: str = "https://management.azure.com"
+    arm_token: str | None = field(default=None, repr=False)
+    managed_identity_client_id: str | None = None
+    storage_key: str | None = field(default=None, repr=False)
+    blob_endpoint: str = ""
+    table_endpoint: str = ""
+    container: str = "disk-backups"
+    catalog_table: str = "diskbackupcatalog"
+    task_hub: str = "diskbackup"
+    schedule: Schedule = field(default_factory=lambda: parse_schedule("0 0 1 * * *"))
+    max_parallel: int = 4
+    select_tag: tuple[str, str] | None = None
+    select_resource_group: str | None = None
+    select_disk_ids: tuple[str, ...] = ()
+    keep_snapshots: bool = False
+    poll_initial_seconds: int = 5
+    poll_max_seconds: int = 60
+    snapshot_timeout_minutes: int = 60
+    copy_timeout_minutes: int = 1440
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; the first problem raises :class:`ConfigurationError`."""
+        source = os.environ if env is None else env
+
+        def raw(name: str) -> str | None:
+            value = source.get(name)
+            if value is None or not value.strip():
+                spec = _SPECS[name]
+                if spec.required:
+                    raise ConfigurationError(name, "is required but not set")
+                return spec.default
+            return value.strip()
+
+        def read(name: str, parse: Callable[[str], T]) -> T | None:
+            value = raw(name)
+            if value is None:
+                return None
+            try:
+                return parse(value)
+            except (InvalidInputError, ValueError) as exc:
+                problem = exc.problem if isinstance(exc, InvalidInputError) else str(exc)
+                raise ConfigurationError(name, problem) from None
+
+        account = read("BACKUP_STORAGE_ACCOUNT", _account)
+        assert account is not None
+        selectors = ("BACKUP_SELECT_TAG", "BACKUP_SELECT_RESOURCE_GROUP", "BACKUP_SELECT_DISK_IDS")
+        selection_settings = [name for name in selectors if raw(name)]
+        if len(selection_settings) > 1:
+            raise ConfigurationError(
+                selection_settings[1],
+                f"set only one of {', '.join(selection_settings)} (they select differently)",
+            )
+        select_tag = read("BACKUP_SELECT_TAG", parse_tag_selector)
+        if not selection_settings:
+            select_tag = parse_tag_selector(DEFAULT_SELECT_TAG)
+        arm_endpoint = read("BACKUP_ARM_ENDPOINT", _endpoint)
+        arm_token = raw("BACKUP_ARM_TOKEN")
+        if arm_token is not None and arm_endpoint is not None and not is_loopback_url(arm_endpoint):
+            raise ConfigurationError(
+                "BACKUP_ARM_TOKEN", "a fixed token is only for the compute emulator on a loopback endpoint"
+            )
+        poll_initial = read("BACKUP_POLL_INITIAL_SECONDS", _int_between(1, 600))
+        poll_max = read("BACKUP_POLL_MAX_SECONDS", _int_between(1, 3600))
+        assert poll_initial is not None and poll_max is not None
+        if poll_max < poll_initial:
+            raise ConfigurationError(
+                "BACKUP_POLL_MAX_SECONDS", f"{poll_max} is below BACKUP_POLL_INITIAL_SECONDS"
+            )
+        values: dict[str, Any] = {
+            "subscription_id": read("BACKUP_SUBSCRIPTION_ID", _guid),
+            "storage_account": account,
+            "arm_endpoint": arm_endpoint,
+            "arm_token": arm_token,
+            "managed_identity_client_id": read("BACKUP_MANAGED_IDENTITY_CLIENT_ID", _guid),
+            "storage_key": read("BACKUP_STORAGE_KEY", _base64_key),
+            "blob_endpoint": read("BACKUP_BLOB_ENDPOINT", _endpoint)
+            or f"https://{account}.blob.core.windows.net",
+            "table_endpoint": read("BACKUP_TABLE_ENDPOINT", _endpoint)
+            or f"https://{account}.table.core.windows.net",
+            "container": read("BACKUP_CONTAINER", _pattern(_CONTAINER, "3-63 lowercase letters, digits, -")),
+            "catalog_table": read(
+                "BACKUP_CATALOG_TABLE", _pattern(_TABLE, "3-63 letters/digits, letter first")
+            ),
+            "task_hub": read("BACKUP_TASK_HUB", _pattern(_TASK_HUB, "3-45 letters/digits, letter first")),
+            "schedule": read("BACKUP_SCHEDULE", parse_schedule),
+            "max_parallel": read("BACKUP_MAX_PARALLEL", _int_between(1, 50)),
+            "select_tag": select_tag,
+            "select_resource_group": read("BACKUP_SELECT_RESOURCE_GROUP", parse_resource_group_name),
+            "select_disk_ids": read("BACKUP_SELECT_DISK_IDS", _disk_id_list) or (),
+            "keep_snapshots": read("BACKUP_KEEP_SNAPSHOTS", _bool),
+            "poll_initial_seconds": poll_initial,
+            "poll_max_seconds": poll_max,
+            "snapshot_timeout_minutes": read("BACKUP_SNAPSHOT_TIMEOUT_MINUTES", _int_between(1, 1440)),
+            "copy_timeout_minutes": read("BACKUP_COPY_TIMEOUT_MINUTES", _int_between(1, 20160)),
+        }
+        return cls(**values)
+
+
+_SPECS = {spec.name: spec for spec in SETTINGS}
+
+
+# -- value parsers (each raises ValueError/InvalidInputError with a problem statement) --------------
+
+
+def _guid(value: str) -> str:
+    return validate_subscription_id(value, "value").lower()
+
+
+def _account(value: str) -> str:
+    if not _ACCOUNT.match(value):
+        raise ValueError(f"{value!r} is not a storage account name (3-24 lowercase letters and digits)")
+    return value
+
+
+def _pattern(regex: re.Pattern[str], rule: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not valid ({rule})")
+        return value
+
+    return parse
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        if not re.fullmatch(r"[0-9]+", value):
+            raise ValueError(f"{value!r} is not a whole number")
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"{number} is outside {low}-{high}")
+        return number
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _base64_key(value: str) -> str:
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("is not base64 (an account key is)") from None
+    if not decoded:
+        raise ValueError("is empty")
+    return value
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (the emulators); only such URLs may use plain http."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment (no SAS in endpoints)")
+    if parts.scheme == "http" and not is_loopback_url(value):
+        raise ValueError("plain http is allowed only for loopback emulators; use https")
+    return value.rstrip("/")
+
+
+def parse_tag_selector(value: str) -> tuple[str, str]:
+    """``name=value`` into ``(name, value)``; tag names are 1-512 chars without ``<>%&\\?/``."""
+    match = _TAG.match(value)
+    if not match:
+        raise InvalidInputError("tag", f"{value!r} is not name=value (name 1-512 chars without <>%&\\?/)")
+    return match.group("name"), match.group("value")
+
+
+def parse_resource_group_name(value: str) -> str:
+    """A resource group name per ARM's rules (:func:`backup.resource_id.validate_resource_group`)."""
+    return validate_resource_group(value, "resourceGroup")
+
+
+def _disk_id_list(value: str) -> tuple[str, ...]:
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    if not ids:
+        raise ValueError("lists no disk IDs")
+    return tuple(str(parse_disk_id(disk_id)) for disk_id in ids)

@@ -1,0 +1,1 @@
+"""The backup workflow: orchestrators, activities, and what flows between them."""

@@ -1,0 +1,25 @@
+"""Names of the activities the orchestrators call, and the shape of what they answer.
+
+Activities are called by name (``call_activity`` sends a string), so the names live here once, used by
+the orchestrators and by the registration in :mod:`backup.workflow.functions`.
+
+An *operation answer* (begin_* and poll_operation) is ``{"state": "InProgress" | "Succeeded" |
+"Throttled", "retryAfter": seconds or None, "operation": <secret-free polling state> or None}``; a
+``Throttled`` answer adds ``"retry": {"activity": name, "input": {...}}``, the call to repeat after the
+wait. An operation that ended Failed or Canceled makes the activity raise instead.
+
+A *copy answer* (start_copy, copy_status) is ``{"copyId", "status": "pending" | "success", "copied",
+"total"}``; a failed or aborted copy makes the activity raise.
+"""
+
+RESOLVE_SELECTION = "resolve_selection"
+RECORD_RUN = "record_run"
+BEGIN_SNAPSHOT = "begin_snapshot"
+POLL_OPERATION = "poll_operation"
+BEGIN_GRANT_ACCESS = "begin_grant_access"
+START_COPY = "start_copy"
+COPY_STATUS = "copy_status"
+VERIFY_BACKUP = "verify_backup"
+BEGIN_REVOKE_ACCESS = "begin_revoke_access"
+RECORD_RESTORE_POINT = "record_restore_point"
+BEGIN_DELETE_SNAPSHOT = "begin_delete_snapshot"

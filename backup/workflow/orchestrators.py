@@ -1,0 +1,413 @@
+"""The two orchestrators: a run fans out over disks; a disk goes snapshot → access → copy → verify → record.
+
+Orchestrators are replayed from history many times, so they are deterministic: time comes from
+``context.current_utc_datetime``, every Azure call is an activity, and every wait is a durable timer
+(never a sleep). Neither reads settings: the run's input carries every knob (:class:`RunOptions`).
+
+Waiting follows the monitor pattern: an activity makes one check, the orchestrator waits on a timer that
+starts at ``pollInitialSeconds`` and doubles up to ``pollMaxSeconds`` (never shorter than a
+``Retry-After`` the service asked for), and gives up with a clear reason at a deadline.
+
+No secret ever enters an orchestration: the grant-access operation's state carries only its polling URL,
+and the activity that starts the copy fetches the SAS from that operation itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from backup.errors import DeadlineExceededError
+from backup.redact import redact
+from backup.workflow import activity_names as act
+from backup.workflow.models import (
+    DISK_ORCHESTRATOR,
+    DiskJob,
+    DiskRef,
+    DiskResult,
+    RunInput,
+    run_status,
+    sub_orchestration_id,
+)
+
+Orchestration = Generator[Any, Any, Any]
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Back up every selected disk, at most ``maxParallel`` at a time; a failing disk fails only itself."""
+    run = RunInput.from_json(context.get_input())
+    run_id = context.instance_id
+    started = context.current_utc_datetime
+    started_iso = _iso(started)
+    context.set_custom_status({"phase": "resolving"})
+
+    record: dict[str, Any] = {
+        "runId": run_id,
+        "trigger": run.trigger,
+        "selection": run.selection.to_json(),
+        "startedAt": started_iso,
+    }
+    try:
+        found = yield context.call_activity(act.RESOLVE_SELECTION, run.selection.to_json())
+        disks = [DiskRef.from_json(d) for d in found]
+    except Exception as exc:
+        reason = failure_reason(exc)
+        finished = _iso(context.current_utc_datetime)
+        summary = {**record, "status": "Failed", "finishedAt": finished, "reason": reason, "disks": []}
+        summary.update(diskCount=0, succeeded=0, failed=0)
+        context.set_custom_status({"phase": "failed", "reason": reason})
+        yield context.call_activity(act.RECORD_RUN, summary)
+        return summary
+
+    total = len(disks)
+    yield context.call_activity(act.RECORD_RUN, {**record, "status": "Running", "diskCount": total})
+
+    results: dict[int, DiskResult] = {}
+    in_flight: dict[int, Any] = {}  # disk index -> its sub-orchestration task
+
+    def progress(phase: str) -> None:
+        succeeded = sum(1 for r in results.values() if r.status == "Succeeded")
+        context.set_custom_status(
+            {
+                "phase": phase,
+                "disks": total,
+                "finished": len(results),
+                "succeeded": succeeded,
+                "failed": len(results) - succeeded,
+            }
+        )
+
+    def collect(index: int, task: Any) -> None:
+        disk = disks[index]
+        outcome = task.result
+        if isinstance(outcome, Exception) or not isinstance(outcome, dict):
+            # The disk orchestrator catches its own failures; this is a bug or a platform failure.
+            results[index] = DiskResult(
+                disk.id, disk.name, "Failed", "unknown", reason=failure_reason(outcome)
+            )
+        else:
+            results[index] = _result_from_json(outcome, disk)
+
+    progress("backing up")
+    for index, disk in enumerate(disks):
+        if len(in_flight) >= run.options.max_parallel:
+            finished_task = yield context.task_any(list(in_flight.values()))
+            done_index = next(i for i, t in in_flight.items() if t is finished_task)
+            collect(done_index, in_flight.pop(done_index))
+            progress("backing up")
+        job = DiskJob(run_id, started_iso, index, disk, run.options)
+        in_flight[index] = context.call_sub_orchestrator(
+            DISK_ORCHESTRATOR, job.to_json(), sub_orchestration_id(run_id, index)
+        )
+    while in_flight:
+        finished_task = yield context.task_any(list(in_flight.values()))
+        done_index = next(i for i, t in in_flight.items() if t is finished_task)
+        collect(done_index, in_flight.pop(done_index))
+        progress("backing up")
+
+    ordered = [results[i] for i in range(total)]
+    succeeded = sum(1 for r in ordered if r.status == "Succeeded")
+    summary = {
+        **record,
+        "status": run_status(ordered) if ordered else "Succeeded",
+        "finishedAt": _iso(context.current_utc_datetime),
+        "diskCount": total,
+        "succeeded": succeeded,
+        "failed": total - succeeded,
+        "disks": [r.to_json() for r in ordered],
+    }
+    if not ordered:
+        summary["reason"] = "the selection matched no disks"
+    yield context.call_activity(act.RECORD_RUN, summary)
+    progress("done")
+    return summary
+
+
+# -- one disk -----------------------------------------------------------------------------------------
+
+
+def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Back up one disk; always returns a :class:`DiskResult` (as JSON), never raises for a failure."""
+    job = DiskJob.from_json(context.get_input())
+    options = job.options
+    disk = job.disk
+    status: dict[str, Any] = {
+        "disk": disk.name,
+        "phase": "snapshot",
+        "bytesCopied": 0,
+        "bytesTotal": disk.size_bytes,
+    }
+
+    def phase(name: str, **extra: Any) -> None:
+        status.update(phase=name, **extra)
+        context.set_custom_status(dict(status))
+
+    snapshot_id: str | None = None
+    access_granted = False
+    copy: dict[str, Any] | None = None
+    blob = {"container": options.container, "blobName": backup_blob_name(job)}
+    warnings: list[str] = []
+    started_at = _iso(context.current_utc_datetime)
+    try:
+        # 1. Snapshot, point in time.
+        phase("snapshot")
+        deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
+        op = yield context.call_activity(
+            act.BEGIN_SNAPSHOT,
+            {"runId": job.run_id, "disk": disk.to_json(), "incremental": options.incremental_snapshot},
+        )
+        snapshot_id = op["snapshotId"]
+        op = yield from _wait_for_operation(context, op, deadline, options, "snapshot creation")
+
+        # 2. Read access; the SAS stays inside the operation, out of this history.
+        phase("grant")
+        access_granted = True  # from here on, revoke: endGetAccess is harmless if nothing was granted
+        op = yield context.call_activity(
+            act.BEGIN_GRANT_ACCESS,
+            {"snapshotId": snapshot_id, "durationSeconds": options.sas_duration_seconds},
+        )
+        op = yield from _wait_for_operation(context, op, deadline, options, "access grant")
+
+        # 3. Copy into the backup account, and watch it.
+        phase("copy")
+        copy = yield context.call_activity(
+            act.START_COPY,
+            {
+                **blob,
+                "snapshotId": snapshot_id,
+                "grant": op["operation"],
+                "metadata": {"runId": job.run_id, "diskId": disk.id, "snapshotId": snapshot_id},
+            },
+        )
+        copy = yield from _wait_for_copy(context, copy, blob, options, phase)
+
+        # 4. Verify what arrived.
+        phase("verify", bytesCopied=copy["copied"])
+        verified = yield context.call_activity(
+            act.VERIFY_BACKUP, {**blob, "copyId": copy["copyId"], "expectedSize": disk.size_bytes}
+        )
+
+        # 5. Revoke, now that the copy no longer needs the source.
+        phase("revoke")
+        yield from _revoke(context, snapshot_id, options)
+        access_granted = False
+
+        # 6. Record the restore point, then drop the snapshot unless told to keep it.
+        phase("record")
+        restore_point = {
+            "runId": job.run_id,
+            "runStartedAt": job.run_started_at,
+            "diskId": disk.id,
+            "snapshotId": snapshot_id,
+            "container": options.container,
+            "blobName": blob["blobName"],
+            "sizeBytes": verified["sizeBytes"],
+            "bytesCopied": copy["copied"],
+            "kind": "full",
+            "startedAt": started_at,
+            "finishedAt": _iso(context.current_utc_datetime),
+            "status": "Succeeded",
+            "copyId": copy["copyId"],
+        }
+        recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point)
+        if not options.keep_snapshot:
+            phase("cleanup")
+            try:
+                yield from _delete_snapshot(context, snapshot_id, options)
+            except Exception as exc:  # the backup stands; a leftover snapshot is only a cost
+                warnings.append(f"snapshot not deleted: {failure_reason(exc)}")
+        phase("done")
+        return DiskResult(
+            disk.id,
+            disk.name,
+            "Succeeded",
+            "done",
+            snapshot_id=snapshot_id,
+            blob_url=recorded["blobUrl"],
+            size_bytes=verified["sizeBytes"],
+            bytes_copied=copy["copied"],
+            warnings=tuple(warnings),
+        ).to_json()
+    except Exception as exc:
+        failed_phase = str(status["phase"])
+        reason = f"{failed_phase}: {failure_reason(exc)}"
+        if access_granted and snapshot_id is not None:
+            phase("revoke")
+            try:
+                yield from _revoke(context, snapshot_id, options)
+            except Exception as revoke_exc:
+                reason += f"; revoking access also failed: {failure_reason(revoke_exc)}"
+        phase("record")
+        try:
+            yield context.call_activity(
+                act.RECORD_RESTORE_POINT,
+                {
+                    "runId": job.run_id,
+                    "runStartedAt": job.run_started_at,
+                    "diskId": disk.id,
+                    "snapshotId": snapshot_id,
+                    "container": options.container,
+                    "blobName": blob["blobName"],
+                    "sizeBytes": disk.size_bytes,
+                    "bytesCopied": (copy or {}).get("copied", 0),
+                    "kind": "full",
+                    "startedAt": started_at,
+                    "finishedAt": _iso(context.current_utc_datetime),
+                    "status": "Failed",
+                    "reason": reason,
+                    "copyId": (copy or {}).get("copyId"),
+                },
+            )
+        except Exception as record_exc:
+            warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
+        if snapshot_id is not None and not options.keep_snapshot:
+            phase("cleanup")
+            try:
+                yield from _delete_snapshot(context, snapshot_id, options)
+            except Exception as delete_exc:
+                warnings.append(f"snapshot not deleted: {failure_reason(delete_exc)}")
+        phase("failed", reason=reason)
+        return DiskResult(
+            disk.id,
+            disk.name,
+            "Failed",
+            failed_phase,
+            reason=reason,
+            snapshot_id=snapshot_id,
+            warnings=tuple(warnings),
+        ).to_json()
+
+
+# -- waiting ------------------------------------------------------------------------------------------
+
+
+def next_delay(
+    previous: float | None, options_initial: int, options_max: int, retry_after: float | None
+) -> float:
+    """Seconds to wait before the next poll: doubling from the initial delay to the cap, never less than
+    what the service asked for (``Retry-After``)."""
+    delay = float(options_initial) if previous is None else min(previous * 2, float(options_max))
+    if retry_after is not None and retry_after > delay:
+        delay = float(retry_after)
+    return delay
+
+
+def _wait_for_operation(
+    context: df.DurableOrchestrationContext,
+    op: dict[str, Any],
+    deadline: datetime,
+    options: Any,
+    what: str,
+) -> Orchestration:
+    """Poll an ARM operation (through the ``poll_operation`` activity) until it succeeded.
+
+    ``op`` is an activity's answer (:mod:`backup.workflow.activity_names` describes it). A failed or
+    canceled operation makes the activity raise, which fails this wait with the operation's error. A
+    begin activity that was throttled answers ``Throttled`` with the call to repeat after the wait.
+    """
+    delay: float | None = None
+    while op["state"] != "Succeeded":
+        delay = next_delay(
+            delay, options.poll_initial_seconds, options.poll_max_seconds, op.get("retryAfter")
+        )
+        yield from _sleep(context, delay, deadline, what)
+        if op["state"] == "Throttled":
+            op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
+        else:
+            op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
+    return op
+
+
+def _wait_for_copy(
+    context: df.DurableOrchestrationContext,
+    copy: dict[str, Any],
+    blob: dict[str, str],
+    options: Any,
+    phase: Any,
+) -> Orchestration:
+    """Poll the copy (HEAD of the destination blob) until it succeeded; report progress as we go."""
+    deadline = context.current_utc_datetime + timedelta(minutes=options.copy_timeout_minutes)
+    delay: float | None = None
+    while copy["status"] != "success":
+        phase("copy", bytesCopied=copy["copied"], bytesTotal=copy["total"])
+        delay = next_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
+        yield from _sleep(context, delay, deadline, f"copy (at {copy['copied']} of {copy['total']} bytes)")
+        copy = yield context.call_activity(act.COPY_STATUS, {**blob, "copyId": copy["copyId"]})
+    return copy
+
+
+def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: Any) -> Orchestration:
+    deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
+    op = yield context.call_activity(act.BEGIN_REVOKE_ACCESS, {"snapshotId": snapshot_id})
+    yield from _wait_for_operation(context, op, deadline, options, "access revocation")
+
+
+def _delete_snapshot(
+    context: df.DurableOrchestrationContext, snapshot_id: str, options: Any
+) -> Orchestration:
+    deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
+    op = yield context.call_activity(act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id})
+    yield from _wait_for_operation(context, op, deadline, options, "snapshot deletion")
+
+
+def _sleep(
+    context: df.DurableOrchestrationContext, seconds: float, deadline: datetime, what: str
+) -> Orchestration:
+    now = context.current_utc_datetime
+    fire_at = now + timedelta(seconds=seconds)
+    if fire_at > deadline:
+        raise DeadlineExceededError(f"{what} did not finish by its deadline ({_iso(deadline)})")
+    yield context.create_timer(fire_at)
+
+
+# -- small pure parts ---------------------------------------------------------------------------------
+
+
+def backup_blob_name(job: DiskJob) -> str:
+    """Where a disk's backup goes in the container: by disk, then by run time, unique per run.
+
+    ``{subscription}/{resource group}/{disk}/{run start, UTC}-{run id}.vhd``, lower-cased (ARM names are
+    case-insensitive), so a disk's backups list together and in time order.
+    """
+    stamp = job.run_started_at.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
+    disk = job.disk
+    return f"{disk.subscription_id}/{disk.resource_group}/{disk.name}/{stamp}-{job.run_id}.vhd".lower()
+
+
+def failure_reason(error: object) -> str:
+    """A one-line, secret-free reason from whatever an activity or sub-orchestration failed with.
+
+    The SDK hands a failed task's error over as ``Exception("<reason> \\n <details>")``; the details are
+    a stack trace, the reason is what a person needs.
+    """
+    text = str(error).strip()
+    first = text.split("\n", 1)[0].strip()
+    return redact(first or type(error).__name__)[:1000]
+
+
+def _result_from_json(data: dict[str, Any], disk: DiskRef) -> DiskResult:
+    return DiskResult(
+        disk_id=str(data.get("diskId", disk.id)),
+        disk_name=str(data.get("diskName", disk.name)),
+        status="Succeeded" if data.get("status") == "Succeeded" else "Failed",
+        phase=str(data.get("phase", "unknown")),
+        reason=data.get("reason"),
+        snapshot_id=data.get("snapshotId"),
+        blob_url=data.get("blobUrl"),
+        size_bytes=data.get("sizeBytes"),
+        bytes_copied=data.get("bytesCopied"),
+        warnings=tuple(data.get("warnings") or ()),
+    )
+
+
+def _iso(when: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z (the orchestration clock is UTC, aware or naive)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
