@@ -1,0 +1,353 @@
+"""What the HTTP and timer triggers do: validate, start runs, report status. ``function_app.py`` only wires.
+
+Routes (auth level FUNCTION):
+
+- ``POST /api/backups``: start a run. The JSON body selects disks with exactly one of ``diskIds`` (a list
+  of disk resource IDs), ``tag`` (``{"name": ..., "value": ...}``) or ``resourceGroup`` (a name in the
+  configured subscription); an empty body or ``{}`` uses the configured selection. ``options`` may set
+  ``kind`` (``"full"``; incremental copies are not available yet) and ``keepSnapshot`` (bool). Answers 202
+  with the Durable status URLs and the run id.
+- ``GET /api/backups/{instanceId}``: the run's status with each disk's phase and copy progress.
+- ``GET /api/backups``: recent runs, from the catalog (``?top=`` 1-100, default 20).
+- ``GET /api/restore-points?disk=<disk resource ID>``: the disk's restore points, newest first
+  (``?includeFailed=true`` adds failed attempts; ``?top=`` 1-1000, default 100).
+
+Anything a caller sends wrong gets 400 with ``{"error": {"code", "field", "message"}}`` naming the field;
+an unknown run 404; a 500 only for our own faults, and then without internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from backup.errors import AzureHttpError, DiskBackupError, InvalidInputError, TransportError
+from backup.redact import get_logger, redact
+from backup.resource_id import parse_disk_id
+from backup.schedule import occurrence_for_timer, occurrence_instance_id
+from backup.settings import Settings, parse_resource_group_name, parse_tag_selector
+from backup.workflow.models import (
+    DISK_ORCHESTRATOR,
+    RUN_ORCHESTRATOR,
+    RunInput,
+    RunOptions,
+    Selection,
+    sub_orchestration_id,
+)
+
+log = get_logger(__name__)
+
+MAX_BODY_BYTES = 256 * 1024
+MAX_DISK_IDS = 1000
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+_TOP_LEVEL_KEYS = {"diskIds", "tag", "resourceGroup", "options"}
+_OPTION_KEYS = {"kind", "keepSnapshot"}
+
+
+# -- request parsing (pure) ---------------------------------------------------------------------------
+
+
+def configured_selection(settings: Settings) -> Selection:
+    """The selection the settings configure (exactly one kind; the tag default when none is set)."""
+    if settings.select_disk_ids:
+        return Selection(kind="diskIds", disk_ids=settings.select_disk_ids)
+    if settings.select_resource_group:
+        return Selection(kind="resourceGroup", resource_group=settings.select_resource_group)
+    assert settings.select_tag is not None  # Settings.from_env guarantees one selector
+    return Selection(kind="tag", tag_name=settings.select_tag[0], tag_value=settings.select_tag[1])
+
+
+def run_options(settings: Settings, *, keep_snapshot: bool | None = None) -> RunOptions:
+    """The run's options from settings, with the request's overrides."""
+    return RunOptions(
+        container=settings.container,
+        keep_snapshot=settings.keep_snapshots if keep_snapshot is None else keep_snapshot,
+        max_parallel=settings.max_parallel,
+        poll_initial_seconds=settings.poll_initial_seconds,
+        poll_max_seconds=settings.poll_max_seconds,
+        snapshot_timeout_minutes=settings.snapshot_timeout_minutes,
+        copy_timeout_minutes=settings.copy_timeout_minutes,
+    )
+
+
+def parse_start_request(body: bytes, settings: Settings) -> RunInput:
+    """Validate a ``POST /api/backups`` body into the run input; errors name the field."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidInputError("body", f"is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
+    data: Any = {}
+    if body.strip():
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError("body", f"is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError("body", f"must be a JSON object, not {type(data).__name__}")
+    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            unknown[0], f"is not a known field (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
+        )
+    selectors = [key for key in ("diskIds", "tag", "resourceGroup") if key in data]
+    if len(selectors) > 1:
+        raise InvalidInputError(
+            selectors[1], f"give only one of diskIds, tag, resourceGroup (got {selectors})"
+        )
+
+    if "diskIds" in data:
+        selection = Selection(kind="diskIds", disk_ids=_disk_ids(data["diskIds"]))
+    elif "tag" in data:
+        name, value = _tag(data["tag"])
+        selection = Selection(kind="tag", tag_name=name, tag_value=value)
+    elif "resourceGroup" in data:
+        group = data["resourceGroup"]
+        if not isinstance(group, str):
+            raise InvalidInputError("resourceGroup", "must be a string")
+        selection = Selection(kind="resourceGroup", resource_group=parse_resource_group_name(group))
+    else:
+        selection = configured_selection(settings)
+
+    keep_snapshot = None
+    options = data.get("options", {})
+    if not isinstance(options, dict):
+        raise InvalidInputError("options", "must be a JSON object")
+    unknown = sorted(set(options) - _OPTION_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"options.{unknown[0]}", f"is not a known option (known: {', '.join(sorted(_OPTION_KEYS))})"
+        )
+    if "kind" in options:
+        kind = options["kind"]
+        if kind == "incremental":
+            raise InvalidInputError("options.kind", "'incremental' copies are not available yet; use 'full'")
+        if kind != "full":
+            raise InvalidInputError("options.kind", f"{kind!r} is not a backup kind (use 'full')")
+    if "keepSnapshot" in options:
+        if not isinstance(options["keepSnapshot"], bool):
+            raise InvalidInputError("options.keepSnapshot", "must be true or false")
+        keep_snapshot = options["keepSnapshot"]
+    return RunInput(
+        trigger="http", selection=selection, options=run_options(settings, keep_snapshot=keep_snapshot)
+    )
+
+
+def _disk_ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise InvalidInputError("diskIds", "must be a non-empty list of disk resource IDs")
+    if len(value) > MAX_DISK_IDS:
+        raise InvalidInputError("diskIds", f"lists {len(value)} disks; at most {MAX_DISK_IDS} per run")
+    ids: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(value):
+        field = f"diskIds[{index}]"
+        if not isinstance(item, str):
+            raise InvalidInputError(field, "must be a string")
+        disk = parse_disk_id(item, field)
+        if disk.key in seen:
+            raise InvalidInputError(field, "repeats a disk listed earlier")
+        seen.add(disk.key)
+        ids.append(str(disk))
+    return tuple(ids)
+
+
+def _tag(value: Any) -> tuple[str, str]:
+    if not isinstance(value, dict) or set(value) != {"name", "value"}:
+        raise InvalidInputError("tag", 'must be an object {"name": ..., "value": ...}')
+    name, tag_value = value["name"], value["value"]
+    if not isinstance(name, str) or not isinstance(tag_value, str):
+        raise InvalidInputError("tag", "name and value must be strings")
+    try:
+        return parse_tag_selector(f"{name}={tag_value}")
+    except InvalidInputError as exc:
+        raise InvalidInputError("tag", exc.problem) from None
+
+
+def parse_instance_id(value: str) -> str:
+    """An instance id from a route: letters, digits and ``_.:-``, at most 100 characters."""
+    if not _INSTANCE_ID.match(value or ""):
+        raise InvalidInputError("instanceId", "must be 1-100 characters of letters, digits, _ . : -")
+    return value
+
+
+def parse_top(params: Any, default: int, highest: int) -> int:
+    """The ``top`` query parameter: a whole number from 1 to ``highest``."""
+    raw = params.get("top")
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= highest:
+        raise InvalidInputError("top", f"must be a whole number from 1 to {highest}")
+    return int(raw)
+
+
+def parse_bool_param(params: Any, name: str) -> bool:
+    """A ``true``/``false`` query parameter (absent = false)."""
+    raw = params.get(name)
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false"):
+        raise InvalidInputError(name, "must be true or false")
+    return raw.lower() == "true"
+
+
+def new_run_id(now: datetime) -> str:
+    """An on-demand run's instance id: sortable by time, unique by a random suffix."""
+    return f"manual-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+# -- responses ----------------------------------------------------------------------------------------
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """A JSON HTTP response."""
+    return func.HttpResponse(
+        body=json.dumps(body, indent=2, default=str),
+        status_code=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> func.HttpResponse:
+    """The one error body shape: ``{"error": {"code", "message", "field"?}}``."""
+    error: dict[str, Any] = {"code": code, "message": redact(message)}
+    if field is not None:
+        error["field"] = field
+    return json_response(status, {"error": error})
+
+
+async def guarded(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
+    """Run a handler; turn caller mistakes into 400s and our own faults into a bare 500 or 503."""
+    try:
+        return await handler()
+    except InvalidInputError as exc:
+        return error_response(400, "InvalidInput", exc.problem, exc.field)
+    except (TransportError, AzureHttpError) as exc:
+        log.warning("a backend did not answer: %s", exc)
+        return error_response(503, "BackendUnavailable", "a backing service did not answer; try again later")
+    except Exception:
+        log.exception("request failed")
+        return error_response(500, "InternalError", "the request failed on our side; see the app's logs")
+
+
+# -- handlers -----------------------------------------------------------------------------------------
+
+
+async def start_backup(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, settings: Settings
+) -> func.HttpResponse:
+    """``POST /api/backups``."""
+    run = parse_start_request(req.get_body() or b"", settings)
+    instance_id = new_run_id(datetime.now(UTC))
+    await client.start_new(RUN_ORCHESTRATOR, instance_id, run.to_json())
+    log.info("started run %s (%s)", instance_id, run.selection.kind)
+    response = client.create_check_status_response(req, instance_id)
+    payload = json.loads(response.get_body())
+    payload["runId"] = instance_id
+    payload["selection"] = run.selection.to_json()
+    headers = {key: value for key, value in response.headers.items() if key.lower() != "content-length"}
+    return func.HttpResponse(json.dumps(payload, indent=2), status_code=202, headers=headers)
+
+
+async def get_backup(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, settings: Settings
+) -> func.HttpResponse:
+    """``GET /api/backups/{instanceId}``: the run's status, each disk's phase and copy progress."""
+    instance_id = parse_instance_id(req.route_params.get("instanceId", ""))
+    status = await client.get_status(instance_id)
+    if not status or status.name != RUN_ORCHESTRATOR:
+        return error_response(404, "RunNotFound", f"no backup run has instance id {instance_id!r}")
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    output = status.output if isinstance(status.output, dict) else None
+    total = custom.get("disks")
+    if output is not None and isinstance(output.get("diskCount"), int):
+        total = output["diskCount"]
+    disks: list[dict[str, Any]] = []
+    if isinstance(total, int) and total > 0:
+        statuses = await asyncio.gather(
+            *(
+                client.get_status(sub_orchestration_id(instance_id, i))
+                for i in range(min(total, MAX_DISK_IDS))
+            )
+        )
+        for index, disk_status in enumerate(statuses):
+            disks.append(_disk_view(instance_id, index, disk_status))
+    body = {
+        "instanceId": instance_id,
+        "runtimeStatus": _runtime(status),
+        "createdTime": _time(status.created_time),
+        "lastUpdatedTime": _time(status.last_updated_time),
+        "progress": custom,
+        "disks": disks,
+        "result": output,
+    }
+    return json_response(200, body)
+
+
+def _disk_view(run_id: str, index: int, status: Any) -> dict[str, Any]:
+    view: dict[str, Any] = {"index": index, "instanceId": sub_orchestration_id(run_id, index)}
+    if not status or status.name != DISK_ORCHESTRATOR:
+        view["runtimeStatus"] = "Pending"
+        return view
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    view.update(
+        runtimeStatus=_runtime(status),
+        disk=custom.get("disk"),
+        phase=custom.get("phase"),
+        bytesCopied=custom.get("bytesCopied"),
+        bytesTotal=custom.get("bytesTotal"),
+    )
+    if isinstance(status.output, dict):
+        view["result"] = status.output
+    return view
+
+
+def _runtime(status: Any) -> str | None:
+    runtime = status.runtime_status
+    return getattr(runtime, "value", runtime)
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# -- the timer ----------------------------------------------------------------------------------------
+
+
+async def start_scheduled_run(
+    client: df.DurableOrchestrationClient, settings: Settings, fired_at: datetime
+) -> tuple[str, bool]:
+    """Start the run of the occurrence a timer firing at ``fired_at`` serves, unless it already exists.
+
+    Returns ``(instance_id, started)``. An occurrence whose run is going or finished (in any state) is
+    not started again: one run per occurrence, however often the timer fires for it.
+    """
+    occurrence = occurrence_for_timer(settings.schedule, fired_at)
+    instance_id = occurrence_instance_id(occurrence)
+    existing = await client.get_status(instance_id)
+    if existing:
+        log.info(
+            "run %s for %s exists (%s); not starting it again", instance_id, occurrence, _runtime(existing)
+        )
+        return instance_id, False
+    run = RunInput(
+        trigger="schedule", selection=configured_selection(settings), options=run_options(settings)
+    )
+    try:
+        await client.start_new(RUN_ORCHESTRATOR, instance_id, run.to_json())
+    except Exception as exc:
+        # Two firings racing past the check: the loser's start is refused; the run exists either way.
+        if await client.get_status(instance_id):
+            log.info(
+                "run %s was started concurrently; not starting it again (%s)", instance_id, redact(str(exc))
+            )
+            return instance_id, False
+        raise DiskBackupError(f"could not start run {instance_id}: {exc}") from None
+    log.info("started scheduled run %s for %s", instance_id, occurrence)
+    return instance_id, True
