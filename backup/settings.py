@@ -57,6 +57,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         secret=True,
     ),
     SettingSpec(
+        "BACKUP_ARM_CA_BUNDLE",
+        None,
+        "A PEM file of certificates to trust for ARM instead of the system's (the emulator's own CA).",
+    ),
+    SettingSpec(
         "BACKUP_MANAGED_IDENTITY_CLIENT_ID",
         None,
         "Client id of a user-assigned managed identity; unset = DefaultAzureCredential.",
@@ -133,6 +138,7 @@ class Settings:
     storage_account: str
     arm_endpoint: str = "https://management.azure.com"
     arm_token: str | None = field(default=None, repr=False)
+    arm_ca_bundle: str | None = None
     managed_identity_client_id: str | None = None
     storage_key: str | None = field(default=None, repr=False)
     blob_endpoint: str = ""
@@ -205,6 +211,7 @@ class Settings:
             "storage_account": account,
             "arm_endpoint": arm_endpoint,
             "arm_token": arm_token,
+            "arm_ca_bundle": read("BACKUP_ARM_CA_BUNDLE", _existing_file),
             "managed_identity_client_id": read("BACKUP_MANAGED_IDENTITY_CLIENT_ID", _guid),
             "storage_key": read("BACKUP_STORAGE_KEY", _base64_key),
             "blob_endpoint": read("BACKUP_BLOB_ENDPOINT", _endpoint)
@@ -274,6 +281,12 @@ def _bool(value: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise ValueError(f"{value!r} is not true or false")
+
+
+def _existing_file(value: str) -> str:
+    if not os.path.isfile(value):
+        raise ValueError(f"{value!r} is not a readable file")
+    return value
 
 
 def _base64_key(value: str) -> str:
