@@ -87,12 +87,12 @@ def _collect(schema: Mapping[str, Any], file_name: str) -> tuple[dict[str, Any],
 
 
 def _check(schema: Mapping[str, Any], file_name: str, value: Any, path: str) -> None:
+    if schema.get("readOnly"):
+        return  # ARM ignores read-only properties in requests
     if "$ref" in schema:
         referenced, referenced_file = _resolve(schema["$ref"], file_name)
         _check(referenced, referenced_file, value, path)
         return
-    if schema.get("readOnly"):
-        return  # ARM ignores read-only properties in requests
     kind = schema.get("type")
     if kind is None and ("properties" in schema or "allOf" in schema):
         kind = "object"

@@ -258,7 +258,11 @@ class ComputeService:
             )
         self.check_scope(key.subscription_id, key.resource_group)
         properties = body.get("properties") or {}
-        creation = dict(properties.get("creationData") or {})
+        if not properties.get("creationData"):
+            raise arm_errors.invalid_parameter(
+                "properties.creationData", "Required parameter 'properties.creationData' is missing (null)."
+            )
+        creation = dict(properties["creationData"])
         with self._lock:
             existing = self._resources.get(key.folded())
         if existing is not None:
