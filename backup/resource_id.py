@@ -37,6 +37,7 @@ __all__ = [
     "parse_disk_id",
     "parse_resource_id",
     "parse_snapshot_id",
+    "parse_storage_account_id",
     "snapshot_id",
     "validate_name",
     "validate_new_name",
@@ -56,6 +57,7 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _RESOURCE_GROUP = re.compile(r"[-\w.()]+")
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 _NEW_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
+_STORAGE_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 def validate_subscription_id(value: str, field: str = "subscription id") -> str:
@@ -174,6 +176,8 @@ def parse_resource_id(
         "expected /subscriptions/{guid}/resourceGroups/{group}/providers/Microsoft.Compute/"
         f"{expected_type or '{disks|snapshots}'}/{{name}}"
     )
+    if value.lower().startswith("subscriptions/"):
+        value = "/" + value  # ARM accepts IDs without the leading slash (the spec's examples use them)
     if not value.startswith("/") or value.endswith("/"):
         raise InvalidInputError(field, f"{shape}, got {value!r}")
     parts = value[1:].split("/")
@@ -211,3 +215,31 @@ def disk_id(subscription_id: str, resource_group: str, name: str) -> ResourceId:
 def snapshot_id(subscription_id: str, resource_group: str, name: str) -> ResourceId:
     """The ID of snapshot ``name`` in ``resource_group`` (validated)."""
     return ResourceId(subscription_id, resource_group, "snapshots", name)
+
+
+def parse_storage_account_id(value: str, field: str = "storage account id") -> str:
+    """Validate a storage account's ARM ID; return it in canonical form.
+
+    ``/subscriptions/{guid}/resourceGroups/{group}/providers/Microsoft.Storage/storageAccounts/{name}``,
+    the name 3-24 lowercase letters and digits (Azure's rule for storage accounts).
+    """
+    shape = (
+        "expected /subscriptions/{guid}/resourceGroups/{group}/providers/Microsoft.Storage/"
+        "storageAccounts/{name}"
+    )
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(field, "must not be empty")
+    if value.lower().startswith("subscriptions/"):
+        value = "/" + value
+    parts = value[1:].split("/") if value.startswith("/") else []
+    keywords = tuple(parts[i].lower() for i in (0, 2, 4, 5, 6)) if len(parts) == 8 else ()
+    if keywords != ("subscriptions", "resourcegroups", "providers", "microsoft.storage", "storageaccounts"):
+        raise InvalidInputError(field, f"{shape}, got {value!r}")
+    subscription = validate_subscription_id(parts[1], f"{field}: subscription id")
+    group = validate_resource_group(parts[3], f"{field}: resource group")
+    if not _STORAGE_ACCOUNT_NAME.fullmatch(parts[7]):
+        raise InvalidInputError(f"{field}: name", f"3-24 lowercase letters and digits, got {parts[7]!r}")
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{group}"
+        f"/providers/Microsoft.Storage/storageAccounts/{parts[7]}"
+    )

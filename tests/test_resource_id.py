@@ -13,6 +13,7 @@ from backup.resource_id import (
     parse_disk_id,
     parse_resource_id,
     parse_snapshot_id,
+    parse_storage_account_id,
     validate_new_name,
     validate_resource_group,
 )
@@ -91,6 +92,39 @@ def test_new_names_that_are_refused(name: str) -> None:
         validate_new_name(name, "snapshot name")
 
 
+def test_an_id_without_the_leading_slash_is_accepted_as_arm_does() -> None:
+    # The spec's own examples write sourceResourceId as "subscriptions/...".
+    assert parse_disk_id(DISK[1:]) == parse_disk_id(DISK)
+    assert str(parse_disk_id(DISK[1:])) == DISK
+
+
+STORAGE = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.Storage/storageAccounts/backups01"
+)
+
+
+def test_storage_account_id() -> None:
+    assert parse_storage_account_id(STORAGE) == STORAGE
+    shouted = STORAGE.replace("Microsoft.Storage/storageAccounts", "MICROSOFT.STORAGE/StorageAccounts")
+    assert parse_storage_account_id(shouted[1:]) == STORAGE
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (STORAGE.replace("backups01", "Backups01"), "lowercase"),
+        (STORAGE.replace("backups01", "ab"), "3-24"),
+        (STORAGE.replace("backups01", "b" * 25), "3-24"),
+        (STORAGE.replace("Microsoft.Storage", "Microsoft.Compute"), "expected /subscriptions/"),
+        (DISK, "expected /subscriptions/"),
+        (STORAGE.replace(SUB, "x"), "GUID"),
+    ],
+)
+def test_bad_storage_account_ids(value: str, fragment: str) -> None:
+    with pytest.raises(InvalidInputError, match=fragment):
+        parse_storage_account_id(value)
+
+
 def test_constructor_validates_too() -> None:
     with pytest.raises(InvalidInputError, match="GUID"):
         disk_id("nope", "rg", "d")
@@ -120,6 +154,6 @@ def test_any_keyword_casing_names_the_same_resource(
     assert isinstance(rnd, random.Random)
     rid = ResourceId(sub, group, rtype, name)  # type: ignore[arg-type]
     text = str(rid)
-    # Only case changes that keep one character one character (German sharp s upper-cases to "SS").
-    jumbled = "".join(c.upper() if rnd.random() < 0.5 and len(c.upper()) == 1 else c for c in text)
+    # ASCII only: Unicode case mappings do not round-trip (sharp s upper-cases to "SS", dotless i to "I").
+    jumbled = "".join(c.upper() if c.isascii() and rnd.random() < 0.5 else c for c in text)
     assert parse_resource_id(jumbled) == rid
