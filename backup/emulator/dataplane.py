@@ -1,0 +1,1109 @@
+"""The managed-disk data plane: snapshot content behind SAS URLs, in front of a real Azurite.
+
+Azure serves a disk's or snapshot's bytes from a hidden storage account behind the SAS that grant
+access returns. Here that account is a second Azurite account (the *md account*, its key known only to
+this module), and a *front* server stands before Azurite's blob port (see :mod:`backup.emulator.front`):
+
+    client ──> front (127.0.0.1:<front>) ──> Azurite blob port      every request, Host header unchanged
+                 │
+                 ├─ md account, SAS reads       answered here from the grant's frozen PageMap
+                 ├─ Get Page Ranges (+ diff)    answered here: Azurite gets diffs wrong
+                 ├─ Put Page From URL           answered here: Azurite has none (501)
+                 ├─ Copy Blob from an md SAS    forwarded, then paced (pending, progress) and faulted
+                 └─ anything else               forwarded untouched: storage stays real Azurite
+
+Why each piece (verified in Azurite 3.37.0's source):
+
+- Azurite's Copy Blob takes a source only on its own instance: it compares the copy request's ``Host``
+  with the source URL's host, checks access with a HEAD of the source URL, then copies the page list
+  from its own store. So a grant is *materialised*: its content is written with Put Page (never Copy
+  Blob) into a fresh, never-reused page blob of the md account, whose service SAS (``sp=r``, ``se`` =
+  grant end, signed with the md key) is the accessSAS, on the front's host. The HEAD comes back to the
+  front, which answers it from the grant.
+- Azurite's Copy Blob makes the destination share the source's page list until Azurite restarts, so a
+  write to a copy changes its source. Reads through a SAS are therefore answered from the grant's own
+  frozen PageMap (never from Azurite), and a second Copy Blob from one grant first re-materialises the
+  md blob (deleting the old one leaves the first copy's data to that copy).
+- The md blob is a fixed VHD: the disk's bytes then a 512-byte footer (:mod:`backup.emulator.vhd`), as
+  Azure's managed-disk blobs are (a 32 GiB disk's SAS blob is 32 GiB + 512 bytes). Import checks it.
+
+Revoke ends the grant (the SAS answers 403 ``AuthenticationFailed``, a pending copy from it fails) and
+deletes the md blob. A SAS also stops at its expiry (``se``), by the clock given to :class:`DataPlane`.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import uuid
+import xml.etree.ElementTree as ET
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from backup.azurite import Azurite
+from backup.emulator import sas, vhd
+from backup.emulator.front import Forwarder, FrontServer, Reply, Request, storage_error, storage_headers
+from backup.emulator.pages import PAGE_SIZE, PageMap, diff
+from backup.errors import InvalidInputError
+from backup.page_range import MAX_WRITE_BYTES, PageRange, split
+from backup.redact import get_logger, strip_query
+from backup.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.transport import Transport
+
+__all__ = [
+    "MAX_PAGE_LIST_ITEMS",
+    "MD_BLOB_NAME",
+    "DataPlane",
+    "PageListItem",
+    "page_list_xml",
+    "parse_byte_range",
+]
+
+log = get_logger(__name__)
+
+#: Azure names the blob behind every managed-disk SAS "abcd"; so do we.
+MD_BLOB_NAME = "abcd"
+#: The most ranges one Get Page Ranges answer holds (Azure: 10,000; ``maxresults`` may ask for fewer).
+MAX_PAGE_LIST_ITEMS = 10_000
+_MIB = 1 << 20
+_STORAGE_VERSION = "2021-08-06"
+_READ_CHUNK = 4 << 20
+_AUTHENTICATION_FAILED = (
+    "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
+    "correctly including the signature."
+)
+# Conditions of a write that the destination account must check: passed on to Azurite as they came.
+_DESTINATION_CONDITIONS = (
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "x-ms-lease-id",
+    "x-ms-if-sequence-number-le",
+    "x-ms-if-sequence-number-lt",
+    "x-ms-if-sequence-number-eq",
+)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _http_date(moment: datetime) -> str:
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+# -- pure parts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageListItem:
+    """One element of a Get Page Ranges answer: a ``PageRange`` or a ``ClearRange``, inclusive."""
+
+    start: int
+    end: int
+    cleared: bool = False
+
+
+def page_list_xml(items: list[PageListItem], next_marker: str | None) -> bytes:
+    """The ``PageList`` document of a Get Page Ranges answer, ranges in offset order."""
+    parts = ['<?xml version="1.0" encoding="utf-8"?><PageList>']
+    for item in items:
+        tag = "ClearRange" if item.cleared else "PageRange"
+        parts.append(f"<{tag}><Start>{item.start}</Start><End>{item.end}</End></{tag}>")
+    parts.append(f"<NextMarker>{next_marker}</NextMarker>" if next_marker else "<NextMarker />")
+    parts.append("</PageList>")
+    return "".join(parts).encode("utf-8")
+
+
+def parse_byte_range(value: str) -> tuple[int, int | None] | None:
+    """``bytes=start-end`` or ``bytes=start-`` as ``(start, end or None)``; ``None`` when malformed."""
+    text = value.strip()
+    if not text.startswith("bytes="):
+        return None
+    first, dash, last = text[len("bytes=") :].partition("-")
+    if not dash or not first.isdigit() or (last and not last.isdigit()):
+        return None
+    start, end = int(first), int(last) if last else None
+    if end is not None and end < start:
+        return None
+    return start, end
+
+
+def _encode_marker(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"pagelist!{offset}".encode()).decode("ascii")
+
+
+def _decode_marker(marker: str) -> int | None:
+    try:
+        text = base64.urlsafe_b64decode(marker.encode("ascii")).decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    prefix, _, number = text.partition("!")
+    return int(number) if prefix == "pagelist" and number.isdigit() else None
+
+
+def _clip(items: list[PageListItem], low: int, high: int) -> list[PageListItem]:
+    """The parts of ``items`` inside ``[low, high]`` (inclusive)."""
+    clipped = []
+    for item in items:
+        start, end = max(item.start, low), min(item.end, high)
+        if start <= end:
+            clipped.append(PageListItem(start, end, item.cleared))
+    return clipped
+
+
+def _split_path(path: str) -> tuple[str, str, str]:
+    """``/account/container/blob/name`` as ``(account, container, blob)``; missing parts are empty."""
+    parts = path.lstrip("/").split("/", 2)
+    parts += [""] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+# -- state -----------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Grant:
+    """One grant of access: an md blob, its SAS, and the frozen content it serves."""
+
+    resource_id: str
+    family_id: str | None
+    taken_at: datetime | None
+    content: PageMap | None  # the disk's bytes (frozen); dropped when the grant ends
+    blob: PageMap | None  # content + VHD footer (frozen): what the SAS reads
+    blob_size: int
+    container: str
+    issued_at: datetime
+    expires_at: datetime
+    etag: str = ""
+    last_modified: str = ""
+    created: str = ""
+    revoked: bool = False
+    vanished: bool = False
+    copies: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def active(self, now: datetime) -> bool:
+        return not self.revoked and now < self.expires_at
+
+
+@dataclass(eq=False)
+class _PacedCopy:
+    """A Copy Blob from an md SAS that the front shows as pending for a few HEADs (Azurite finished it)."""
+
+    copy_id: str
+    grant: _Grant
+    total: int
+    polls: int  # HEADs it shows pending
+    failure: str | None  # the description it fails with, once the polls are over
+    seen: int = 0
+    outcome: str | None = None  # None while pending, then "success", "failed" or "aborted"
+    description: str | None = None
+    completed_at: datetime | None = None
+    copied: int = 0
+
+    def observe(self, now: datetime) -> None:
+        """One HEAD of the destination: advance the progress, or settle the outcome."""
+        if self.outcome is not None:
+            return
+        if self.seen < self.polls:
+            self.seen += 1
+            self.copied = self.total * self.seen // (self.polls + 1) // PAGE_SIZE * PAGE_SIZE
+            return
+        if self.failure is not None:
+            self.settle("failed", self.failure, now)
+        else:
+            self.outcome, self.copied, self.completed_at = "success", self.total, now
+
+    def settle(self, outcome: str, description: str | None, now: datetime) -> None:
+        """End the copy now as ``failed`` or ``aborted`` (no-op when already ended)."""
+        if self.outcome is None:
+            self.outcome, self.description, self.completed_at = outcome, description, now
+
+
+# -- Azurite as the md account's (and destinations') storage ---------------------------------------
+
+
+class _AzuriteStorage:
+    """The few blob calls the data plane makes into Azurite, signed with the account's key.
+
+    Kept to this one small class so that moving to the product's blob client is one swap.
+    """
+
+    def __init__(self, blob_url: str, account_keys: Mapping[str, str]) -> None:
+        self.blob_url = blob_url
+        self._auth = {
+            name: SharedKeyAuthorizer(name, key, service=StorageService.BLOB)
+            for name, key in account_keys.items()
+        }
+        self._transport = Transport()
+
+    def url(self, account: str, container: str, blob: str = "", query: str = "") -> str:
+        path = f"{self.blob_url}/{account}/{container}" + (f"/{quote(blob)}" if blob else "")
+        return path + (f"?{query}" if query else "")
+
+    def request(
+        self,
+        method: str,
+        account: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        *,
+        ok: tuple[int, ...] | None = None,
+    ) -> requests.Response:
+        send = {"x-ms-version": _STORAGE_VERSION, **(headers or {})}
+        return self._transport.request(
+            method, url, headers=send, body=body, authorize=self._auth.get(account), ok=ok, idempotent=True
+        )
+
+    def create_page_blob(self, account: str, container: str, blob: str, size: int) -> None:
+        self.request(
+            "PUT",
+            account,
+            self.url(account, container, blob),
+            {"x-ms-blob-type": "PageBlob", "x-ms-blob-content-length": str(size)},
+        )
+
+    def write(self, account: str, container: str, blob: str, content: PageMap) -> None:
+        """Write every populated range of ``content`` with Put Page, 4 MiB at a time."""
+        ranges = [PageRange(start, end) for start, end in content.ranges()]
+        for chunk in split(ranges):
+            self.request(
+                "PUT",
+                account,
+                self.url(account, container, blob, "comp=page"),
+                {"x-ms-page-write": "update", "x-ms-range": chunk.write_header()},
+                content.read(chunk.start, chunk.length),
+            )
+
+
+# -- the data plane --------------------------------------------------------------------------------
+
+
+class DataPlane:
+    """The managed-disk data plane and its front; see the module docstring.
+
+    ``account_keys`` maps every Azurite account name to its key; it must include ``md_account``.
+    ``clock`` (a seam for tests of expiry) gives the current UTC time. ``copy_pending_polls`` is how
+    many HEADs of a copy destination show ``pending`` before the copy's outcome.
+    """
+
+    def __init__(
+        self,
+        azurite: Azurite,
+        *,
+        md_account: str,
+        account_keys: Mapping[str, str],
+        clock: Callable[[], datetime] = _utc_now,
+        copy_pending_polls: int = 3,
+    ) -> None:
+        if md_account not in account_keys:
+            raise InvalidInputError("account_keys", f"must hold the key of the md account {md_account!r}")
+        if not azurite.blob_url:
+            raise InvalidInputError("azurite", "must be running (no blob endpoint yet)")
+        self.md_account = md_account
+        self.copy_pending_polls = copy_pending_polls
+        self._keys = dict(account_keys)
+        self._clock = clock
+        self._storage = _AzuriteStorage(azurite.blob_url, account_keys)
+        self._forwarder = Forwarder(azurite.blob_url)
+        self._front = FrontServer(self._dispatch)
+        self._session = requests.Session()
+        self._lock = threading.RLock()
+        self._current: dict[str, _Grant] = {}  # resource id -> its latest grant
+        self._by_container: dict[str, _Grant] = {}  # every grant ever issued (ended ones hold no content)
+        self._copies: dict[str, _PacedCopy] = {}  # destination path -> its paced copy
+        self._copy_failures: dict[str, deque[str]] = {}
+        self._vanished: set[str] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the front on a free loopback port."""
+        self._front.start()
+
+    def stop(self) -> None:
+        """Stop the front (Azurite's data is the caller's to keep or remove)."""
+        self._front.stop()
+        self._session.close()
+
+    @property
+    def blob_url(self) -> str:
+        """The front's base URL, e.g. ``http://127.0.0.1:41234``; account URLs are path-style below it."""
+        if not self._front.running:
+            raise RuntimeError("the data-plane front is not running; call start() first")
+        return self._front.url
+
+    def blob_endpoint(self, account: str) -> str:
+        """The front's blob endpoint of ``account`` (what the app uses)."""
+        return f"{self.blob_url}/{account}"
+
+    # -- grants -------------------------------------------------------------------------------------
+
+    def grant(
+        self,
+        *,
+        resource_id: str,
+        family_id: str | None,
+        content: PageMap,
+        duration_seconds: int,
+        taken_at: datetime | None = None,
+    ) -> str:
+        """Materialise ``content`` as a fresh md blob and return its read SAS URL (the accessSAS).
+
+        A resource's earlier grant ends first (one SAS per resource). ``family_id`` groups the
+        incremental snapshots of one disk (diffs are allowed only within a family); ``taken_at``, when
+        given, lets a diff refuse a "previous" snapshot that is newer.
+        """
+        base = self.blob_url  # fails early when the front is not running
+        if not resource_id:
+            raise InvalidInputError("resource_id", "must not be empty")
+        if (
+            isinstance(duration_seconds, bool)
+            or not isinstance(duration_seconds, int)
+            or duration_seconds <= 0
+        ):
+            raise InvalidInputError(
+                "duration_seconds", f"must be a positive integer, got {duration_seconds!r}"
+            )
+        self.revoke(resource_id)
+        frozen = content.frozen()
+        blob = frozen.copy()
+        blob.resize(frozen.size + vhd.FOOTER_SIZE)
+        blob.write(
+            frozen.size,
+            vhd.build_footer(frozen.size, uuid.uuid5(uuid.NAMESPACE_URL, family_id or resource_id)),
+        )
+        now = self._clock()
+        grant = _Grant(
+            resource_id=resource_id,
+            family_id=family_id,
+            taken_at=taken_at,
+            content=frozen,
+            blob=blob.frozen(),
+            blob_size=blob.size,
+            container=uuid.uuid4().hex,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=duration_seconds),
+            vanished=resource_id in self._vanished,
+        )
+        self._materialise(grant, create_container=True)
+        with self._lock:
+            self._current[resource_id] = grant
+            self._by_container[grant.container] = grant
+        self._sweep()
+        query = sas.generate_blob_sas(
+            account=self.md_account,
+            account_key=self._keys[self.md_account],
+            container=grant.container,
+            blob=MD_BLOB_NAME,
+            permissions="r",
+            start=grant.issued_at,
+            expiry=grant.expires_at,
+        )
+        log.info("granted %s for %d s (md container %s)", resource_id, duration_seconds, grant.container)
+        return f"{base}/{self.md_account}/{grant.container}/{MD_BLOB_NAME}?{query}"
+
+    def _materialise(self, grant: _Grant, *, create_container: bool) -> None:
+        assert grant.blob is not None
+        md = self.md_account
+        if create_container:
+            self._storage.request(
+                "PUT", md, self._storage.url(md, grant.container, query="restype=container")
+            )
+        else:
+            self._storage.request(
+                "DELETE", md, self._storage.url(md, grant.container, MD_BLOB_NAME), ok=(202, 404)
+            )
+        self._storage.create_page_blob(md, grant.container, MD_BLOB_NAME, grant.blob_size)
+        self._storage.write(md, grant.container, MD_BLOB_NAME, grant.blob)
+        if create_container:
+            head = self._storage.request("HEAD", md, self._storage.url(md, grant.container, MD_BLOB_NAME))
+            grant.etag = head.headers.get("ETag", f'"0x{uuid.uuid4().hex[:15].upper()}"')
+            grant.last_modified = head.headers.get("Last-Modified", _http_date(grant.issued_at))
+            grant.created = head.headers.get("x-ms-creation-time", grant.last_modified)
+
+    def revoke(self, resource_id: str) -> None:
+        """End ``resource_id``'s grant: its SAS answers 403, a copy still pending from it fails."""
+        with self._lock:
+            grant = self._current.pop(resource_id, None)
+        if grant is not None:
+            self._end(grant, "revoked")
+
+    def _end(self, grant: _Grant, why: str) -> None:
+        now = self._clock()
+        with self._lock:
+            if why == "revoked":
+                grant.revoked = True
+            for paced in self._copies.values():
+                if paced.grant is grant and paced.outcome is None:
+                    # Azure: revoking access while a copy reads from the SAS fails the copy.
+                    paced.settle(
+                        "failed", '403 AuthenticationFailed "Access to the copy source was revoked."', now
+                    )
+            grant.content = grant.blob = None
+        try:
+            self._storage.request(
+                "DELETE",
+                self.md_account,
+                self._storage.url(self.md_account, grant.container, query="restype=container"),
+                ok=(202, 404),
+            )
+        except Exception as error:  # the grant is over either way; a leftover md blob is only space
+            log.warning("could not delete md container %s: %s", grant.container, error)
+        log.info("grant of %s %s (md container %s)", grant.resource_id, why, grant.container)
+
+    def _sweep(self) -> None:
+        """Drop the md blobs of grants that expired (the SAS already refuses them)."""
+        now = self._clock()
+        with self._lock:
+            expired = [g for g in self._current.values() if not g.revoked and now >= g.expires_at]
+            for grant in expired:
+                del self._current[grant.resource_id]
+        for grant in expired:
+            self._end(grant, "expired")
+
+    def active_grants(self, family_id: str) -> int:
+        """How many snapshots of ``family_id`` hold a SAS that is neither revoked nor expired."""
+        self._sweep()
+        now = self._clock()
+        with self._lock:
+            return sum(1 for g in self._current.values() if g.family_id == family_id and g.active(now))
+
+    def forget(self, resource_id: str) -> None:
+        """The resource was deleted: end its grant and drop what the data plane kept about it."""
+        self.revoke(resource_id)
+        with self._lock:
+            self._copy_failures.pop(resource_id, None)
+            self._vanished.discard(resource_id)
+
+    # -- faults -------------------------------------------------------------------------------------
+
+    def fail_next_copy(self, resource_id: str, description: str) -> None:
+        """The next Copy Blob from ``resource_id``'s SAS ends ``failed`` with ``description``."""
+        if not description or not description.strip():
+            raise InvalidInputError("description", "must not be empty")
+        with self._lock:
+            self._copy_failures.setdefault(resource_id, deque()).append(description.strip())
+
+    def make_source_disappear(self, resource_id: str) -> None:
+        """``resource_id``'s blob is gone: its SAS answers 404, copies from it fail (pending or new)."""
+        now = self._clock()
+        with self._lock:
+            self._vanished.add(resource_id)
+            grant = self._current.get(resource_id)
+            if grant is None:
+                return
+            grant.vanished = True
+            for paced in self._copies.values():
+                if paced.grant is grant:
+                    paced.settle("failed", '404 BlobNotFound "The specified blob does not exist."', now)
+
+    # -- Import ---------------------------------------------------------------------------------------
+
+    def read_blob(self, source_uri: str) -> PageMap:
+        """The disk content of a fixed-VHD page blob in an Azurite account (for ``createOption: Import``).
+
+        ``source_uri`` may carry a SAS; without one the blob is read with the account's key, as Azure
+        reads it with its own access to ``storageAccountId``. The blob must be a page blob ending in a
+        valid fixed-VHD footer whose size is the blob's less 512 bytes, a multiple of 1 MiB. Raises
+        :class:`InvalidInputError` (field ``sourceUri``) for a blob that is no such VHD, and the HTTP
+        errors of :mod:`backup.errors` (e.g. ``NotFoundError``) when it cannot be read.
+        """
+        parts = urlsplit(source_uri)
+        account, container, blob = _split_path(parts.path)
+        if parts.scheme not in ("http", "https") or not account or not container or not blob:
+            raise InvalidInputError("sourceUri", f"{strip_query(source_uri)!r} is not a blob URL")
+        if account == self.md_account:
+            with self._lock:
+                grant = self._by_container.get(container)
+            if grant is None or grant.content is None:
+                raise InvalidInputError("sourceUri", f"{strip_query(source_uri)!r} is not an active disk SAS")
+            return grant.content.copy()
+        query = (
+            "&".join(p for p in parts.query.split("&") if p.startswith("snapshot="))
+            if account in self._keys
+            else parts.query
+        )
+        url = f"{self._storage.blob_url}{parts.path}" + (f"?{query}" if query else "")
+        head = self._storage.request("HEAD", account, url)
+        shown = strip_query(source_uri)
+        if head.headers.get("x-ms-blob-type") != "PageBlob":
+            raise InvalidInputError(
+                "sourceUri", f"The blob {shown} is not a page blob; Import needs a fixed VHD."
+            )
+        size = int(head.headers.get("Content-Length", "0"))
+        if size < vhd.FOOTER_SIZE + _MIB or (size - vhd.FOOTER_SIZE) % _MIB:
+            raise InvalidInputError(
+                "sourceUri",
+                f"The size in bytes {size} of {shown} - 512 bytes for the VHD footer "
+                f"({size - vhd.FOOTER_SIZE} in this case) must be a positive multiple of MiB.",
+            )
+        disk_size = size - vhd.FOOTER_SIZE
+        footer = vhd.parse_footer(self._read_range(account, url, disk_size, vhd.FOOTER_SIZE))
+        if footer.cookie != b"conectix":
+            raise InvalidInputError(
+                "sourceUri",
+                f"The specified cookie value in VHD footer indicates that the blob {shown} is not a "
+                "supported VHD. Disk is expected to have cookie value 'conectix'.",
+            )
+        if footer.disk_type != 2 or not footer.checksum_ok or footer.current_size != disk_size:
+            raise InvalidInputError(
+                "sourceUri", f"The VHD {shown} is not a valid fixed VHD of {disk_size} bytes (footer check)."
+            )
+        listing = self._storage.request("GET", account, url + ("&" if "?" in url else "?") + "comp=pagelist")
+        ranges = []
+        # Azurite's own answer on loopback, not outside input: the stdlib parser is fine here.
+        for element in ET.fromstring(listing.content).iter("PageRange"):  # noqa: S314
+            start, end = int(element.findtext("Start", "0")), int(element.findtext("End", "-1"))
+            if start < disk_size:
+                ranges.append(PageRange(start, min(end, disk_size - 1)))
+        content = PageMap(disk_size)
+        for chunk in split(ranges):
+            content.write(chunk.start, self._read_range(account, url, chunk.start, chunk.length))
+        return content
+
+    def _read_range(self, account: str, url: str, offset: int, length: int) -> bytes:
+        response = self._storage.request(
+            "GET", account, url, {"x-ms-range": f"bytes={offset}-{offset + length - 1}"}
+        )
+        if len(response.content) != length:
+            raise InvalidInputError(
+                "sourceUri", f"short read at {offset}: {len(response.content)} of {length} bytes"
+            )
+        return response.content
+
+    # -- the front's dispatcher ---------------------------------------------------------------------
+
+    def _dispatch(self, request: Request) -> Reply:
+        account, container, blob = _split_path(request.url_path)
+        if account == self.md_account:
+            return self._md_request(request, container, blob)
+        method, comp = request.method, request.query_param("comp")
+        copy_source = request.header("x-ms-copy-source")
+        if method == "PUT" and blob and copy_source:
+            if comp == "page":
+                return self._put_page_from_url(request, account, container, blob, copy_source)
+            if comp is None and (request.header("x-ms-requires-sync") or "").lower() != "true":
+                grant = self._grant_of_url(request, copy_source)
+                if grant is not None:
+                    return self._copy_from_grant(request, grant)
+        if (
+            method == "PUT"
+            and blob
+            and comp == "copy"
+            and (request.header("x-ms-copy-action") or "").lower() == "abort"
+        ):
+            abort = self._abort_copy(request, account, container, blob)
+            if abort is not None:
+                return abort
+        reply = self._forwarder.forward(request)
+        if method in ("GET", "HEAD") and blob and comp in (None, "properties"):
+            self._show_copy_state(request.url_path, reply)
+        return reply
+
+    # -- md account: reads through a SAS --------------------------------------------------------------
+
+    def _grant_of_url(self, request: Request, url: str) -> _Grant | None:
+        """The grant a URL on this front names (None for any other URL)."""
+        parts = urlsplit(url)
+        account, container, _ = _split_path(parts.path)
+        if parts.netloc != request.host or account != self.md_account:
+            return None
+        with self._lock:
+            return self._by_container.get(container)
+
+    def _check_md_sas(
+        self, request: Request, query: str, container: str, blob: str, permission: str
+    ) -> Reply | None:
+        """The error answer for a SAS that does not let this request at the md blob, else ``None``."""
+        fields = sas.sas_fields(query)
+        if "sig" not in fields:
+            # Anonymous access to a private container: Azure does not even admit the blob exists.
+            return storage_error(request, 404, "ResourceNotFound", "The specified resource does not exist.")
+        problem = sas.check_blob_sas(
+            fields,
+            account=self.md_account,
+            account_key=self._keys[self.md_account],
+            container=container,
+            blob=blob,
+            permission=permission,
+            now=self._clock(),
+        )
+        if problem is not None:
+            return self._sas_error(request, problem)
+        with self._lock:
+            grant = self._by_container.get(container)
+        if grant is None or blob != MD_BLOB_NAME:
+            return storage_error(request, 404, "BlobNotFound", "The specified blob does not exist.")
+        if grant.revoked or grant.blob is None:
+            return storage_error(
+                request,
+                403,
+                "AuthenticationFailed",
+                _AUTHENTICATION_FAILED,
+                AuthenticationErrorDetail="Access to the disk or snapshot has been revoked.",
+            )
+        if grant.vanished:
+            return storage_error(request, 404, "BlobNotFound", "The specified blob does not exist.")
+        return None
+
+    @staticmethod
+    def _sas_error(request: Request, problem: sas.SasProblem) -> Reply:
+        if problem.code == "AuthenticationFailed":
+            return storage_error(
+                request,
+                problem.status,
+                problem.code,
+                _AUTHENTICATION_FAILED,
+                AuthenticationErrorDetail=problem.detail,
+            )
+        return storage_error(request, problem.status, problem.code, problem.detail)
+
+    def _md_request(self, request: Request, container: str, blob: str) -> Reply:
+        if not container or not blob:
+            return storage_error(
+                request,
+                403,
+                "AuthorizationFailure",
+                "This request is not authorized to perform this operation.",
+            )
+        permission = "r" if request.method in ("GET", "HEAD") else "w"
+        refusal = self._check_md_sas(request, request.query, container, blob, permission)
+        if refusal is not None:
+            return refusal
+        with self._lock:
+            grant = self._by_container[container]
+            frozen = grant.blob
+        if frozen is None:  # ended between the check and now
+            return storage_error(request, 404, "BlobNotFound", "The specified blob does not exist.")
+        comp = request.query_param("comp")
+        if comp == "pagelist":
+            return self._page_list(request, grant, frozen)
+        if comp in (None, "metadata"):
+            return self._read(request, grant, frozen, metadata_only=comp == "metadata")
+        return storage_error(
+            request,
+            400,
+            "InvalidQueryParameterValue",
+            "Value for one of the query parameters specified in the request URI is invalid.",
+            QueryParameterName="comp",
+            QueryParameterValue=comp,
+        )
+
+    def _blob_headers(self, request: Request, grant: _Grant) -> list[tuple[str, str]]:
+        return [
+            *storage_headers(request),
+            ("ETag", grant.etag),
+            ("Last-Modified", grant.last_modified),
+            ("x-ms-creation-time", grant.created),
+            ("x-ms-blob-type", "PageBlob"),
+            ("x-ms-blob-sequence-number", "0"),
+            ("x-ms-lease-status", "unlocked"),
+            ("x-ms-lease-state", "available"),
+            ("x-ms-server-encrypted", "true"),
+            ("Accept-Ranges", "bytes"),
+        ]
+
+    def _read(self, request: Request, grant: _Grant, frozen: PageMap, *, metadata_only: bool) -> Reply:
+        headers = self._blob_headers(request, grant)
+        if metadata_only:
+            return Reply(200, headers, b"")
+        size = frozen.size
+        wanted = request.header("x-ms-range") or request.header("Range")
+        start, end, status = 0, size - 1, 200
+        if wanted:
+            parsed = parse_byte_range(wanted)
+            if parsed is None or parsed[0] >= size:
+                reply = storage_error(
+                    request,
+                    416,
+                    "InvalidRange",
+                    "The range specified is invalid for the current size of the resource.",
+                )
+                reply.set_header("Content-Range", f"bytes */{size}")
+                return reply
+            start, end = parsed[0], min(parsed[1] if parsed[1] is not None else size - 1, size - 1)
+            status = 206
+            headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+        headers += [("Content-Type", "application/octet-stream"), ("Content-Length", str(end - start + 1))]
+
+        def body() -> Iterator[bytes]:
+            for offset in range(start, end + 1, _READ_CHUNK):
+                yield frozen.read(offset, min(_READ_CHUNK, end + 1 - offset))
+
+        return Reply(status, headers, body(), end - start + 1)
+
+    # -- md account: Get Page Ranges, with and without a previous snapshot ---------------------------
+
+    def _page_list(self, request: Request, grant: _Grant, frozen: PageMap) -> Reply:
+        previous_url = request.header("x-ms-previous-snapshot-url")
+        if request.query_param("prevsnapshot") is not None:
+            # The md blob has no blob snapshots: a diff between managed snapshots goes by URL.
+            return storage_error(
+                request, 409, "PreviousSnapshotNotFound", "The previous snapshot is not found."
+            )
+        if previous_url:
+            outcome = self._previous_grant(request, grant, previous_url)
+            if isinstance(outcome, Reply):
+                return outcome
+            older = outcome
+            changed, cleared = diff(older, frozen)
+            items = sorted(
+                [PageListItem(s, e) for s, e in changed] + [PageListItem(s, e, True) for s, e in cleared],
+                key=lambda item: item.start,
+            )
+        else:
+            items = [PageListItem(s, e) for s, e in frozen.ranges()]
+        wanted = request.header("x-ms-range") or request.header("Range")
+        if wanted:
+            parsed = parse_byte_range(wanted)
+            if (
+                parsed is None
+                or parsed[0] % PAGE_SIZE
+                or (parsed[1] is not None and (parsed[1] + 1) % PAGE_SIZE)
+            ):
+                return storage_error(
+                    request,
+                    400,
+                    "InvalidHeaderValue",
+                    "The value for one of the HTTP headers is not in the correct format.",
+                    HeaderName="x-ms-range" if request.header("x-ms-range") else "Range",
+                    HeaderValue=wanted,
+                )
+            items = _clip(items, parsed[0], parsed[1] if parsed[1] is not None else frozen.size - 1)
+        limit = MAX_PAGE_LIST_ITEMS
+        maxresults = request.query_param("maxresults")
+        if maxresults is not None:
+            if not maxresults.isdigit() or int(maxresults) < 1:
+                return storage_error(
+                    request,
+                    400,
+                    "OutOfRangeQueryParameterValue",
+                    "One of the query parameters specified in the request URI is outside the permissible "
+                    "range.",
+                    QueryParameterName="maxresults",
+                    QueryParameterValue=maxresults,
+                )
+            limit = min(limit, int(maxresults))
+        marker = request.query_param("marker")
+        if marker:
+            resume = _decode_marker(marker)
+            if resume is None:
+                return storage_error(
+                    request,
+                    400,
+                    "InvalidQueryParameterValue",
+                    "Value for one of the query parameters specified in the request URI is invalid.",
+                    QueryParameterName="marker",
+                    QueryParameterValue=marker,
+                )
+            items = [item for item in items if item.start >= resume]
+        page, rest = items[:limit], items[limit:]
+        body = page_list_xml(page, _encode_marker(rest[0].start) if rest else None)
+        headers = [
+            *storage_headers(request),
+            ("ETag", grant.etag),
+            ("Last-Modified", grant.last_modified),
+            ("x-ms-blob-content-length", str(frozen.size)),
+            ("Content-Type", "application/xml"),
+        ]
+        return Reply(200, headers, body)
+
+    def _previous_grant(self, request: Request, grant: _Grant, previous_url: str) -> PageMap | Reply:
+        """The older snapshot's frozen blob named by ``x-ms-previous-snapshot-url``, or the error answer."""
+        parts = urlsplit(previous_url)
+        account, container, blob = _split_path(parts.path)
+        if parts.netloc != request.host or account != self.md_account:
+            return storage_error(
+                request, 409, "PreviousSnapshotNotFound", "The previous snapshot is not found."
+            )
+        refusal = self._check_md_sas(request, parts.query, container, blob, "r")
+        if refusal is not None:
+            return refusal
+        with self._lock:
+            previous = self._by_container[container]
+            older = previous.blob
+        if older is None:
+            return storage_error(
+                request, 409, "PreviousSnapshotNotFound", "The previous snapshot is not found."
+            )
+        if grant.family_id is None or previous.family_id is None:
+            return storage_error(
+                request,
+                409,
+                "PreviousSnapshotOperationNotSupported",
+                "Differential Get Page Ranges is not supported on the previous snapshot.",
+            )
+        if previous.family_id != grant.family_id:
+            return storage_error(
+                request, 409, "PreviousSnapshotNotFound", "The previous snapshot is not found."
+            )
+        if previous.taken_at and grant.taken_at and previous.taken_at > grant.taken_at:
+            return storage_error(
+                request,
+                400,
+                "PreviousSnapshotCannotBeNewer",
+                "The prevsnapshot query parameter value cannot be newer than snapshot query parameter value.",
+            )
+        return older
+
+    # -- copies from a grant: forwarded, then paced -------------------------------------------------
+
+    def _copy_from_grant(self, request: Request, grant: _Grant) -> Reply:
+        with grant.lock:
+            usable = not grant.revoked and not grant.vanished and grant.blob is not None
+            if usable and grant.copies > 0:
+                # An earlier copy shares (and may have changed) the md blob's pages in Azurite.
+                self._materialise(grant, create_container=False)
+            reply = self._forwarder.forward(request)
+            if reply.status != 202:
+                return reply
+            grant.copies += 1
+        with self._lock:
+            failures = self._copy_failures.get(grant.resource_id)
+            failure = failures.popleft() if failures else None
+        if self.copy_pending_polls <= 0 and failure is None:
+            return reply
+        copy_id = reply.header("x-ms-copy-id") or ""
+        with self._lock:
+            self._copies[request.url_path] = _PacedCopy(
+                copy_id, grant, grant.blob_size, max(0, self.copy_pending_polls), failure
+            )
+        reply.set_header("x-ms-copy-status", "pending")
+        return reply
+
+    def _show_copy_state(self, path: str, reply: Reply) -> None:
+        """Overlay a paced copy's state on a HEAD/GET of its destination."""
+        with self._lock:
+            paced = self._copies.get(path)
+            if paced is None or reply.status not in (200, 206):
+                return
+            if reply.header("x-ms-copy-id") != paced.copy_id:
+                del self._copies[path]  # the destination was overwritten since
+                return
+            paced.observe(self._clock())
+            outcome, copied, description, completed = (
+                paced.outcome,
+                paced.copied,
+                paced.description,
+                paced.completed_at,
+            )
+            if outcome == "success":
+                del self._copies[path]
+                return
+        reply.set_header("x-ms-copy-status", outcome or "pending")
+        reply.set_header("x-ms-copy-progress", f"{copied}/{paced.total}")
+        reply.set_header("x-ms-copy-status-description", description)
+        reply.set_header("x-ms-copy-completion-time", _http_date(completed) if completed else None)
+
+    def _abort_copy(self, request: Request, account: str, container: str, blob: str) -> Reply | None:
+        """Abort Copy Blob of a copy still shown pending; ``None`` to let Azurite answer (409)."""
+        with self._lock:
+            paced = self._copies.get(request.url_path)
+            pending = paced is not None and paced.outcome is None
+        if paced is None or not pending:
+            return None
+        refusal = self._authorize_write(request, account, container, blob)
+        if refusal is not None:
+            return refusal
+        if request.query_param("copyid") != paced.copy_id:
+            return storage_error(
+                request,
+                409,
+                "CopyIdMismatch",
+                "The specified copy ID did not match the copy ID for the pending copy operation.",
+            )
+        with self._lock:
+            paced.settle("aborted", None, self._clock())
+        return Reply(204, storage_headers(request), b"")
+
+    # -- Put Page From URL --------------------------------------------------------------------------
+
+    def _authorize_write(self, request: Request, account: str, container: str, blob: str) -> Reply | None:
+        """Check the caller's Shared Key or SAS for a write to ``account`` as Azure would; error or None."""
+        authorization = request.header("Authorization")
+        fields = sas.sas_fields(request.query)
+        failed = _AUTHENTICATION_FAILED
+        if authorization:
+            scheme, _, credential = authorization.strip().partition(" ")
+            if scheme != "SharedKey":
+                detail = f"Authorization scheme {scheme} is not supported by the emulator's front."
+                return storage_error(
+                    request, 403, "AuthenticationFailed", failed, AuthenticationErrorDetail=detail
+                )
+            name = credential.partition(":")[0]
+            key = self._keys.get(account)
+            if name != account or key is None or not (request.header("x-ms-date") or request.header("Date")):
+                return storage_error(request, 403, "AuthenticationFailed", failed)
+            signer = SharedKeyAuthorizer(account, key, service=StorageService.BLOB)
+            if not signer.verify(authorization, request.method, request.url, dict(request.headers)):
+                detail = (
+                    "The MAC signature found in the HTTP request is not the same as any computed signature."
+                )
+                return storage_error(
+                    request, 403, "AuthenticationFailed", failed, AuthenticationErrorDetail=detail
+                )
+            return None
+        if "sig" in fields:
+            key = self._keys.get(account)
+            if key is None:
+                return storage_error(request, 403, "AuthenticationFailed", failed)
+            now = self._clock()
+            if "ss" in fields:
+                problem = sas.check_account_sas(
+                    fields, account=account, account_key=key, permission="w", resource_type="o", now=now
+                )
+            else:
+                problem = sas.check_blob_sas(
+                    fields,
+                    account=account,
+                    account_key=key,
+                    container=container,
+                    blob=blob,
+                    permission="w",
+                    now=now,
+                )
+            return None if problem is None else self._sas_error(request, problem)
+        return storage_error(request, 404, "ResourceNotFound", "The specified resource does not exist.")
+
+    def _put_page_from_url(
+        self, request: Request, account: str, container: str, blob: str, source: str
+    ) -> Reply:
+        refusal = self._authorize_write(request, account, container, blob)
+        if refusal is not None:
+            return refusal
+        target_name = "x-ms-range" if request.header("x-ms-range") else "Range"
+        target = self._write_range(request, target_name, request.header(target_name))
+        if isinstance(target, Reply):
+            return target
+        source_range = self._write_range(request, "x-ms-source-range", request.header("x-ms-source-range"))
+        if isinstance(source_range, Reply):
+            return source_range
+        if source_range.length != target.length:
+            return _bad_header(request, "x-ms-source-range", request.header("x-ms-source-range") or "")
+        page_write = request.header("x-ms-page-write") or ""
+        if page_write.lower() != "update":
+            return _bad_header(request, "x-ms-page-write", page_write)
+        if request.body:
+            return _bad_header(request, "Content-Length", str(len(request.body)))
+        data = self._read_source(request, source, source_range)
+        if isinstance(data, Reply):
+            return data
+        headers = {
+            "x-ms-page-write": "update",
+            "x-ms-range": target.header(),
+        }
+        for name, value in request.headers:
+            if name.lower() in _DESTINATION_CONDITIONS:
+                headers[name] = value
+        response = self._storage.request(
+            "PUT",
+            account,
+            self._storage.url(account, container, blob, "comp=page"),
+            headers,
+            data,
+            ok=tuple(range(100, 600)),
+        )
+        passed = [
+            (k, v)
+            for k, v in response.headers.items()
+            if k.lower() not in ("content-length", "connection", "keep-alive", "transfer-encoding")
+        ]
+        return Reply(response.status_code, passed, response.content)
+
+    @staticmethod
+    def _write_range(request: Request, name: str, value: str | None) -> PageRange | Reply:
+        if not value:
+            message = "An HTTP header that's mandatory for this request is not specified."
+            return storage_error(request, 400, "MissingRequiredHeader", message, HeaderName=name)
+        parsed = parse_byte_range(value)
+        if parsed is None or parsed[1] is None:
+            return _bad_header(request, name, value)
+        try:
+            chunk = PageRange(parsed[0], parsed[1])
+        except InvalidInputError:
+            return _bad_header(request, name, value)
+        if chunk.length > MAX_WRITE_BYTES:
+            return _bad_header(request, name, value)
+        return chunk
+
+    def _read_source(self, request: Request, source: str, chunk: PageRange) -> bytes | Reply:
+        """The bytes of ``chunk`` of the copy source, or the error answer (``CannotVerifyCopySource``)."""
+        parts = urlsplit(source)
+        account, container, blob = _split_path(parts.path)
+        if parts.netloc == request.host and account == self.md_account:
+            refusal = self._check_md_sas(request, parts.query, container, blob, "r")
+            if refusal is not None:
+                return _cannot_verify(request, refusal)
+            with self._lock:
+                frozen = self._by_container[container].blob
+            if frozen is None:
+                return storage_error(
+                    request, 404, "CannotVerifyCopySource", "The specified blob does not exist."
+                )
+            if chunk.end >= frozen.size:
+                return storage_error(
+                    request,
+                    416,
+                    "CannotVerifyCopySource",
+                    "The range specified is invalid for the current size of the resource.",
+                )
+            return frozen.read(chunk.start, chunk.length)
+        headers = {"x-ms-version": _STORAGE_VERSION, "x-ms-range": chunk.header()}
+        source_auth = request.header("x-ms-copy-source-authorization")
+        if source_auth:
+            headers["Authorization"] = source_auth
+        try:
+            response = self._session.get(source, headers=headers, timeout=(10, 120))
+        except requests.RequestException as error:
+            log.warning("copy source %s unreachable: %s", strip_query(source), type(error).__name__)
+            return storage_error(
+                request,
+                500,
+                "CannotVerifyCopySource",
+                "Could not verify the copy source within the specified time.",
+            )
+        if response.status_code not in (200, 206) or len(response.content) != chunk.length:
+            message = _xml_message(response.content) or response.reason or "Could not read the copy source."
+            return storage_error(
+                request,
+                response.status_code if response.status_code >= 400 else 500,
+                "CannotVerifyCopySource",
+                message,
+            )
+        return response.content
+
+
+def _bad_header(request: Request, name: str, value: str) -> Reply:
+    return storage_error(
+        request,
+        400,
+        "InvalidHeaderValue",
+        "The value for one of the HTTP headers is not in the correct format.",
+        HeaderName=name,
+        HeaderValue=value,
+    )
+
+
+def _xml_message(body: bytes) -> str | None:
+    try:
+        text = ET.fromstring(body).findtext("Message")  # noqa: S314 - a storage error body, loopback only
+    except ET.ParseError:
+        return None
+    return text.split("\n", 1)[0] if text else None
+
+
+def _cannot_verify(request: Request, refusal: Reply) -> Reply:
+    """A source refusal restated as Azure does for a copy: same status, ``CannotVerifyCopySource``."""
+    body = refusal.body if isinstance(refusal.body, bytes) else b""
+    message = _xml_message(body) or "Could not verify the copy source."
+    return storage_error(request, refusal.status, "CannotVerifyCopySource", message)
