@@ -369,6 +369,10 @@ def extract_result(status: LroStatus, body: Any) -> dict[str, Any] | None:
             raise InvalidInputError("operation status body", "has no properties.output")
         return dict(output)
     if status.result_source is ResultSource.RESOURCE:
+        if body is None:
+            # A POST polled through Azure-AsyncOperation cannot tell in advance whether its Location
+            # result has a body (revoke answers 200 without one): an empty answer is "no result".
+            return None
         if not isinstance(body, Mapping):
             raise InvalidInputError("operation result", "expected a JSON object")
         return dict(body)

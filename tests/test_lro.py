@@ -505,6 +505,16 @@ def test_extract_result_refuses_a_status_body_without_output() -> None:
         extract_result(status, {"status": "Succeeded"})
 
 
+def test_revoke_through_the_async_url_has_an_empty_location_result() -> None:
+    # endGetAccess: the status body has no output, so the result is looked for at Location, which
+    # answers 200 without a body: no result, not an error.
+    status = classify_poll(_async("POST"), 200, {}, {"status": "Succeeded"})
+    assert status.result_source is ResultSource.RESOURCE
+    assert extract_result(status, None) is None
+    with pytest.raises(InvalidInputError, match="JSON object"):
+        extract_result(status, ["not", "an", "object"])
+
+
 def test_extract_result_when_there_is_none() -> None:
     status = classify_poll(_location("DELETE", SNAP), 204, {}, None)
     assert extract_result(status, None) is None
