@@ -104,6 +104,7 @@ class SpecOracle:
     def __init__(self) -> None:
         raw = {name: _load(name) for name in ("DiskRP.json", "common.json", "types.json")}
         self.spec = raw["DiskRP.json"]
+        self.types = raw["types.json"]
         open_targets = _allof_targets(raw)
         resources = []
         for name, document in raw.items():
@@ -135,16 +136,24 @@ class SpecOracle:
     def status_body_validator(self, output_ref: str | None) -> Draft202012Validator:
         """ARM's operation-status body, with Compute's ``properties.output`` (the result) when given."""
         output = {"$ref": _URN + output_ref} if output_ref else {}
+        # OperationStatusResult's own properties, one by one: extending the (closed) definition with allOf
+        # would reject Compute's extra "properties" member.
+        base = _URN + "types.json#/definitions/OperationStatusResult/properties/"
+        names = self.types["definitions"]["OperationStatusResult"]["properties"]
+        members: dict[str, Any] = {name: {"$ref": base + name} for name in names}
+        members["status"] = {
+            "allOf": [members["status"]],
+            "enum": ["InProgress", "Succeeded", "Failed", "Canceled"],
+        }
+        members["properties"] = {
+            "type": "object",
+            "properties": {"output": output},
+            "unevaluatedProperties": False,
+        }
         schema = {
-            "allOf": [{"$ref": _URN + "types.json#/definitions/OperationStatusResult"}],
-            "properties": {
-                "properties": {
-                    "type": "object",
-                    "properties": {"output": output},
-                    "unevaluatedProperties": False,
-                },
-                "status": {"enum": ["InProgress", "Succeeded", "Failed", "Canceled"]},
-            },
+            "type": "object",
+            "required": ["status"],
+            "properties": members,
             "unevaluatedProperties": False,
         }
         return Draft202012Validator(schema, registry=self.registry)
