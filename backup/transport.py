@@ -23,6 +23,9 @@ from backup.redact import get_logger, redact, strip_query
 from backup.retry import RetryPolicy, parse_retry_after, should_retry_status
 
 log = get_logger(__name__)
+# urllib3 logs each request line at DEBUG, query string included: a SAS's signature with it. Its logger
+# gets the redacting filter too.
+get_logger("urllib3.connectionpool")
 
 USER_AGENT = "diskbackup/0.1 (+https://github.com/diskbackup)"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
