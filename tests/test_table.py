@@ -21,7 +21,6 @@ from backup.errors import (
 from backup.odata import and_, eq, ge, lt
 from backup.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.table import (
-    Entity,
     EntityValue,
     TableClient,
     UpsertMode,
@@ -326,4 +325,3 @@ def test_shared_key_lite_client(azurite: Azurite, table: TableClient) -> None:
     etag = client.upsert("p", "lite", {"A": 1})
     assert [e.row_key for e in client.query(eq("PartitionKey", "p"))] == ["lite"]
     client.delete("p", "lite", etag=etag)
-    assert isinstance(Entity("p", "r"), Entity)
