@@ -331,8 +331,9 @@ class WebhookServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        # A short poll interval keeps shutdown() quick (it waits for the serving loop's next poll).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="durable-webhook", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="durable-webhook", daemon=True
         )
         self._thread.start()
 
