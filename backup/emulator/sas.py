@@ -10,7 +10,7 @@ SAS"); every field is on its own line, empty when absent::
 
     service SAS   sp, st, se, /blob/<account>/<container>[/<blob>], si, sip, spr, sv, sr,
                   snapshot time, ses, rscc, rscd, rsce, rscl, rsct
-    account SAS   <account>, sp, ss, srt, st, se, sip, spr, sv, ses, ""   (ends with a newline)
+    account SAS   <account>, sp, ss, srt, st, se, sip, spr, sv, ses   (each line ends with a newline)
 
 The module is pure: no I/O, the current time is an argument. Checking returns a :class:`SasProblem`
 (status, Azure error code, detail) rather than raising, because the front turns it into a storage
@@ -103,7 +103,7 @@ def service_sas_string_to_sign(fields: Mapping[str, str], account: str, containe
 def account_sas_string_to_sign(fields: Mapping[str, str], account: str) -> str:
     """String-to-sign of an account SAS (2020-12-06+)."""
     names = ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv", "ses")
-    return account + "\n" + "".join(fields.get(name, "") + "\n" for name in names) + "\n"
+    return account + "\n" + "".join(fields.get(name, "") + "\n" for name in names)
 
 
 def generate_blob_sas(
