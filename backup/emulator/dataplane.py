@@ -39,20 +39,23 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
 from backup.azurite import Azurite
+from backup.blob import STORAGE_API_VERSION, BlobAddress, BlobClient, ContainerAddress
 from backup.emulator import sas, vhd
 from backup.emulator.front import Forwarder, FrontServer, Reply, Request, storage_error, storage_headers
 from backup.emulator.pages import PAGE_SIZE, PageMap, diff
-from backup.errors import InvalidInputError
+from backup.errors import DiskBackupError, InvalidInputError, NotFoundError
 from backup.page_range import MAX_WRITE_BYTES, PageRange, split
 from backup.redact import get_logger, strip_query
+from backup.retry import RetryPolicy
 from backup.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.transport import Transport
 
@@ -72,7 +75,6 @@ MD_BLOB_NAME = "abcd"
 #: The most ranges one Get Page Ranges answer holds (Azure: 10,000; ``maxresults`` may ask for fewer).
 MAX_PAGE_LIST_ITEMS = 10_000
 _MIB = 1 << 20
-_STORAGE_VERSION = "2021-08-06"
 _READ_CHUNK = 4 << 20
 _AUTHENTICATION_FAILED = (
     "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
@@ -184,7 +186,6 @@ class _Grant:
     expires_at: datetime
     etag: str = ""
     last_modified: str = ""
-    created: str = ""
     revoked: bool = False
     vanished: bool = False
     copies: int = 0
@@ -231,58 +232,21 @@ class _PacedCopy:
 # -- Azurite as the md account's (and destinations') storage ---------------------------------------
 
 
-class _AzuriteStorage:
-    """The few blob calls the data plane makes into Azurite, signed with the account's key.
-
-    Kept to this one small class so that moving to the product's blob client is one swap.
-    """
+class _AzuriteAccounts:
+    """Blobs of Azurite's accounts, authorized with their keys (requests go straight to Azurite)."""
 
     def __init__(self, blob_url: str, account_keys: Mapping[str, str]) -> None:
         self.blob_url = blob_url
-        self._auth = {
+        self.signers = {
             name: SharedKeyAuthorizer(name, key, service=StorageService.BLOB)
             for name, key in account_keys.items()
         }
-        self._transport = Transport()
 
-    def url(self, account: str, container: str, blob: str = "", query: str = "") -> str:
-        path = f"{self.blob_url}/{account}/{container}" + (f"/{quote(blob)}" if blob else "")
-        return path + (f"?{query}" if query else "")
+    def container(self, account: str, container: str) -> ContainerAddress:
+        return ContainerAddress.in_account(f"{self.blob_url}/{account}", container, self.signers[account])
 
-    def request(
-        self,
-        method: str,
-        account: str,
-        url: str,
-        headers: dict[str, str] | None = None,
-        body: bytes | None = None,
-        *,
-        ok: tuple[int, ...] | None = None,
-    ) -> requests.Response:
-        send = {"x-ms-version": _STORAGE_VERSION, **(headers or {})}
-        return self._transport.request(
-            method, url, headers=send, body=body, authorize=self._auth.get(account), ok=ok, idempotent=True
-        )
-
-    def create_page_blob(self, account: str, container: str, blob: str, size: int) -> None:
-        self.request(
-            "PUT",
-            account,
-            self.url(account, container, blob),
-            {"x-ms-blob-type": "PageBlob", "x-ms-blob-content-length": str(size)},
-        )
-
-    def write(self, account: str, container: str, blob: str, content: PageMap) -> None:
-        """Write every populated range of ``content`` with Put Page, 4 MiB at a time."""
-        ranges = [PageRange(start, end) for start, end in content.ranges()]
-        for chunk in split(ranges):
-            self.request(
-                "PUT",
-                account,
-                self.url(account, container, blob, "comp=page"),
-                {"x-ms-page-write": "update", "x-ms-range": chunk.write_header()},
-                content.read(chunk.start, chunk.length),
-            )
+    def blob(self, account: str, container: str, blob: str) -> BlobAddress:
+        return self.container(account, container).blob(blob)
 
 
 # -- the data plane --------------------------------------------------------------------------------
@@ -313,7 +277,11 @@ class DataPlane:
         self.copy_pending_polls = copy_pending_polls
         self._keys = dict(account_keys)
         self._clock = clock
-        self._storage = _AzuriteStorage(azurite.blob_url, account_keys)
+        self._accounts = _AzuriteAccounts(azurite.blob_url, account_keys)
+        self._blobs = BlobClient()
+        # Put Page From URL passes Azurite's answer back as it is (status, error code, conditions), so it
+        # sends that one request itself, signed by the same Shared Key signer.
+        self._relay = Transport(policy=RetryPolicy(max_attempts=1))
         self._forwarder = Forwarder(azurite.blob_url)
         self._front = FrontServer(self._dispatch)
         self._session = requests.Session()
@@ -413,23 +381,22 @@ class DataPlane:
         return f"{base}/{self.md_account}/{grant.container}/{MD_BLOB_NAME}?{query}"
 
     def _materialise(self, grant: _Grant, *, create_container: bool) -> None:
+        """Write the grant's blob into a page blob of the md account with Put Page (never Copy Blob)."""
         assert grant.blob is not None
-        md = self.md_account
+        address = self._accounts.blob(self.md_account, grant.container, MD_BLOB_NAME)
         if create_container:
-            self._storage.request(
-                "PUT", md, self._storage.url(md, grant.container, query="restype=container")
-            )
+            self._blobs.create_container(self._accounts.container(self.md_account, grant.container))
         else:
-            self._storage.request(
-                "DELETE", md, self._storage.url(md, grant.container, MD_BLOB_NAME), ok=(202, 404)
-            )
-        self._storage.create_page_blob(md, grant.container, MD_BLOB_NAME, grant.blob_size)
-        self._storage.write(md, grant.container, MD_BLOB_NAME, grant.blob)
+            with suppress(NotFoundError):
+                self._blobs.delete(address)
+        self._blobs.create_page_blob(address, grant.blob_size)
+        ranges = [PageRange(start, end) for start, end in grant.blob.ranges()]
+        for chunk in split(ranges):
+            self._blobs.put_page(address, chunk, grant.blob.read(chunk.start, chunk.length))
         if create_container:
-            head = self._storage.request("HEAD", md, self._storage.url(md, grant.container, MD_BLOB_NAME))
-            grant.etag = head.headers.get("ETag", f'"0x{uuid.uuid4().hex[:15].upper()}"')
-            grant.last_modified = head.headers.get("Last-Modified", _http_date(grant.issued_at))
-            grant.created = head.headers.get("x-ms-creation-time", grant.last_modified)
+            properties = self._blobs.get_properties(address)
+            grant.etag = properties.etag
+            grant.last_modified = _http_date(properties.last_modified)
 
     def revoke(self, resource_id: str) -> None:
         """End ``resource_id``'s grant: its SAS answers 403, a copy still pending from it fails."""
@@ -451,13 +418,9 @@ class DataPlane:
                     )
             grant.content = grant.blob = None
         try:
-            self._storage.request(
-                "DELETE",
-                self.md_account,
-                self._storage.url(self.md_account, grant.container, query="restype=container"),
-                ok=(202, 404),
-            )
-        except Exception as error:  # the grant is over either way; a leftover md blob is only space
+            with suppress(NotFoundError):
+                self._blobs.delete_container(self._accounts.container(self.md_account, grant.container))
+        except DiskBackupError as error:  # the grant is over either way; a leftover md blob is only space
             log.warning("could not delete md container %s: %s", grant.container, error)
         log.info("grant of %s %s (md container %s)", grant.resource_id, why, grant.container)
 
@@ -528,19 +491,19 @@ class DataPlane:
             if grant is None or grant.content is None:
                 raise InvalidInputError("sourceUri", f"{strip_query(source_uri)!r} is not an active disk SAS")
             return grant.content.copy()
-        query = (
-            "&".join(p for p in parts.query.split("&") if p.startswith("snapshot="))
-            if account in self._keys
-            else parts.query
-        )
-        url = f"{self._storage.blob_url}{parts.path}" + (f"?{query}" if query else "")
-        head = self._storage.request("HEAD", account, url)
+        if account in self._keys:
+            snapshot = parse_qs(parts.query).get("snapshot", [None])[0]
+            address = self._accounts.blob(account, container, unquote(blob)).at_snapshot(snapshot)
+        else:
+            # No key: the URL's own SAS must do, sent straight to Azurite.
+            address = BlobAddress.from_sas_url(f"{self._accounts.blob_url}{parts.path}?{parts.query}")
+        properties = self._blobs.get_properties(address)
         shown = strip_query(source_uri)
-        if head.headers.get("x-ms-blob-type") != "PageBlob":
+        if properties.blob_type != "PageBlob":
             raise InvalidInputError(
                 "sourceUri", f"The blob {shown} is not a page blob; Import needs a fixed VHD."
             )
-        size = int(head.headers.get("Content-Length", "0"))
+        size = properties.size
         if size < vhd.FOOTER_SIZE + _MIB or (size - vhd.FOOTER_SIZE) % _MIB:
             raise InvalidInputError(
                 "sourceUri",
@@ -548,7 +511,7 @@ class DataPlane:
                 f"({size - vhd.FOOTER_SIZE} in this case) must be a positive multiple of MiB.",
             )
         disk_size = size - vhd.FOOTER_SIZE
-        footer = vhd.parse_footer(self._read_range(account, url, disk_size, vhd.FOOTER_SIZE))
+        footer = vhd.parse_footer(self._blobs.read_range(address, PageRange.at(disk_size, vhd.FOOTER_SIZE)))
         if footer.cookie != b"conectix":
             raise InvalidInputError(
                 "sourceUri",
@@ -559,27 +522,15 @@ class DataPlane:
             raise InvalidInputError(
                 "sourceUri", f"The VHD {shown} is not a valid fixed VHD of {disk_size} bytes (footer check)."
             )
-        listing = self._storage.request("GET", account, url + ("&" if "?" in url else "?") + "comp=pagelist")
-        ranges = []
-        # Azurite's own answer on loopback, not outside input: the stdlib parser is fine here.
-        for element in ET.fromstring(listing.content).iter("PageRange"):  # noqa: S314
-            start, end = int(element.findtext("Start", "0")), int(element.findtext("End", "-1"))
-            if start < disk_size:
-                ranges.append(PageRange(start, min(end, disk_size - 1)))
+        # Plain Get Page Ranges (no diff) is one thing Azurite answers right.
+        listed = self._blobs.get_page_ranges(address)
+        ranges = [
+            PageRange(r.start, min(r.end, disk_size - 1)) for r in listed.page_ranges if r.start < disk_size
+        ]
         content = PageMap(disk_size)
         for chunk in split(ranges):
-            content.write(chunk.start, self._read_range(account, url, chunk.start, chunk.length))
+            content.write(chunk.start, self._blobs.read_range(address, chunk))
         return content
-
-    def _read_range(self, account: str, url: str, offset: int, length: int) -> bytes:
-        response = self._storage.request(
-            "GET", account, url, {"x-ms-range": f"bytes={offset}-{offset + length - 1}"}
-        )
-        if len(response.content) != length:
-            raise InvalidInputError(
-                "sourceUri", f"short read at {offset}: {len(response.content)} of {length} bytes"
-            )
-        return response.content
 
     # -- the front's dispatcher ---------------------------------------------------------------------
 
@@ -704,7 +655,7 @@ class DataPlane:
             *storage_headers(request),
             ("ETag", grant.etag),
             ("Last-Modified", grant.last_modified),
-            ("x-ms-creation-time", grant.created),
+            ("x-ms-creation-time", grant.last_modified),
             ("x-ms-blob-type", "PageBlob"),
             ("x-ms-blob-sequence-number", "0"),
             ("x-ms-lease-status", "unlocked"),
@@ -999,25 +950,24 @@ class DataPlane:
         if isinstance(data, Reply):
             return data
         headers = {
+            "x-ms-version": STORAGE_API_VERSION,
             "x-ms-page-write": "update",
             "x-ms-range": target.header(),
         }
         for name, value in request.headers:
             if name.lower() in _DESTINATION_CONDITIONS:
                 headers[name] = value
-        response = self._storage.request(
+        url = self._accounts.blob(account, container, unquote(blob)).request_url(comp="page")
+        response = self._relay.request(
             "PUT",
-            account,
-            self._storage.url(account, container, blob, "comp=page"),
-            headers,
-            data,
-            ok=tuple(range(100, 600)),
+            url,
+            headers=headers,
+            body=data,
+            authorize=self._accounts.signers[account],
+            ok=range(100, 600),
         )
-        passed = [
-            (k, v)
-            for k, v in response.headers.items()
-            if k.lower() not in ("content-length", "connection", "keep-alive", "transfer-encoding")
-        ]
+        hop = ("content-length", "connection", "keep-alive", "transfer-encoding")
+        passed = [(k, v) for k, v in response.headers.items() if k.lower() not in hop]
         return Reply(response.status_code, passed, response.content)
 
     @staticmethod
@@ -1058,7 +1008,7 @@ class DataPlane:
                     "The range specified is invalid for the current size of the resource.",
                 )
             return frozen.read(chunk.start, chunk.length)
-        headers = {"x-ms-version": _STORAGE_VERSION, "x-ms-range": chunk.header()}
+        headers = {"x-ms-version": STORAGE_API_VERSION, "x-ms-range": chunk.header()}
         source_auth = request.header("x-ms-copy-source-authorization")
         if source_auth:
             headers["Authorization"] = source_auth
