@@ -30,13 +30,14 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from azure.durable_functions import DurableOrchestrationClient
 from azure.durable_functions.models.utils.df_serialization import df_dumps
 
 from backup.durable_host import history as h
@@ -71,6 +72,8 @@ from backup.redact import get_logger, redact
 __all__ = ["MAX_INSTANCE_ID_LENGTH", "LocalHost", "validate_instance_id"]
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 MAX_INSTANCE_ID_LENGTH = 256
 
@@ -476,15 +479,32 @@ class LocalHost:
             kwargs[function.client_argument] = self.client_binding()
         result = function.function(**kwargs)
         if inspect.iscoroutine(result):
-            with self._cond:
-                if not self._running:
-                    result.close()
-                    raise RuntimeError("start the host before invoking client functions")
-                if self._client_loop is None:
-                    self._client_loop = _ClientLoop()
-                loop = self._client_loop
-            return loop.run(result, timeout)
+            return self._on_client_loop(result, timeout)
         return result
+
+    def run_client(
+        self, operation: Callable[[DurableOrchestrationClient], Awaitable[T]], timeout: float = 60.0
+    ) -> T:
+        """Run ``operation`` with the SDK's own ``DurableOrchestrationClient`` bound to this host.
+
+        For tests and command-line tools that talk to the host the way a client function does, e.g.
+        ``host.run_client(lambda client: client.get_status(instance_id))``.
+        """
+
+        async def call() -> T:
+            return await operation(DurableOrchestrationClient(self.client_binding()))
+
+        return cast(T, self._on_client_loop(call(), timeout))
+
+    def _on_client_loop(self, coroutine: Coroutine[Any, Any, Any], timeout: float) -> Any:
+        with self._cond:
+            if not self._running:
+                coroutine.close()
+                raise RuntimeError("start the host before running client functions")
+            if self._client_loop is None:
+                self._client_loop = _ClientLoop()
+            loop = self._client_loop
+        return loop.run(coroutine, timeout)
 
     # --- internals: instances ----------------------------------------------------------------------
 
