@@ -1,0 +1,137 @@
+"""Runs survive a host restart: a second ``LocalHost`` on the same ``store_dir`` carries on.
+
+A host is stopped at three points of one orchestration: waiting for an event (nothing in flight), with
+an activity running (abandoned as in a crash, then run again: at least once), and with a durable timer
+armed. The second host must finish the run without repeating completed work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+
+from backup.durable_host import LocalHost, VirtualClock
+from backup.durable_host.history import EventType
+from backup.errors import InvalidInputError
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+calls: Counter[str] = Counter()
+gates: dict[str, threading.Event] = {}
+
+
+@app.activity_trigger(input_name="key")
+def prepare(key: str) -> str:
+    calls[f"prepare:{key}"] += 1
+    return f"prepared {key}"
+
+
+@app.activity_trigger(input_name="key")
+def copy_data(key: str) -> str:
+    calls[f"copy:{key}"] += 1
+    if not gates[key].wait(10):
+        raise TimeoutError("never released")
+    return f"copied {key}"
+
+
+@app.orchestration_trigger(context_name="context")
+def two_phase(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    key = context.get_input()
+    prepared = yield context.call_activity("prepare", key)
+    context.set_custom_status("waiting for go")
+    yield context.wait_for_external_event("go")
+    context.set_custom_status("copying")
+    copied = yield context.call_activity("copy_data", key)
+    yield context.create_timer(context.current_utc_datetime + timedelta(minutes=5))
+    return [prepared, copied, context.current_utc_datetime.isoformat()]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def custom_status(host: LocalHost, instance_id: str) -> Any:
+    status = host.get_status(instance_id)
+    return status.custom_status if status else None
+
+
+def test_restart_while_waiting_for_an_event(tmp_path: Path) -> None:
+    key = "waiting"
+    gates[key] = threading.Event()
+    gates[key].set()
+    with LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path) as first:
+        instance_id = first.start_new("two_phase", key, instance_id="run-waiting")
+        wait_until(lambda: custom_status(first, instance_id) == "waiting for go")
+        replays_before = first.counts(instance_id).replays
+    assert (tmp_path / "run-waiting.json").is_file()
+
+    second = LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path)
+    before_start = second.get_status(instance_id)
+    assert before_start is not None and before_start.runtime_status == "Running"
+    with second:
+        second.raise_event(instance_id, "go")
+        status = second.wait_for_completion(instance_id)
+        counts = second.counts(instance_id)
+    assert status.output[:2] == [f"prepared {key}", f"copied {key}"]
+    assert calls[f"prepare:{key}"] == 1  # completed work is not repeated
+    assert counts.replays > replays_before
+
+
+def test_restart_with_an_activity_in_flight_runs_it_again(tmp_path: Path) -> None:
+    key = "in-flight"
+    gates[key] = threading.Event()
+    first = LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path)
+    first.start()
+    try:
+        instance_id = first.start_new("two_phase", key)
+        wait_until(lambda: custom_status(first, instance_id) == "waiting for go")
+        first.raise_event(instance_id, "go")
+        wait_until(lambda: calls[f"copy:{key}"] == 1)
+    finally:
+        first.stop(wait_for_activities=False)  # the process "dies" with copy_data running
+    gates[key].set()  # the abandoned call ends; its result must not count
+
+    with LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path) as second:
+        status = second.wait_for_completion(instance_id)
+        history = second.history(instance_id)
+    assert status.runtime_status == "Completed"
+    assert status.output[1] == f"copied {key}"
+    assert calls[f"copy:{key}"] == 2  # at least once: the second host ran it again
+    completed = [e for e in history if e["EventType"] == EventType.TASK_COMPLETED]
+    assert len(completed) == 2  # prepare and one copy_data: the abandoned result was dropped
+
+
+def test_restart_with_a_timer_armed(tmp_path: Path) -> None:
+    key = "timer"
+    gates[key] = threading.Event()
+    gates[key].set()
+    with LocalHost(app, clock=VirtualClock(START, auto_advance=False), store_dir=tmp_path) as first:
+        instance_id = first.start_new("two_phase", key)
+        wait_until(lambda: custom_status(first, instance_id) == "waiting for go")
+        first.raise_event(instance_id, "go")
+        wait_until(lambda: any(e["EventType"] == EventType.TIMER_CREATED for e in first.history(instance_id)))
+
+    with LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path) as second:
+        status = second.wait_for_completion(instance_id)
+    assert datetime.fromisoformat(status.output[2]) == START + timedelta(minutes=5)
+    assert calls[f"copy:{key}"] == 1
+
+
+def test_a_foreign_file_in_the_store_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "junk.json").write_text("[1, 2]")
+    with pytest.raises(InvalidInputError, match=r"junk\.json: not an instance record"):
+        LocalHost(app, store_dir=tmp_path)
