@@ -166,8 +166,8 @@ def test_empty_disk_lifecycle(arm: ArmClient, proving_ground: ProvingGround, rg:
     assert final["id"].endswith(f"/resourceGroups/{rg}/providers/Microsoft.Compute/disks/empty1")
     got = arm.get(url.replace("empty1", "EMPTY1")).json()  # names are case-insensitive
     assert got["properties"]["uniqueId"] == final["properties"]["uniqueId"]
-    digest = proving_ground.control("GET", f"/resourceGroups/{rg}/disks/empty1/digest")
-    assert digest["populated_bytes"] == 0
+    ranges = proving_ground.control("GET", f"/resourceGroups/{rg}/disks/empty1/ranges")
+    assert ranges == {"size": 2 << 30, "ranges": []}
     assert arm.wait(arm.delete(url)).status_code == 200
     gone = arm.get(url)
     assert (gone.status_code, error_code(gone)) == (404, "ResourceNotFound")

@@ -157,7 +157,9 @@ def _handle(emulator: ComputeEmulator, method: str, path: str, query: dict[str, 
                 write_fraction=_fraction(request, "write_fraction", 0.02),
                 trim_fraction=_fraction(request, "trim_fraction", 0.005),
             )
-        return _json(200, _digest(resource))
+        # No sha256 here: hashing a large disk takes seconds; ask /digest for it.
+        content = resource.content
+        return _json(200, {"size": content.size, "populated_bytes": content.populated_bytes()})
     if action == "copy-fails":
         description = _optional_str(request, "description") or "The source blob could not be read."
         emulator.data_plane.fail_next_copy(resource.id, description)
@@ -254,11 +256,6 @@ def _content(resource: ManagedResource, query: dict[str, str]) -> Answer:
     if length > MAX_READ:
         raise InvalidInputError("length", f"at most {MAX_READ} bytes per read")
     return 200, "application/octet-stream", resource.content.read(offset, length)
-
-
-def _digest(resource: ManagedResource) -> dict[str, Any]:
-    content = resource.content
-    return {"sha256": content.sha256(), "size": content.size, "populated_bytes": content.populated_bytes()}
 
 
 def _not_allowed(method: str) -> Answer:
