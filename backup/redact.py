@@ -14,8 +14,9 @@ import re
 REDACTED = "REDACTED"
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # SAS signature in a query string, raw or percent-encoded once (sig%3D in an encoded URL).
-    (re.compile(r"(?i)(\bsig(?:=|%3D))[^&\s\"'<>]*"), r"\1" + REDACTED),
+    # SAS signature in a query string, raw or percent-encoded once (sig%3D in an encoded URL, where the
+    # separator before it is %26 or %3F: no word boundary there, hence the two look-behinds).
+    (re.compile(r"(?i)((?:\b|(?<=%26)|(?<=%3F))sig(?:=|%3D))[^&\s\"'<>]*"), r"\1" + REDACTED),
     # Account keys in connection strings.
     (re.compile(r"(?i)(AccountKey=)[^;\s\"'<>]*"), r"\1" + REDACTED),
     # Authorization header values: Bearer, SharedKey, SharedKeyLite.
