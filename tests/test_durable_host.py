@@ -590,3 +590,27 @@ def test_wait_for_completion_times_out_clearly(host: LocalHost) -> None:
     instance_id = host.start_new("waits_forever")
     with pytest.raises(DeadlineExceededError, match=f"instance {instance_id} still"):
         host.wait_for_completion(instance_id, timeout=0.2)
+
+
+def test_discovery_reads_blueprints_and_leaves_get_functions_to_the_worker() -> None:
+    blueprint = df.Blueprint()
+
+    @blueprint.activity_trigger(input_name="text")
+    def from_blueprint(text: str) -> str:
+        return text[::-1]
+
+    @blueprint.orchestration_trigger(context_name="context")
+    def blueprint_orchestrator(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+        result = yield context.call_activity("from_blueprint", "abc")
+        return result
+
+    combined = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    combined.register_functions(blueprint)
+    with LocalHost(combined, clock=VirtualClock(START)) as host:
+        status = host.wait_for_completion(host.start_new("blueprint_orchestrator"))
+    assert status.output == "cba"
+    # The Python worker may index an app only once; the host never did.
+    assert {f.get_function_name() for f in combined.get_functions()} == {
+        "from_blueprint",
+        "blueprint_orchestrator",
+    }
