@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 from spec_oracle import ArmClient, SpecOracle
 
+from backup.emulator import service as service_module
 from backup.emulator import vhd
 from backup.proving_ground import ProvingGround
 
@@ -616,3 +619,32 @@ def test_a_failed_grant_leaves_no_sas(arm: ArmClient, proving_ground: ProvingGro
     final = arm.wait(accepted)
     assert (final.status_code, error_code(final)) == (500, "InternalDiskManagementError")
     assert not [g for g in proving_ground.control("GET", "/grants")["resources"] if g["id"].endswith("/fgs")]
+
+
+def test_no_token_or_signature_reaches_the_emulator_logs(
+    arm: ArmClient, proving_ground: ProvingGround, rg: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="backup.emulator")
+    make_disk(proving_ground, rg, "lg", size=MIB, fraction=0.1)
+    create_snapshot(arm, proving_ground, rg, "lg", "lgs")
+    proving_ground.control("POST", "/faults", {"operation": "Snapshots_GrantAccess", "action": "429"})
+    assert grant(arm, proving_ground, rg, "lgs").status_code == 429
+    sas = grant(arm, proving_ground, rg, "lgs").json()["accessSAS"]
+    revoke(arm, proving_ground, rg, "lgs")
+    signature = parse_qs(urlsplit(sas).query)["sig"][0]
+    assert caplog.records  # the emulator did log these calls
+    assert proving_ground.arm_token not in caplog.text
+    assert signature not in caplog.text
+
+
+def test_old_finished_operations_are_forgotten(
+    arm: ArmClient, proving_ground: ProvingGround, rg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service_module, "MAX_KEPT_OPERATIONS", 4)
+    body = {"location": "westus", "properties": {"creationData": EMPTY, "diskSizeGB": 1}}
+    first = arm.put(f"{base(proving_ground, rg)}/disks/op0?{API}", body)
+    arm.wait(first)
+    for index in range(1, 6):
+        arm.wait(arm.put(f"{base(proving_ground, rg)}/disks/op{index}?{API}", body))
+    forgotten = arm.get(first.headers["Azure-AsyncOperation"])
+    assert (forgotten.status_code, error_code(forgotten)) == (404, "NotFound")

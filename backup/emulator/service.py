@@ -53,6 +53,9 @@ log = get_logger(__name__)
 #: Azure's limits on incremental snapshots and their SAS (learn.microsoft.com, incremental snapshots).
 MAX_INCREMENTAL_PER_DISK = 500
 MAX_ACTIVE_SAS_PER_FAMILY = 5
+#: How many operations the emulator remembers; past that, the oldest finished ones are forgotten (their
+#: status URLs then answer 404, as Azure's do once an operation's record expires).
+MAX_KEPT_OPERATIONS = 2000
 
 
 class DataPlanePort(Protocol):
@@ -605,6 +608,12 @@ class ComputeService:
             return Reply(200, operation.result)
         with self._lock:
             self._operations[operation.id] = operation
+            if len(self._operations) > MAX_KEPT_OPERATIONS:
+                # Finished operations hold their resource (and its content) alive: keep only recent ones.
+                for old_id in [i for i, op in self._operations.items() if op.done][
+                    : len(self._operations) // 2
+                ]:
+                    del self._operations[old_id]
         return Accepted(operation, body_now() if body_now else None)
 
     # -- control surface ----------------------------------------------------------------------------
