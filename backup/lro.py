@@ -235,10 +235,11 @@ class _Location:
 
     @staticmethod
     def result(status: LroStatus, body: Any) -> tuple[ResultSource, str | None]:
+        if status.method in ("PUT", "PATCH"):
+            # The resource itself is the result, whatever the Location URL's last answer held.
+            return ResultSource.RESOURCE, status.resource_url
         if status.method == "DELETE" or not isinstance(body, Mapping) or not body:
             return ResultSource.NONE, None
-        if status.method in ("PUT", "PATCH"):
-            return ResultSource.RESOURCE, status.resource_url
         # The Location URL keeps answering with the final result, so it is where to fetch it again.
         return ResultSource.RESOURCE, status.poll_url
 

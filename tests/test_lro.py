@@ -412,6 +412,14 @@ LOCATION_CASES: list[tuple[str, LroStatus, int, dict[str, str], Any, dict[str, A
         {"result_source": R.RESOURCE, "result_url": SNAP},
     ),
     (
+        "PUT 204 without a body: the resource is still the result",
+        _location("PUT", SNAP),
+        204,
+        {},
+        None,
+        {"result_source": R.RESOURCE, "result_url": SNAP},
+    ),
+    (
         "an error status with CloudError: the operation failed",
         _location("PUT", SNAP),
         409,
