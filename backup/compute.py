@@ -295,8 +295,9 @@ class ComputeClient:
         *,
         tags: Mapping[str, str | None] | None = None,
     ) -> list[Disk]:
-        """Every disk of a subscription, or of one resource group, with all ``tags`` (see
-        :func:`matches_tags`). ARM's disk list has no tag filter, so it is applied here, page by page.
+        """Every disk of a subscription, or of one resource group, that has all ``tags``.
+
+        ARM's disk list has no tag filter, so :func:`matches_tags` is applied here, page by page.
         """
         return [
             Disk.from_arm(item)
