@@ -24,7 +24,8 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, generate_blob
 from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from backup.blob import BlobAddress, BlobClient
 from backup.emulator import vhd
-from backup.emulator.dataplane import DataPlane, PageListItem, page_list_xml, parse_byte_range
+from backup.emulator.dataplane import DataPlane
+from backup.emulator.page_list import PageListItem
 from backup.emulator.pages import PAGE_SIZE, PageMap, diff, fill_sparse
 from backup.errors import InvalidInputError, NotFoundError
 from backup.storage_auth import SharedKeyAuthorizer, StorageService
@@ -161,34 +162,6 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _error_code(response: requests.Response) -> str | None:
     return response.headers.get("x-ms-error-code")
-
-
-# -- pure parts ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("bytes=0-511", (0, 511)),
-        ("bytes=512-", (512, None)),
-        (" bytes=0-0 ", (0, 0)),
-        ("bytes=5-4", None),
-        ("bytes=-100", None),
-        ("items=0-1", None),
-        ("bytes=a-b", None),
-        ("bytes=0-1,4-5", None),
-    ],
-)
-def test_parse_byte_range(text: str, expected: tuple[int, int | None] | None) -> None:
-    assert parse_byte_range(text) == expected
-
-
-def test_page_list_xml_shape() -> None:
-    body = page_list_xml([PageListItem(0, 511), PageListItem(1024, 2047, cleared=True)], "abc")
-    root = _xml(body)
-    assert [child.tag for child in root] == ["PageRange", "ClearRange", "NextMarker"]
-    assert root.findtext("NextMarker") == "abc"
-    assert _xml(page_list_xml([], None)).findtext("NextMarker") == ""
 
 
 # -- (a) grant, Copy Blob through the front, byte-identical read-back ------------------------------------

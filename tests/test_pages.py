@@ -142,7 +142,6 @@ def test_read_any_alignment() -> None:
         (lambda pm: pm.read(-1, 1), "range"),
         (lambda pm: pm.resize(1000), "size"),
         (lambda pm: pm.resize(0), "size"),
-        (lambda pm: list(pm.iter_chunks(1000)), "max_bytes"),
     ],
 )
 def test_bad_input_names_the_field(call: object, field: str) -> None:
@@ -194,21 +193,6 @@ def test_sha256_counts_holes_as_zeros() -> None:
     pm.clear(MIB, P)
     assert frozen.sha256() != pm.sha256()
     assert pm.sha256() == hashlib.sha256(pm.read(0, pm.size)).hexdigest()
-
-
-def test_iter_chunks_cover_ranges_in_bounded_pieces() -> None:
-    pm = PageMap(16 * MIB)
-    pm.write(P, _data(1, 9 * MIB))
-    pm.write(12 * MIB, _data(2, P))
-    chunks = list(pm.iter_chunks(4 * MIB))
-    assert [(offset, len(data)) for offset, data in chunks] == [
-        (P, 4 * MIB),
-        (P + 4 * MIB, 4 * MIB),
-        (P + 8 * MIB, MIB),
-        (12 * MIB, P),
-    ]
-    for offset, data in chunks:
-        assert data == pm.read(offset, len(data))
 
 
 @pytest.mark.parametrize(

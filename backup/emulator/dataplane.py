@@ -33,7 +33,6 @@ deletes the md blob. A SAS also stops at its expiry (``se``), by the clock given
 
 from __future__ import annotations
 
-import base64
 import threading
 import uuid
 import xml.etree.ElementTree as ET
@@ -50,8 +49,17 @@ import requests
 from backup.azurite import Azurite
 from backup.blob import STORAGE_API_VERSION, BlobAddress, BlobClient, ContainerAddress
 from backup.emulator import sas, vhd
+from backup.emulator.copy_pacing import PacedCopy
 from backup.emulator.front import Forwarder, FrontServer, Reply, Request, storage_error, storage_headers
-from backup.emulator.pages import PAGE_SIZE, PageMap, diff
+from backup.emulator.page_list import (
+    PageListItem,
+    QueryProblem,
+    diff_items,
+    page_list_xml,
+    parse_byte_range,
+    select,
+)
+from backup.emulator.pages import PageMap
 from backup.errors import DiskBackupError, InvalidInputError, NotFoundError
 from backup.page_range import MAX_WRITE_BYTES, PageRange, split
 from backup.redact import get_logger, strip_query
@@ -59,21 +67,12 @@ from backup.retry import RetryPolicy
 from backup.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.transport import Transport
 
-__all__ = [
-    "MAX_PAGE_LIST_ITEMS",
-    "MD_BLOB_NAME",
-    "DataPlane",
-    "PageListItem",
-    "page_list_xml",
-    "parse_byte_range",
-]
+__all__ = ["MD_BLOB_NAME", "DataPlane"]
 
 log = get_logger(__name__)
 
 #: Azure names the blob behind every managed-disk SAS "abcd"; so do we.
 MD_BLOB_NAME = "abcd"
-#: The most ranges one Get Page Ranges answer holds (Azure: 10,000; ``maxresults`` may ask for fewer).
-MAX_PAGE_LIST_ITEMS = 10_000
 _MIB = 1 << 20
 _READ_CHUNK = 4 << 20
 _AUTHENTICATION_FAILED = (
@@ -99,66 +98,6 @@ def _utc_now() -> datetime:
 
 def _http_date(moment: datetime) -> str:
     return format_datetime(moment.astimezone(UTC), usegmt=True)
-
-
-# -- pure parts ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PageListItem:
-    """One element of a Get Page Ranges answer: a ``PageRange`` or a ``ClearRange``, inclusive."""
-
-    start: int
-    end: int
-    cleared: bool = False
-
-
-def page_list_xml(items: list[PageListItem], next_marker: str | None) -> bytes:
-    """The ``PageList`` document of a Get Page Ranges answer, ranges in offset order."""
-    parts = ['<?xml version="1.0" encoding="utf-8"?><PageList>']
-    for item in items:
-        tag = "ClearRange" if item.cleared else "PageRange"
-        parts.append(f"<{tag}><Start>{item.start}</Start><End>{item.end}</End></{tag}>")
-    parts.append(f"<NextMarker>{next_marker}</NextMarker>" if next_marker else "<NextMarker />")
-    parts.append("</PageList>")
-    return "".join(parts).encode("utf-8")
-
-
-def parse_byte_range(value: str) -> tuple[int, int | None] | None:
-    """``bytes=start-end`` or ``bytes=start-`` as ``(start, end or None)``; ``None`` when malformed."""
-    text = value.strip()
-    if not text.startswith("bytes="):
-        return None
-    first, dash, last = text[len("bytes=") :].partition("-")
-    if not dash or not first.isdigit() or (last and not last.isdigit()):
-        return None
-    start, end = int(first), int(last) if last else None
-    if end is not None and end < start:
-        return None
-    return start, end
-
-
-def _encode_marker(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"pagelist!{offset}".encode()).decode("ascii")
-
-
-def _decode_marker(marker: str) -> int | None:
-    try:
-        text = base64.urlsafe_b64decode(marker.encode("ascii")).decode("ascii")
-    except (ValueError, UnicodeError):
-        return None
-    prefix, _, number = text.partition("!")
-    return int(number) if prefix == "pagelist" and number.isdigit() else None
-
-
-def _clip(items: list[PageListItem], low: int, high: int) -> list[PageListItem]:
-    """The parts of ``items`` inside ``[low, high]`` (inclusive)."""
-    clipped = []
-    for item in items:
-        start, end = max(item.start, low), min(item.end, high)
-        if start <= end:
-            clipped.append(PageListItem(start, end, item.cleared))
-    return clipped
 
 
 def _split_path(path: str) -> tuple[str, str, str]:
@@ -193,40 +132,6 @@ class _Grant:
 
     def active(self, now: datetime) -> bool:
         return not self.revoked and now < self.expires_at
-
-
-@dataclass(eq=False)
-class _PacedCopy:
-    """A Copy Blob from an md SAS that the front shows as pending for a few HEADs (Azurite finished it)."""
-
-    copy_id: str
-    grant: _Grant
-    total: int
-    polls: int  # HEADs it shows pending
-    failure: str | None  # the description it fails with, once the polls are over
-    seen: int = 0
-    outcome: str | None = None  # None while pending, then "success", "failed" or "aborted"
-    description: str | None = None
-    completed_at: datetime | None = None
-    copied: int = 0
-
-    def observe(self, now: datetime) -> None:
-        """One HEAD of the destination: advance the progress, or settle the outcome."""
-        if self.outcome is not None:
-            return
-        if self.seen < self.polls:
-            self.seen += 1
-            self.copied = self.total * self.seen // (self.polls + 1) // PAGE_SIZE * PAGE_SIZE
-            return
-        if self.failure is not None:
-            self.settle("failed", self.failure, now)
-        else:
-            self.outcome, self.copied, self.completed_at = "success", self.total, now
-
-    def settle(self, outcome: str, description: str | None, now: datetime) -> None:
-        """End the copy now as ``failed`` or ``aborted`` (no-op when already ended)."""
-        if self.outcome is None:
-            self.outcome, self.description, self.completed_at = outcome, description, now
 
 
 # -- Azurite as the md account's (and destinations') storage ---------------------------------------
@@ -288,7 +193,7 @@ class DataPlane:
         self._lock = threading.RLock()
         self._current: dict[str, _Grant] = {}  # resource id -> its latest grant
         self._by_container: dict[str, _Grant] = {}  # every grant ever issued (ended ones hold no content)
-        self._copies: dict[str, _PacedCopy] = {}  # destination path -> its paced copy
+        self._copies: dict[str, PacedCopy] = {}  # destination path -> its paced copy
         self._copy_failures: dict[str, deque[str]] = {}
         self._vanished: set[str] = set()
 
@@ -411,7 +316,7 @@ class DataPlane:
             if why == "revoked":
                 grant.revoked = True
             for paced in self._copies.values():
-                if paced.grant is grant and paced.outcome is None:
+                if paced.source == grant.container:
                     # Azure: revoking access while a copy reads from the SAS fails the copy.
                     paced.settle(
                         "failed", '403 AuthenticationFailed "Access to the copy source was revoked."', now
@@ -467,7 +372,7 @@ class DataPlane:
                 return
             grant.vanished = True
             for paced in self._copies.values():
-                if paced.grant is grant:
+                if paced.source == grant.container:
                     paced.settle("failed", '404 BlobNotFound "The specified blob does not exist."', now)
 
     # -- Import ---------------------------------------------------------------------------------------
@@ -706,60 +611,21 @@ class DataPlane:
             outcome = self._previous_grant(request, grant, previous_url)
             if isinstance(outcome, Reply):
                 return outcome
-            older = outcome
-            changed, cleared = diff(older, frozen)
-            items = sorted(
-                [PageListItem(s, e) for s, e in changed] + [PageListItem(s, e, True) for s, e in cleared],
-                key=lambda item: item.start,
-            )
+            items = diff_items(outcome, frozen)
         else:
             items = [PageListItem(s, e) for s, e in frozen.ranges()]
-        wanted = request.header("x-ms-range") or request.header("Range")
-        if wanted:
-            parsed = parse_byte_range(wanted)
-            if (
-                parsed is None
-                or parsed[0] % PAGE_SIZE
-                or (parsed[1] is not None and (parsed[1] + 1) % PAGE_SIZE)
-            ):
-                return storage_error(
-                    request,
-                    400,
-                    "InvalidHeaderValue",
-                    "The value for one of the HTTP headers is not in the correct format.",
-                    HeaderName="x-ms-range" if request.header("x-ms-range") else "Range",
-                    HeaderValue=wanted,
-                )
-            items = _clip(items, parsed[0], parsed[1] if parsed[1] is not None else frozen.size - 1)
-        limit = MAX_PAGE_LIST_ITEMS
-        maxresults = request.query_param("maxresults")
-        if maxresults is not None:
-            if not maxresults.isdigit() or int(maxresults) < 1:
-                return storage_error(
-                    request,
-                    400,
-                    "OutOfRangeQueryParameterValue",
-                    "One of the query parameters specified in the request URI is outside the permissible "
-                    "range.",
-                    QueryParameterName="maxresults",
-                    QueryParameterValue=maxresults,
-                )
-            limit = min(limit, int(maxresults))
-        marker = request.query_param("marker")
-        if marker:
-            resume = _decode_marker(marker)
-            if resume is None:
-                return storage_error(
-                    request,
-                    400,
-                    "InvalidQueryParameterValue",
-                    "Value for one of the query parameters specified in the request URI is invalid.",
-                    QueryParameterName="marker",
-                    QueryParameterValue=marker,
-                )
-            items = [item for item in items if item.start >= resume]
-        page, rest = items[:limit], items[limit:]
-        body = page_list_xml(page, _encode_marker(rest[0].start) if rest else None)
+        within_name = "x-ms-range" if request.header("x-ms-range") else "Range"
+        within_value = request.header(within_name)
+        chosen = select(
+            items,
+            size=frozen.size,
+            within=(within_name, within_value) if within_value else None,
+            maxresults=request.query_param("maxresults"),
+            marker=request.query_param("marker"),
+        )
+        if isinstance(chosen, QueryProblem):
+            return storage_error(request, chosen.status, chosen.code, chosen.message, **chosen.details)
+        page, next_marker = chosen
         headers = [
             *storage_headers(request),
             ("ETag", grant.etag),
@@ -767,7 +633,7 @@ class DataPlane:
             ("x-ms-blob-content-length", str(frozen.size)),
             ("Content-Type", "application/xml"),
         ]
-        return Reply(200, headers, body)
+        return Reply(200, headers, page_list_xml(page, next_marker))
 
     def _previous_grant(self, request: Request, grant: _Grant, previous_url: str) -> PageMap | Reply:
         """The older snapshot's frozen blob named by ``x-ms-previous-snapshot-url``, or the error answer."""
@@ -826,8 +692,8 @@ class DataPlane:
             return reply
         copy_id = reply.header("x-ms-copy-id") or ""
         with self._lock:
-            self._copies[request.url_path] = _PacedCopy(
-                copy_id, grant, grant.blob_size, max(0, self.copy_pending_polls), failure
+            self._copies[request.url_path] = PacedCopy(
+                copy_id, grant.container, grant.blob_size, max(0, self.copy_pending_polls), failure
             )
         reply.set_header("x-ms-copy-status", "pending")
         return reply
@@ -842,25 +708,18 @@ class DataPlane:
                 del self._copies[path]  # the destination was overwritten since
                 return
             paced.observe(self._clock())
-            outcome, copied, description, completed = (
-                paced.outcome,
-                paced.copied,
-                paced.description,
-                paced.completed_at,
-            )
-            if outcome == "success":
-                del self._copies[path]
+            if paced.outcome == "success":
+                del self._copies[path]  # from now on Azurite's own headers tell the truth
                 return
-        reply.set_header("x-ms-copy-status", outcome or "pending")
-        reply.set_header("x-ms-copy-progress", f"{copied}/{paced.total}")
-        reply.set_header("x-ms-copy-status-description", description)
-        reply.set_header("x-ms-copy-completion-time", _http_date(completed) if completed else None)
+            shown = paced.headers()
+        for name, value in shown.items():
+            reply.set_header(name, value)
 
     def _abort_copy(self, request: Request, account: str, container: str, blob: str) -> Reply | None:
         """Abort Copy Blob of a copy still shown pending; ``None`` to let Azurite answer (409)."""
         with self._lock:
             paced = self._copies.get(request.url_path)
-            pending = paced is not None and paced.outcome is None
+            pending = paced is not None and paced.pending
         if paced is None or not pending:
             return None
         refusal = self._authorize_write(request, account, container, blob)

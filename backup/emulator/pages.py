@@ -257,18 +257,6 @@ class PageMap:
             self._sha256 = value
         return value
 
-    def iter_chunks(self, max_bytes: int = 4 << 20) -> Iterator[tuple[int, bytes]]:
-        """The populated content as ``(offset, bytes)`` pieces of at most ``max_bytes`` (512-aligned).
-
-        What materialising a map into a page blob needs: one Put Page per piece.
-        """
-        if max_bytes <= 0 or max_bytes % PAGE_SIZE:
-            raise InvalidInputError("max_bytes", f"must be a positive multiple of {PAGE_SIZE}")
-        for start, end in self.ranges():
-            for offset in range(start, end + 1, max_bytes):
-                length = min(max_bytes, end + 1 - offset)
-                yield offset, self.read(offset, length)
-
     # -- copies -------------------------------------------------------------------------------------
 
     def frozen(self) -> PageMap:
