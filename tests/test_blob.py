@@ -1,16 +1,15 @@
 """Blob REST (backup/blob.py) against a real Azurite: every operation, success and failure paths.
 
-What plain Azurite cannot prove (reference/azurite.md) runs against the emulator's data-plane front when
-``backup.emulator.dataplane`` exists, and is skipped with the reason until then: a correct page-range
-diff (Azurite answers the full current ranges, never a ClearRange), Put Page From URL (Azurite: 501) and
-Get Page Ranges marker paging (Azurite ignores maxresults). The marker loop is also tested at a seam we
-own, the Transport.
+What plain Azurite cannot prove (reference/azurite.md) runs against the emulator's data-plane front (the
+session ``proving_ground``): a correct page-range diff between two snapshot SAS URLs (Azurite answers the
+full current ranges, never a ClearRange), Put Page From URL (Azurite: 501) and Get Page Ranges marker
+paging (Azurite ignores maxresults). The marker loop is also tested at a seam we own, the Transport.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import uuid
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +29,8 @@ from backup.blob import (
     parse_page_list,
     parse_storage_error,
 )
+from backup.emulator.dataplane import DataPlane
+from backup.emulator.pages import PageMap
 from backup.errors import (
     AuthenticationError,
     AzureHttpError,
@@ -40,6 +41,7 @@ from backup.errors import (
     ThrottledError,
 )
 from backup.page_range import PageRange
+from backup.proving_ground import ProvingGround
 from backup.retry import RetryPolicy
 from backup.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.transport import Transport
@@ -499,71 +501,61 @@ def test_get_page_ranges_follows_next_marker() -> None:
     assert first_headers["x-ms-version"] == "2025-01-05"
 
 
-# -- against the emulator's data-plane front (another engineer's backup/emulator/dataplane.py) ------------
-
-_FRONT_MISSING = importlib.util.find_spec("backup.emulator.dataplane") is None
-_FRONT_REASON = (
-    "needs the emulator's data-plane front (backup/emulator/dataplane.py, not landed yet): plain Azurite "
-    "answers page-range diffs wrongly (full ranges, no ClearRange), has no Put Page From URL (501) and "
-    "ignores Get Page Ranges paging"
-)
+# -- against the emulator's data-plane front (what plain Azurite gets wrong) ------------------------------
 
 
-@pytest.fixture(scope="module")
-def front() -> Iterator[Any]:
-    from backup.emulator.dataplane import DataPlane  # type: ignore[import-not-found,unused-ignore]
-
-    md_key = new_account_key()
-    with Azurite(accounts={DEV_ACCOUNT: DEV_ACCOUNT_KEY, "mdisks": md_key}) as server:
-        plane = DataPlane(
-            server, md_account="mdisks", account_keys={DEV_ACCOUNT: DEV_ACCOUNT_KEY, "mdisks": md_key}
-        )
-        plane.start()
-        try:
-            yield plane
-        finally:
-            plane.stop()
+@pytest.fixture
+def front(proving_ground: ProvingGround) -> Iterator[tuple[DataPlane, list[str]]]:
+    """The proving ground's data plane, and a list of granted resource ids to revoke afterwards."""
+    assert proving_ground.data_plane is not None
+    granted: list[str] = []
+    yield proving_ground.data_plane, granted
+    for resource_id in granted:
+        proving_ground.data_plane.revoke(resource_id)
 
 
-def _two_snapshots(front: Any) -> tuple[BlobAddress, BlobAddress, Any, Any]:
-    from backup.emulator.pages import PageMap  # type: ignore[import-not-found,unused-ignore]
-
+def _two_snapshots(front: tuple[DataPlane, list[str]]) -> tuple[BlobAddress, BlobAddress, PageMap]:
+    plane, granted = front
     disk = PageMap(16 * MiB)
     disk.write(0, _bytes(2 * MiB, 10))
     disk.write(8 * MiB, _bytes(MiB, 11))
     older = disk.frozen()
     disk.write(MiB, _bytes(512 * KiB, 12))  # changed inside the first range
     disk.clear(8 * MiB, MiB)  # trimmed
-    disk.write(12 * MiB, _bytes(6 * MiB // 2, 13))  # new, 3 MiB
+    disk.write(12 * MiB, _bytes(3 * MiB, 13))  # new
     newer = disk.frozen()
-    family = "family-" + datetime.now(UTC).strftime("%H%M%S%f")
-    old_sas = front.grant(
-        resource_id=f"/snap/{family}/1", family_id=family, content=older, duration_seconds=3600
-    )
-    new_sas = front.grant(
-        resource_id=f"/snap/{family}/2", family_id=family, content=newer, duration_seconds=3600
-    )
-    return BlobAddress.from_sas_url(old_sas), BlobAddress.from_sas_url(new_sas), older, newer
+    family = "family-" + uuid.uuid4().hex
+    sas_urls = []
+    for index, content in enumerate((older, newer)):
+        resource_id = f"/snapshots/{family}/{index}"
+        sas_urls.append(
+            plane.grant(resource_id=resource_id, family_id=family, content=content, duration_seconds=600)
+        )
+        granted.append(resource_id)
+    return BlobAddress.from_sas_url(sas_urls[0]), BlobAddress.from_sas_url(sas_urls[1]), newer
 
 
-@pytest.mark.skipif(_FRONT_MISSING, reason=_FRONT_REASON)
-def test_page_range_diff_between_snapshot_sas_urls(front: Any) -> None:
-    old, new, _, _ = _two_snapshots(front)
+def test_page_range_diff_between_snapshot_sas_urls(front: tuple[DataPlane, list[str]]) -> None:
+    old, new, _ = _two_snapshots(front)
     diff = BlobClient().get_page_ranges(new, previous_snapshot_url=old)
     assert diff.page_ranges == (PageRange.at(MiB, 512 * KiB), PageRange.at(12 * MiB, 3 * MiB))
     assert diff.clear_ranges == (PageRange.at(8 * MiB, MiB),)
-    paged = BlobClient().get_page_ranges(new, previous_snapshot_url=old, page_size=1)
+    assert diff.blob_size == 16 * MiB + 512  # a managed disk's blob ends with its 512-byte VHD footer
+    paged = BlobClient().get_page_ranges(new, previous_snapshot_url=old, page_size=1)  # NextMarker paging
     assert paged == diff
 
 
-@pytest.mark.skipif(_FRONT_MISSING, reason=_FRONT_REASON)
-def test_put_page_from_url_moves_exactly_the_bytes_asked(front: Any, unique_name: str) -> None:
-    _, new, _, newer = _two_snapshots(front)
+def test_put_page_from_url_moves_exactly_the_bytes_asked(
+    front: tuple[DataPlane, list[str]], proving_ground: ProvingGround, unique_name: str
+) -> None:
+    _, new, newer = _two_snapshots(front)
     client = BlobClient()
-    container = ContainerAddress.in_account(f"{front.blob_url}/{DEV_ACCOUNT}", unique_name, SIGNER)
+    container = ContainerAddress.in_account(proving_ground.backup_blob_endpoint, unique_name, SIGNER)
     client.create_container(container)
     target = container.blob("base.vhd")
     client.create_page_blob(target, 16 * MiB)
     client.put_page_from_url(target, PageRange.at(4 * MiB, 4 * MiB), new, PageRange.at(12 * MiB, 4 * MiB))
     assert client.read_range(target, PageRange.at(4 * MiB, 4 * MiB)) == newer.read(12 * MiB, 4 * MiB)
+    # Put Page writes every page of its range, zeros included (only Clear makes holes).
     assert client.get_page_ranges(target).page_ranges == (PageRange.at(4 * MiB, 4 * MiB),)
+    client.delete_container(container)
