@@ -19,6 +19,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from backup.errors import InvalidInputError
 
@@ -63,8 +64,8 @@ def literal(value: str | bool | int | float | datetime | uuid.UUID) -> str:
     """The OData literal for ``value``; the one place values become filter text.
 
     str -> ``'it''s'``; bool -> ``true``/``false``; int -> ``42L`` (Edm.Int64, how the table client
-    stores every int); float -> ``2.5`` (finite only); tz-aware datetime -> ``datetime'...Z'`` in UTC;
-    UUID -> ``guid'...'``. Anything else is refused.
+    stores every int); float -> ``2.5`` (finite, never an exponent); tz-aware datetime ->
+    ``datetime'...Z'`` in UTC; UUID -> ``guid'...'``. Anything else is refused.
     """
     if isinstance(value, bool):  # before int: bool is an int subclass
         return "true" if value else "false"
@@ -75,8 +76,10 @@ def literal(value: str | bool | int | float | datetime | uuid.UUID) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidInputError("filter value", f"{value} is not a finite number")
-        text = repr(value)
-        return text if any(c in text for c in ".eE") else text + ".0"
+        # Positional notation of the shortest repr: exponents ("1e+300") are not read by every parser
+        # (Azurite matches nothing with them); digits and a decimal point are read by all.
+        text = format(Decimal(repr(value)), "f")
+        return text if "." in text else text + ".0"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, datetime):

@@ -73,7 +73,10 @@ def tokenize(text: str) -> list[tuple[str, str]]:
         (2**63 - 1, "9223372036854775807L"),
         (2.5, "2.5"),
         (2.0, "2.0"),
-        (1e300, "1e+300"),
+        (1e300, "1" + "0" * 300 + ".0"),
+        (1e-7, "0.0000001"),
+        (-0.0, "-0.0"),
+        (0.1 + 0.2, "0.30000000000000004"),
         (datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "datetime'2024-01-02T03:04:05.000006Z'"),
         (
             datetime(2024, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2))),
@@ -252,6 +255,31 @@ def test_encoded_keys_work_as_real_keys(table: TableClient, key: str) -> None:
     assert [decode_key(e.partition_key) for e in table.query(eq("PartitionKey", partition))] == [key]
     assert inserted.etag is not None
     table.delete(partition, encode_key(key[::-1]), etag=inserted.etag)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e300,
+        1e-7,
+        0.1 + 0.2,
+        2.0,
+        -(2**63),
+        2**53 + 1,
+        0,
+        True,
+        datetime(2024, 2, 29, 12, 0, 0, 123456, tzinfo=UTC),
+        uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e"),
+    ],
+    ids=repr,
+)
+def test_typed_literals_match_their_rows(table: TableClient, value: object) -> None:
+    # One partition per value: Azurite answers 500 when a filter compares a property holding another
+    # type in some row (Azure just does not match), so types are not mixed here.
+    partition = uuid.uuid4().hex
+    table.insert(partition, "target", {"V": value})  # type: ignore[dict-item]
+    found = list(table.query(and_(eq("PartitionKey", partition), eq("V", value))))  # type: ignore[arg-type]
+    assert [(e.row_key, e.properties["V"]) for e in found] == [("target", value)]
 
 
 def test_filter_type_is_required(table: TableClient) -> None:
