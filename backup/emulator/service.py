@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from backup.emulator import arm_errors
-from backup.emulator.faults import Fault, FaultPlan
+from backup.emulator.faults import FaultPlan
 from backup.emulator.operations import Operation, Outcome, failure_error
 from backup.emulator.pages import PageMap
 from backup.emulator.resources import (
@@ -524,7 +524,6 @@ class ComputeService:
                 "access cannot be granted."
             )
         operation_name = "Disks_GrantAccess" if key.resource_type == "disks" else "Snapshots_GrantAccess"
-        outcome = self.faults.take_outcome_fault(operation_name, key.name)
         family = resource.family_id if key.resource_type == "snapshots" else None
         with self._grant_lock:
             if family is not None:
@@ -557,7 +556,8 @@ class ComputeService:
             self.data_plane.revoke(resource.id)
             resource.sas_expires_at = None
 
-        return self._start(operation_name, resource, complete, fail, forced=outcome)
+        # An injected outcome is taken only now, so a refused grant does not use it up.
+        return self._start(operation_name, resource, complete, fail)
 
     def revoke_access(self, key: ResourceKey) -> Reply | Accepted:
         """``endGetAccess``: the SAS stops working when the operation succeeds."""
@@ -582,9 +582,8 @@ class ComputeService:
         *,
         body_now: Callable[[], dict[str, Any]] | None = None,
         output_in_status: bool = True,
-        forced: Fault | None = None,
     ) -> Reply | Accepted:
-        fault = forced if forced is not None else self.faults.take_outcome_fault(name, resource.key.name)
+        fault = self.faults.take_outcome_fault(name, resource.key.name)
         operation = Operation(
             name=name,
             key=resource.key,
