@@ -239,7 +239,9 @@ def _metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
             raise InvalidInputError(
                 "metadata", f"value of {name} must be printable ASCII without edge spaces"
             )
-        headers[f"x-ms-meta-{name.lower()}"] = value
+        if f"x-ms-meta-{name.lower()}" in {h.lower() for h in headers}:
+            raise InvalidInputError("metadata", f"name {name!r} given twice (names are case-insensitive)")
+        headers[f"x-ms-meta-{name}"] = value
     return headers
 
 
