@@ -229,7 +229,7 @@ def _quoted_blob_name(name: str) -> str:
 
 
 def _metadata_headers(metadata: Mapping[str, str]) -> dict[str, str]:
-    headers = {}
+    headers: dict[str, str] = {}
     for name, value in metadata.items():
         if not _METADATA_NAME.fullmatch(name):
             raise InvalidInputError("metadata", f"name {name!r} is not a C# identifier")
