@@ -7,13 +7,14 @@ with the product's Shared Key signer) where a test needs exact headers or a malf
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -23,7 +24,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, generate_blob
 
 from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from backup.blob import BlobAddress, BlobClient
-from backup.emulator import vhd
+from backup.emulator import sas, vhd
 from backup.emulator.dataplane import DataPlane
 from backup.emulator.page_list import PageListItem
 from backup.emulator.pages import PAGE_SIZE, PageMap, diff, fill_sparse
@@ -853,3 +854,25 @@ def test_copy_between_backup_blobs_is_not_paced(plane: DataPlane, container: Con
     destination = container.get_blob_client("dst")
     assert destination.start_copy_from_url(source.url)["copy_status"] == "success"
     assert destination.get_blob_properties().copy.status == "success"
+
+
+# -- secrets ----------------------------------------------------------------------------------------------
+
+
+def test_no_sas_signature_or_md_key_in_logs(
+    plane: DataPlane, container: ContainerClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    resource = _snapshot_id()
+    sas_url = plane.grant(resource_id=resource, family_id="f", content=_disk(MIB), duration_seconds=600)
+    signature = sas.sas_fields(urlsplit(sas_url).query)["sig"]
+    destination = container.get_blob_client("logged")
+    destination.start_copy_from_url(sas_url)
+    _get(sas_url + "&comp=pagelist", **{"x-ms-previous-snapshot-url": sas_url})
+    plane.revoke(resource)
+    _page_from_url(destination, sas_url, "bytes=0-511", "bytes=0-511")  # refused: revoked source
+    with pytest.raises(InvalidInputError):
+        plane.read_blob(sas_url)
+    assert caplog.records  # the data plane did log
+    for secret in (signature, quote(signature, safe=""), MD_KEY):
+        assert secret not in caplog.text

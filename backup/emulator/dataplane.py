@@ -190,7 +190,7 @@ class DataPlane:
         # sends that one request itself, signed by the same Shared Key signer.
         self._relay = Transport(policy=RetryPolicy(max_attempts=1))
         self._forwarder = Forwarder(azurite.blob_url)
-        self._front = FrontServer(self._dispatch)
+        self._front = FrontServer(self._dispatch, on_close=self._forwarder.release)
         self._session = requests.Session()
         self._lock = threading.RLock()
         self._current: dict[str, _Grant] = {}  # resource id -> its latest grant

@@ -156,6 +156,13 @@ class Forwarder:
             self._local.connection = connection
         return connection
 
+    def release(self) -> None:
+        """Close this thread's connection to Azurite (its client went away)."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
     def forward(self, request: Request) -> Reply:
         """Send ``request`` to Azurite as it came and return Azurite's answer (body streamed)."""
         headers = [(k, v) for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
@@ -212,6 +219,12 @@ class _FrontHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the default writes every request to stderr; errors are logged below
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.on_close()  # one thread per client connection: free its upstream one too
 
     def _handle(self) -> None:
         try:
@@ -300,17 +313,22 @@ class _FrontHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, on_close: Callable[[], None]) -> None:
         self.handler = handler
+        self.on_close = on_close
         super().__init__(("127.0.0.1", 0), _FrontHandler)
         self.host = f"127.0.0.1:{self.server_address[1]}"
 
 
 class FrontServer:
-    """The loopback server: ``start()`` binds a kernel-chosen port, ``url`` says where, ``stop()`` ends it."""
+    """The loopback server: ``start()`` binds a kernel-chosen port, ``url`` says where, ``stop()`` ends it.
 
-    def __init__(self, handler: Handler) -> None:
+    ``on_close`` runs on a connection's thread when its client hangs up (e.g. :meth:`Forwarder.release`).
+    """
+
+    def __init__(self, handler: Handler, on_close: Callable[[], None] = lambda: None) -> None:
         self._handler = handler
+        self._on_close = on_close
         self._server: _FrontHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -319,7 +337,7 @@ class FrontServer:
         """Listen on 127.0.0.1 and serve on a background thread."""
         if self._server is not None:
             raise RuntimeError("the front is already running")
-        self._server = _FrontHTTPServer(self._handler)
+        self._server = _FrontHTTPServer(self._handler, self._on_close)
         self.url = f"http://{self._server.host}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="dataplane-front", daemon=True
