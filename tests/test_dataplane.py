@@ -542,7 +542,9 @@ def test_copy_survives_md_deletion_across_an_azurite_restart(tmp_path) -> None: 
                 credential={"account_name": DEV_ACCOUNT, "account_key": DEV_ACCOUNT_KEY},
             )
             service.create_container("restart")
-            service.get_blob_client("restart", "disk").start_copy_from_url(sas_url)
+            copy = service.get_blob_client("restart", "disk")
+            copy.start_copy_from_url(sas_url)
+            assert _wait_copy(copy)[-1][0] == "success"  # revoke only after the copy ended, as Azure needs
             plane.revoke(resource)
         finally:
             plane.stop()
@@ -744,6 +746,7 @@ def test_fail_next_copy(plane: DataPlane, container: ContainerClient) -> None:
     assert properties.copy.status == "failed"
     assert properties.copy.status_description == '500 InternalError "Copy failed."'
     assert properties.copy.completion_time is not None
+    assert properties.size == 0  # Azure leaves a failed copy's destination empty
     # only the next copy fails
     again = container.get_blob_client("again")
     again.start_copy_from_url(sas_url)
@@ -761,7 +764,8 @@ def test_source_disappears(plane: DataPlane, container: ContainerClient) -> None
     assert pending.get_blob_properties().copy.status == "pending"
     plane.make_source_disappear(resource)
     assert _wait_copy(pending)[-1][0] == "failed"
-    assert "BlobNotFound" in (pending.get_blob_properties().copy.status_description or "")
+    properties = pending.get_blob_properties()
+    assert "BlobNotFound" in (properties.copy.status_description or "") and properties.size == 0
     response = _get(sas_url)
     assert (response.status_code, _error_code(response)) == (404, "BlobNotFound")
     with pytest.raises(HttpResponseError) as caught:
@@ -778,6 +782,7 @@ def test_revoke_during_a_pending_copy_fails_it(plane: DataPlane, container: Cont
     plane.revoke(resource)
     properties = destination.get_blob_properties()
     assert properties.copy.status == "failed" and "revoked" in (properties.copy.status_description or "")
+    assert properties.size == 0
 
 
 def test_abort_a_pending_copy(plane: DataPlane, container: ContainerClient) -> None:
@@ -792,7 +797,8 @@ def test_abort_a_pending_copy(plane: DataPlane, container: ContainerClient) -> N
     )
     assert (wrong.status_code, _error_code(wrong)) == (409, "CopyIdMismatch")
     destination.abort_copy(copy_id)
-    assert destination.get_blob_properties().copy.status == "aborted"
+    properties = destination.get_blob_properties()
+    assert properties.copy.status == "aborted" and properties.size == 0  # zero length, as documented
     # nothing pending any more: Azurite's own answer
     again = _signed("PUT", destination.url + f"?comp=copy&copyid={copy_id}", {"x-ms-copy-action": "abort"})
     assert (again.status_code, _error_code(again)) == (409, "NoPendingCopyOperation")

@@ -320,17 +320,14 @@ class DataPlane:
             self._end(grant, "revoked")
 
     def _end(self, grant: _Grant, why: str) -> None:
-        now = self._clock()
         with self._lock:
             if why == "revoked":
                 grant.revoked = True
-            for paced in self._copies.values():
-                if paced.source == grant.container:
-                    # Azure: revoking access while a copy reads from the SAS fails the copy.
-                    paced.settle(
-                        "failed", '403 AuthenticationFailed "Access to the copy source was revoked."', now
-                    )
             grant.content = grant.blob = None
+        # Azure: a copy still reading from the SAS when access is revoked (or runs out) fails.
+        self._fail_copies_from(
+            grant.container, f'403 AuthenticationFailed "Access to the copy source {why}."'
+        )
         try:
             with suppress(NotFoundError):
                 self._blobs.delete_container(self._accounts.container(self.md_account, grant.container))
@@ -373,16 +370,13 @@ class DataPlane:
 
     def make_source_disappear(self, resource_id: str) -> None:
         """``resource_id``'s blob is gone: its SAS answers 404, copies from it fail (pending or new)."""
-        now = self._clock()
         with self._lock:
             self._vanished.add(resource_id)
             grant = self._current.get(resource_id)
             if grant is None:
                 return
             grant.vanished = True
-            for paced in self._copies.values():
-                if paced.source == grant.container:
-                    paced.settle("failed", '404 BlobNotFound "The specified blob does not exist."', now)
+        self._fail_copies_from(grant.container, '404 BlobNotFound "The specified blob does not exist."')
 
     # -- Import ---------------------------------------------------------------------------------------
 
@@ -470,8 +464,11 @@ class DataPlane:
             abort = self._abort_copy(request, account, container, blob)
             if abort is not None:
                 return abort
+        watched = method in ("GET", "HEAD") and bool(blob) and comp in (None, "properties")
+        if watched:
+            self._advance_copy(request.url_path)
         reply = self._forwarder.forward(request)
-        if method in ("GET", "HEAD") and blob and comp in (None, "properties"):
+        if watched:
             self._show_copy_state(request.url_path, reply)
         return reply
 
@@ -707,18 +704,46 @@ class DataPlane:
         reply.set_header("x-ms-copy-status", "pending")
         return reply
 
+    def _fail_copies_from(self, source: str, description: str) -> None:
+        """End every copy still pending from the md container ``source`` as ``failed``."""
+        now = self._clock()
+        with self._lock:
+            ended = [path for path, paced in self._copies.items() if paced.source == source and paced.pending]
+            for path in ended:
+                self._copies[path].settle("failed", description, now)
+        for path in ended:
+            self._truncate(path)
+
+    def _truncate(self, path: str) -> None:
+        """Leave a failed or aborted copy's destination with zero length, as Azure does."""
+        account, container, blob = _split_path(path)
+        if account not in self._keys:
+            return
+        try:
+            self._blobs.resize(self._accounts.blob(account, container, unquote(blob)), 0)
+        except DiskBackupError as error:  # the status still says failed; the length is a detail
+            log.warning("could not truncate the copy destination %s: %s", path, error.message)
+
+    def _advance_copy(self, path: str) -> None:
+        """A HEAD/GET of a paced copy's destination is coming: move the copy one poll on."""
+        with self._lock:
+            paced = self._copies.get(path)
+            if paced is None or not paced.pending:
+                return
+            paced.observe(self._clock())
+            failed = paced.outcome == "failed"
+        if failed:
+            self._truncate(path)  # before the HEAD goes on, so it shows the length Azure would
+
     def _show_copy_state(self, path: str, reply: Reply) -> None:
-        """Overlay a paced copy's state on a HEAD/GET of its destination."""
+        """Overlay a paced copy's state on the answer to a HEAD/GET of its destination."""
         with self._lock:
             paced = self._copies.get(path)
             if paced is None or reply.status not in (200, 206):
                 return
-            if reply.header("x-ms-copy-id") != paced.copy_id:
-                del self._copies[path]  # the destination was overwritten since
-                return
-            paced.observe(self._clock())
-            if paced.outcome == "success":
-                del self._copies[path]  # from now on Azurite's own headers tell the truth
+            if reply.header("x-ms-copy-id") != paced.copy_id or paced.outcome == "success":
+                # Overwritten since, or done: from now on Azurite's own headers tell the truth.
+                del self._copies[path]
                 return
             shown = paced.headers()
         for name, value in shown.items():
@@ -743,6 +768,7 @@ class DataPlane:
             )
         with self._lock:
             paced.settle("aborted", None, self._clock())
+        self._truncate(request.url_path)  # Abort Copy Blob leaves the destination with zero length
         return Reply(204, storage_headers(request), b"")
 
     # -- Put Page From URL --------------------------------------------------------------------------
