@@ -29,6 +29,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from backup.catalog import Catalog
 from backup.errors import AzureHttpError, DiskBackupError, InvalidInputError, TransportError
 from backup.redact import get_logger, redact
 from backup.resource_id import parse_disk_id
@@ -351,3 +352,36 @@ async def start_scheduled_run(
         raise DiskBackupError(f"could not start run {instance_id}: {exc}") from None
     log.info("started scheduled run %s for %s", instance_id, occurrence)
     return instance_id, True
+
+
+# -- catalog listings ---------------------------------------------------------------------------------
+
+
+async def list_backups(req: func.HttpRequest, catalog: Catalog) -> func.HttpResponse:
+    """``GET /api/backups``: recent runs from the catalog, newest first."""
+    top = parse_top(req.params, default=20, highest=100)
+    listing = await asyncio.to_thread(catalog.list_runs, top)
+    body: dict[str, Any] = {"runs": [run.to_json() for run in listing.items]}
+    if listing.problems:
+        body["unreadableRows"] = listing.problems
+    return json_response(200, body)
+
+
+async def list_restore_points(req: func.HttpRequest, catalog: Catalog) -> func.HttpResponse:
+    """``GET /api/restore-points?disk=<id>``: a disk's restore points, newest first."""
+    raw = req.params.get("disk")
+    if not raw:
+        raise InvalidInputError("disk", "is required: the disk's resource ID")
+    disk = parse_disk_id(raw, "disk")
+    include_failed = parse_bool_param(req.params, "includeFailed")
+    top = parse_top(req.params, default=100, highest=1000)
+    listing = await asyncio.to_thread(
+        lambda: catalog.list_restore_points(str(disk), include_failed=include_failed, top=top)
+    )
+    body: dict[str, Any] = {
+        "diskId": str(disk),
+        "restorePoints": [point.to_json() for point in listing.items],
+    }
+    if listing.problems:
+        body["unreadableRows"] = listing.problems
+    return json_response(200, body)

@@ -19,6 +19,7 @@ RunStatus = Literal["Running", "Succeeded", "PartiallySucceeded", "Failed"]
 
 #: Registered names of the orchestrators and activities (strings: ``call_activity`` needs names).
 RUN_ORCHESTRATOR = "backup_run"
+LANE_ORCHESTRATOR = "backup_lane"
 DISK_ORCHESTRATOR = "backup_disk"
 
 
@@ -257,6 +258,11 @@ def sub_orchestration_id(run_id: str, index: int) -> str:
     Deterministic, so the status endpoint can find every disk of a run from the run's id and count.
     """
     return f"{run_id}-disk-{index:04d}"
+
+
+def lane_id(run_id: str, lane: int) -> str:
+    """The instance id of lane ``lane`` of run ``run_id`` (see the run orchestrator)."""
+    return f"{run_id}-lane-{lane:02d}"
 
 
 def run_status(results: list[DiskResult]) -> RunStatus:

@@ -25,10 +25,12 @@ from backup.redact import redact
 from backup.workflow import activity_names as act
 from backup.workflow.models import (
     DISK_ORCHESTRATOR,
+    LANE_ORCHESTRATOR,
     DiskJob,
     DiskRef,
     DiskResult,
     RunInput,
+    lane_id,
     run_status,
     sub_orchestration_id,
 )
@@ -40,11 +42,16 @@ Orchestration = Generator[Any, Any, Any]
 
 
 def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
-    """Back up every selected disk, at most ``maxParallel`` at a time; a failing disk fails only itself."""
+    """Back up every selected disk, at most ``maxParallel`` at a time; a failing disk fails only itself.
+
+    The bound is kept by *lanes*: ``maxParallel`` lane sub-orchestrations under one ``task_all``, each
+    backing up its share of the disks one after another. (A sliding window of ``task_any`` over running
+    children does not keep N in flight: the Functions host awaits each new ``WhenAny`` action on the
+    newly started child alone, so after the first wave a run degrades to one disk at a time.)
+    """
     run = RunInput.from_json(context.get_input())
     run_id = context.instance_id
-    started = context.current_utc_datetime
-    started_iso = _iso(started)
+    started_iso = _iso(context.current_utc_datetime)
     context.set_custom_status({"phase": "resolving"})
 
     record: dict[str, Any] = {
@@ -67,49 +74,22 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
 
     total = len(disks)
     yield context.call_activity(act.RECORD_RUN, {**record, "status": "Running", "diskCount": total})
-
+    lanes = min(run.options.max_parallel, total)
+    context.set_custom_status({"phase": "backing up", "disks": total, "lanes": lanes})
+    jobs = [
+        DiskJob(run_id, started_iso, index, disk, run.options).to_json() for index, disk in enumerate(disks)
+    ]
+    lane_tasks = [
+        context.call_sub_orchestrator(LANE_ORCHESTRATOR, {"jobs": jobs[lane::lanes]}, lane_id(run_id, lane))
+        for lane in range(lanes)
+    ]
     results: dict[int, DiskResult] = {}
-    in_flight: dict[int, Any] = {}  # disk index -> its sub-orchestration task
-
-    def progress(phase: str) -> None:
-        succeeded = sum(1 for r in results.values() if r.status == "Succeeded")
-        context.set_custom_status(
-            {
-                "phase": phase,
-                "disks": total,
-                "finished": len(results),
-                "succeeded": succeeded,
-                "failed": len(results) - succeeded,
-            }
-        )
-
-    def collect(index: int, task: Any) -> None:
-        disk = disks[index]
-        outcome = task.result
-        if isinstance(outcome, Exception) or not isinstance(outcome, dict):
-            # The disk orchestrator catches its own failures; this is a bug or a platform failure.
-            results[index] = DiskResult(
-                disk.id, disk.name, "Failed", "unknown", reason=failure_reason(outcome)
-            )
-        else:
-            results[index] = _result_from_json(outcome, disk)
-
-    progress("backing up")
-    for index, disk in enumerate(disks):
-        if len(in_flight) >= run.options.max_parallel:
-            finished_task = yield context.task_any(list(in_flight.values()))
-            done_index = next(i for i, t in in_flight.items() if t is finished_task)
-            collect(done_index, in_flight.pop(done_index))
-            progress("backing up")
-        job = DiskJob(run_id, started_iso, index, disk, run.options)
-        in_flight[index] = context.call_sub_orchestrator(
-            DISK_ORCHESTRATOR, job.to_json(), sub_orchestration_id(run_id, index)
-        )
-    while in_flight:
-        finished_task = yield context.task_any(list(in_flight.values()))
-        done_index = next(i for i, t in in_flight.items() if t is finished_task)
-        collect(done_index, in_flight.pop(done_index))
-        progress("backing up")
+    if lane_tasks:
+        lane_outputs = yield context.task_all(lane_tasks)
+        for lane, output in enumerate(lane_outputs):
+            for offset, outcome in enumerate(output):
+                index = lane + offset * lanes
+                results[index] = _result_from_json(outcome, disks[index])
 
     ordered = [results[i] for i in range(total)]
     succeeded = sum(1 for r in ordered if r.status == "Succeeded")
@@ -125,8 +105,31 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     if not ordered:
         summary["reason"] = "the selection matched no disks"
     yield context.call_activity(act.RECORD_RUN, summary)
-    progress("done")
+    context.set_custom_status(
+        {"phase": "done", "disks": total, "succeeded": succeeded, "failed": total - succeeded}
+    )
     return summary
+
+
+def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
+    """One lane of a run: its share of the disks, one disk sub-orchestration after another.
+
+    Never fails: a disk orchestration that fails outright (a bug, a platform failure) becomes a failed
+    result for that disk, and the lane goes on with the next.
+    """
+    data = context.get_input()
+    jobs = [DiskJob.from_json(job) for job in (data or {}).get("jobs", [])]
+    outputs: list[dict[str, Any]] = []
+    for job in jobs:
+        try:
+            outcome = yield context.call_sub_orchestrator(
+                DISK_ORCHESTRATOR, job.to_json(), sub_orchestration_id(job.run_id, job.index)
+            )
+            outputs.append(_result_from_json(outcome, job.disk).to_json())
+        except Exception as exc:
+            failed = DiskResult(job.disk.id, job.disk.name, "Failed", "unknown", reason=failure_reason(exc))
+            outputs.append(failed.to_json())
+    return outputs
 
 
 # -- one disk -----------------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             "snapshotId": snapshot_id,
             "container": options.container,
             "blobName": blob["blobName"],
-            "sizeBytes": verified["sizeBytes"],
+            "sizeBytes": verified["diskBytes"],
             "bytesCopied": copy["copied"],
             "kind": "full",
             "startedAt": started_at,
@@ -230,7 +233,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             "done",
             snapshot_id=snapshot_id,
             blob_url=recorded["blobUrl"],
-            size_bytes=verified["sizeBytes"],
+            size_bytes=verified["diskBytes"],
             bytes_copied=copy["copied"],
             warnings=tuple(warnings),
         ).to_json()
@@ -391,7 +394,9 @@ def failure_reason(error: object) -> str:
     return redact(first or type(error).__name__)[:1000]
 
 
-def _result_from_json(data: dict[str, Any], disk: DiskRef) -> DiskResult:
+def _result_from_json(data: Any, disk: DiskRef) -> DiskResult:
+    if not isinstance(data, dict):
+        return DiskResult(disk.id, disk.name, "Failed", "unknown", reason=f"unexpected result {data!r:.200}")
     return DiskResult(
         disk_id=str(data.get("diskId", disk.id)),
         disk_name=str(data.get("diskName", disk.name)),

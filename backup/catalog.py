@@ -1,0 +1,417 @@
+"""The catalog: every run and every restore point, in one Azure Table.
+
+Two kinds of rows share the table, told apart by their PartitionKey:
+
+- a run: PartitionKey ``run``, RowKey ``{inverted start time}_{run id}``;
+- a restore point (one disk backed up by one run, or a failed attempt): PartitionKey
+  ``disk_{encoded disk id}`` (the lower-cased disk resource ID through :func:`backup.odata.encode_key`,
+  since IDs hold ``/``), RowKey ``{inverted run start time}_{run id}``.
+
+The inverted time (``10**15`` minus milliseconds since the epoch, zero-padded) makes the table's natural
+ascending key order newest-first, so "a disk's restore points, newest first" and "recent runs" are
+single-partition queries that read only as many rows as asked for. Keys are functions of the run and the
+disk alone, and writes replace whole rows, so recording the same thing twice leaves one row.
+
+Rows are read back through validating constructors: a row that is not what we wrote (edited by hand,
+from another version) is reported as a problem naming the row and the field, never half-used.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from backup.errors import InvalidInputError, NotFoundError
+from backup.odata import and_, decode_key, encode_key, eq
+from backup.redact import get_logger, redact, strip_query
+from backup.table import Entity, EntityValue, TableClient, UpsertMode
+
+log = get_logger(__name__)
+
+RUN_PARTITION = "run"
+_DISK_PARTITION_PREFIX = "disk_"
+_INVERT_BASE = 10**15
+_RUN_STATUSES = ("Running", "Succeeded", "PartiallySucceeded", "Failed")
+_POINT_STATUSES = ("Succeeded", "Failed")
+_MAX_REASON = 2000
+
+RestorePointStatus = Literal["Succeeded", "Failed"]
+
+
+def parse_time(value: Any, field: str) -> datetime:
+    """An aware UTC datetime from a datetime or an ISO 8601 text (``...Z``)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidInputError(field, "must carry a time zone")
+        return value.astimezone(UTC)
+    if not isinstance(value, str):
+        raise InvalidInputError(field, "must be an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(field, f"{value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInputError(field, "must carry a time zone")
+    return parsed.astimezone(UTC)
+
+
+def inverted_time(when: datetime) -> str:
+    """A key prefix that sorts newer times first."""
+    millis = int(when.timestamp() * 1000)
+    return f"{_INVERT_BASE - millis:015d}"
+
+
+def disk_partition(disk_id: str) -> str:
+    """The PartitionKey of a disk's restore points."""
+    return _DISK_PARTITION_PREFIX + encode_key(disk_id.lower())
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as the catalog keeps it."""
+
+    run_id: str
+    trigger: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    disk_count: int
+    succeeded: int
+    failed: int
+    reason: str | None
+    selection: dict[str, Any]
+
+    @property
+    def row_key(self) -> str:
+        """This run's RowKey."""
+        return f"{inverted_time(self.started_at)}_{self.run_id}"
+
+    @classmethod
+    def from_summary(cls, data: Any) -> RunRecord:
+        """From the run orchestrator's ``record_run`` input (a running or a finished run)."""
+        if not isinstance(data, dict):
+            raise InvalidInputError("run", "must be an object")
+        status = data.get("status")
+        if status not in _RUN_STATUSES:
+            raise InvalidInputError("run.status", f"{status!r} is not one of {', '.join(_RUN_STATUSES)}")
+        selection = data.get("selection")
+        return cls(
+            run_id=_text(data, "runId", "run"),
+            trigger=_text(data, "trigger", "run"),
+            status=status,
+            started_at=parse_time(data.get("startedAt"), "run.startedAt"),
+            finished_at=parse_time(data["finishedAt"], "run.finishedAt") if data.get("finishedAt") else None,
+            disk_count=_count(data, "diskCount"),
+            succeeded=_count(data, "succeeded"),
+            failed=_count(data, "failed"),
+            reason=redact(str(data["reason"]))[:_MAX_REASON] if data.get("reason") else None,
+            selection=selection if isinstance(selection, dict) else {},
+        )
+
+    def properties(self) -> dict[str, EntityValue]:
+        """The row's properties."""
+        props: dict[str, EntityValue] = {
+            "RunId": self.run_id,
+            "Trigger": self.trigger,
+            "Status": self.status,
+            "StartedAt": self.started_at,
+            "DiskCount": self.disk_count,
+            "Succeeded": self.succeeded,
+            "Failed": self.failed,
+            "Selection": json.dumps(self.selection, sort_keys=True),
+        }
+        if self.finished_at is not None:
+            props["FinishedAt"] = self.finished_at
+        if self.reason:
+            props["Reason"] = self.reason
+        return props
+
+    @classmethod
+    def from_entity(cls, entity: Entity) -> RunRecord:
+        """Read a run row back; :class:`InvalidInputError` names the row and the field that is wrong."""
+        where = f"catalog row {entity.partition_key}/{entity.row_key}"
+        p = entity.properties
+        status = p.get("Status")
+        if status not in _RUN_STATUSES:
+            raise InvalidInputError(f"{where}.Status", f"{status!r} is not a run status")
+        try:
+            selection = json.loads(str(p.get("Selection", "{}")))
+        except json.JSONDecodeError:
+            raise InvalidInputError(f"{where}.Selection", "is not JSON") from None
+        record = cls(
+            run_id=_prop_text(p, "RunId", where),
+            trigger=_prop_text(p, "Trigger", where),
+            status=str(status),
+            started_at=_prop_time(p, "StartedAt", where),
+            finished_at=_prop_time(p, "FinishedAt", where) if "FinishedAt" in p else None,
+            disk_count=_prop_int(p, "DiskCount", where),
+            succeeded=_prop_int(p, "Succeeded", where),
+            failed=_prop_int(p, "Failed", where),
+            reason=str(p["Reason"]) if p.get("Reason") else None,
+            selection=selection if isinstance(selection, dict) else {},
+        )
+        if record.row_key != entity.row_key:
+            raise InvalidInputError(f"{where}.RowKey", "does not match the run's start time and id")
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        """For the HTTP API and the CLI."""
+        return {
+            "runId": self.run_id,
+            "trigger": self.trigger,
+            "status": self.status,
+            "startedAt": _iso(self.started_at),
+            "finishedAt": _iso(self.finished_at) if self.finished_at else None,
+            "diskCount": self.disk_count,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "reason": self.reason,
+            "selection": self.selection,
+        }
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """One disk's backup by one run (``status`` Succeeded), or a failed attempt (with ``reason``)."""
+
+    disk_id: str
+    run_id: str
+    run_started_at: datetime
+    snapshot_id: str | None
+    blob_url: str  # never with a query: no SAS
+    size_bytes: int
+    bytes_copied: int
+    kind: str
+    started_at: datetime
+    finished_at: datetime
+    status: RestorePointStatus
+    reason: str | None
+    copy_id: str | None
+
+    @property
+    def partition_key(self) -> str:
+        """This point's PartitionKey."""
+        return disk_partition(self.disk_id)
+
+    @property
+    def row_key(self) -> str:
+        """This point's RowKey."""
+        return f"{inverted_time(self.run_started_at)}_{self.run_id}"
+
+    def properties(self) -> dict[str, EntityValue]:
+        """The row's properties."""
+        props: dict[str, EntityValue] = {
+            "DiskId": self.disk_id,
+            "RunId": self.run_id,
+            "RunStartedAt": self.run_started_at,
+            "BlobUrl": self.blob_url,
+            "SizeBytes": self.size_bytes,
+            "BytesCopied": self.bytes_copied,
+            "Kind": self.kind,
+            "StartedAt": self.started_at,
+            "FinishedAt": self.finished_at,
+            "Status": self.status,
+        }
+        if self.snapshot_id:
+            props["SnapshotId"] = self.snapshot_id
+        if self.reason:
+            props["Reason"] = self.reason
+        if self.copy_id:
+            props["CopyId"] = self.copy_id
+        return props
+
+    @classmethod
+    def from_entity(cls, entity: Entity) -> RestorePoint:
+        """Read a restore point row back; :class:`InvalidInputError` names the row and the wrong field."""
+        where = f"catalog row {entity.partition_key}/{entity.row_key}"
+        p = entity.properties
+        status = p.get("Status")
+        if status not in _POINT_STATUSES:
+            raise InvalidInputError(f"{where}.Status", f"{status!r} is not a restore point status")
+        blob_url = _prop_text(p, "BlobUrl", where)
+        if "?" in blob_url:
+            raise InvalidInputError(f"{where}.BlobUrl", "carries a query; the catalog never stores one")
+        point = cls(
+            disk_id=_prop_text(p, "DiskId", where),
+            run_id=_prop_text(p, "RunId", where),
+            run_started_at=_prop_time(p, "RunStartedAt", where),
+            snapshot_id=str(p["SnapshotId"]) if p.get("SnapshotId") else None,
+            blob_url=blob_url,
+            size_bytes=_prop_int(p, "SizeBytes", where),
+            bytes_copied=_prop_int(p, "BytesCopied", where),
+            kind=_prop_text(p, "Kind", where),
+            started_at=_prop_time(p, "StartedAt", where),
+            finished_at=_prop_time(p, "FinishedAt", where),
+            status="Succeeded" if status == "Succeeded" else "Failed",
+            reason=str(p["Reason"]) if p.get("Reason") else None,
+            copy_id=str(p["CopyId"]) if p.get("CopyId") else None,
+        )
+        if point.partition_key != entity.partition_key or point.row_key != entity.row_key:
+            raise InvalidInputError(f"{where}", "keys do not match the row's DiskId, RunId and RunStartedAt")
+        return point
+
+    def to_json(self) -> dict[str, Any]:
+        """For the HTTP API and the CLI."""
+        return {
+            "diskId": self.disk_id,
+            "runId": self.run_id,
+            "status": self.status,
+            "kind": self.kind,
+            "blobUrl": self.blob_url,
+            "snapshotId": self.snapshot_id,
+            "sizeBytes": self.size_bytes,
+            "bytesCopied": self.bytes_copied,
+            "startedAt": _iso(self.started_at),
+            "finishedAt": _iso(self.finished_at),
+            "reason": self.reason,
+            "copyId": self.copy_id,
+        }
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A page of catalog rows, and the rows that could not be read (each with what is wrong)."""
+
+    items: list[Any]
+    problems: list[str]
+
+
+class Catalog:
+    """Reads and writes runs and restore points in one table (see the module docstring)."""
+
+    def __init__(self, table: TableClient, *, blob_endpoint: str) -> None:
+        self.table = table
+        self.blob_endpoint = blob_endpoint.rstrip("/")
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def _ensure_table(self) -> None:
+        with self._lock:
+            if not self._ready:
+                self.table.create_if_missing()
+                self._ready = True
+
+    def blob_url(self, container: str, blob_name: str) -> str:
+        """The URL of a backup blob, as the catalog stores it (no query)."""
+        return strip_query(f"{self.blob_endpoint}/{container}/{quote(blob_name, safe='/')}")
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    def record_run(self, data: Any) -> RunRecord:
+        """Write a run's row (replacing any earlier state of the same run)."""
+        record = RunRecord.from_summary(data)
+        self._ensure_table()
+        self.table.upsert(RUN_PARTITION, record.row_key, record.properties(), mode=UpsertMode.REPLACE)
+        return record
+
+    def record_restore_point(self, data: Any) -> RestorePoint:
+        """Write a restore point (or a failed attempt) from the disk orchestrator's ``record`` input."""
+        if not isinstance(data, dict):
+            raise InvalidInputError("restore point", "must be an object")
+        status = data.get("status")
+        if status not in _POINT_STATUSES:
+            raise InvalidInputError("restore point.status", f"{status!r} is not Succeeded or Failed")
+        reason = data.get("reason")
+        point = RestorePoint(
+            disk_id=_text(data, "diskId", "restore point"),
+            run_id=_text(data, "runId", "restore point"),
+            run_started_at=parse_time(data.get("runStartedAt"), "restore point.runStartedAt"),
+            snapshot_id=data.get("snapshotId") or None,
+            blob_url=self.blob_url(
+                _text(data, "container", "restore point"), _text(data, "blobName", "restore point")
+            ),
+            size_bytes=_count(data, "sizeBytes"),
+            bytes_copied=_count(data, "bytesCopied"),
+            kind=_text(data, "kind", "restore point"),
+            started_at=parse_time(data.get("startedAt"), "restore point.startedAt"),
+            finished_at=parse_time(data.get("finishedAt"), "restore point.finishedAt"),
+            status="Succeeded" if status == "Succeeded" else "Failed",
+            reason=redact(str(reason))[:_MAX_REASON] if reason else None,
+            copy_id=data.get("copyId") or None,
+        )
+        self._ensure_table()
+        self.table.upsert(point.partition_key, point.row_key, point.properties(), mode=UpsertMode.REPLACE)
+        return point
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def list_runs(self, top: int = 20) -> Listing:
+        """The most recent runs, newest first."""
+        return self._read(eq("PartitionKey", RUN_PARTITION), top, RunRecord.from_entity)
+
+    def list_restore_points(self, disk_id: str, *, include_failed: bool = False, top: int = 100) -> Listing:
+        """A disk's restore points, newest first (failed attempts too when asked)."""
+        where = eq("PartitionKey", disk_partition(disk_id))
+        if not include_failed:
+            where = and_(where, eq("Status", "Succeeded"))
+        return self._read(where, top, RestorePoint.from_entity)
+
+    def _read(self, where: Any, top: int | None, parse: Any) -> Listing:
+        items: list[Any] = []
+        problems: list[str] = []
+        try:
+            rows = list(self.table.query(where, top=top))
+        except NotFoundError:  # no table yet: nothing was ever recorded
+            return Listing([], [])
+        for entity in rows:
+            try:
+                items.append(parse(entity))
+            except InvalidInputError as exc:
+                log.warning("unreadable catalog row: %s", exc)
+                problems.append(str(exc))
+        return Listing(items, problems)
+
+    @staticmethod
+    def disk_id_of_partition(partition_key: str) -> str:
+        """The (lower-cased) disk ID a restore-point partition belongs to."""
+        if not partition_key.startswith(_DISK_PARTITION_PREFIX):
+            raise InvalidInputError("partition key", f"{partition_key!r} is not a disk partition")
+        return decode_key(partition_key[len(_DISK_PARTITION_PREFIX) :])
+
+
+# -- validators -----------------------------------------------------------------------------------------
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{where}.{key}", "must be a non-empty string")
+    return value
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key, 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(key, "must be a whole number, 0 or more")
+    return value
+
+
+def _prop_text(p: dict[str, EntityValue], key: str, where: str) -> str:
+    value = p.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{where}.{key}", "is missing or not text")
+    return value
+
+
+def _prop_int(p: dict[str, EntityValue], key: str, where: str) -> int:
+    value = p.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(f"{where}.{key}", "is missing or not a whole number")
+    return value
+
+
+def _prop_time(p: dict[str, EntityValue], key: str, where: str) -> datetime:
+    value = p.get(key)
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{where}.{key}", "is missing or not an Edm.DateTime")
+    return value.astimezone(UTC)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")

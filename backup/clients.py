@@ -1,0 +1,86 @@
+"""The Azure clients an activity works with, built once per process from :class:`Settings`.
+
+ARM goes through one :class:`ArmClient` (tokens from azure-identity, or the emulator's fixed token);
+storage through one blob and one table client, authorised with the account's Shared Key when one is
+configured, else with Azure AD tokens. All of them share one pooled :class:`Transport` per service kind.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from backup.arm import ArmClient
+from backup.blob import BlobAddress, BlobClient, ContainerAddress
+from backup.catalog import Catalog
+from backup.compute import ComputeClient
+from backup.credentials import ARM_SCOPE, IdentityTokenProvider, StaticTokenProvider, TokenProvider
+from backup.settings import Settings
+from backup.storage_auth import STORAGE_SCOPE, BearerAuthorizer, SharedKeyAuthorizer, StorageService
+from backup.table import TableClient
+from backup.transport import Authorizer, Transport
+
+
+@dataclass(frozen=True)
+class AzureClients:
+    """What activities call: compute (ARM), the backup container (blob) and the catalog (table)."""
+
+    settings: Settings
+    compute: ComputeClient
+    blob: BlobClient
+    container: ContainerAddress
+    catalog: Catalog
+
+    def backup_blob(self, container: str, name: str) -> BlobAddress:
+        """The backup blob ``name`` in ``container`` of the backup account."""
+        if container == self.settings.container:
+            return self.container.blob(name)
+        return ContainerAddress.in_account(
+            self.settings.blob_endpoint, container, self.container.authorize
+        ).blob(name)
+
+
+def build_clients(settings: Settings) -> AzureClients:
+    """Build every client from settings (no network calls)."""
+    arm_tokens: TokenProvider
+    if settings.arm_token is not None:
+        arm_tokens = StaticTokenProvider(settings.arm_token)
+    else:
+        arm_tokens = IdentityTokenProvider(ARM_SCOPE, settings.managed_identity_client_id)
+    arm_transport = Transport(verify=settings.arm_ca_bundle or True)
+    arm = ArmClient(settings.arm_endpoint, arm_tokens, arm_transport)
+
+    blob_auth: Authorizer
+    table_auth: Authorizer
+    if settings.storage_key is not None:
+        blob_auth = SharedKeyAuthorizer(
+            settings.storage_account, settings.storage_key, service=StorageService.BLOB
+        )
+        table_auth = SharedKeyAuthorizer(
+            settings.storage_account, settings.storage_key, service=StorageService.TABLE
+        )
+    else:
+        storage_tokens = IdentityTokenProvider(STORAGE_SCOPE, settings.managed_identity_client_id)
+        blob_auth = table_auth = BearerAuthorizer(storage_tokens)
+    storage_transport = Transport()
+    table = TableClient(settings.table_endpoint, settings.catalog_table, table_auth, storage_transport)
+    return AzureClients(
+        settings=settings,
+        compute=ComputeClient(arm),
+        blob=BlobClient(storage_transport),
+        container=ContainerAddress.in_account(settings.blob_endpoint, settings.container, blob_auth),
+        catalog=Catalog(table, blob_endpoint=settings.blob_endpoint),
+    )
+
+
+_lock = threading.Lock()
+_cached: tuple[Settings, AzureClients] | None = None
+
+
+def clients_for(settings: Settings) -> AzureClients:
+    """The process's clients for ``settings``: built on first use, rebuilt only if the settings change."""
+    global _cached
+    with _lock:
+        if _cached is None or _cached[0] != settings:
+            _cached = (settings, build_clients(settings))
+        return _cached[1]

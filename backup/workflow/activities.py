@@ -1,0 +1,331 @@
+"""The activities: each makes one bounded Azure call (or a short, bounded few) and answers small JSON.
+
+Every activity is safe to run twice with the same input (the host delivers at least once): snapshots are
+named by run and disk, the copy looks for its own earlier attempt before starting another, catalog rows
+are keyed by run and disk and replaced whole, revoking and deleting are idempotent.
+
+Activities raise on failure (the orchestrator turns the error into a disk's failure reason); they never
+return error text. A throttled *begin* call is not a failure: it answers ``Throttled`` with the call to
+repeat, and the orchestrator waits on a durable timer instead of a thread sleeping here. The shapes of
+the answers are described in :mod:`backup.workflow.activity_names`.
+
+The one secret in the workflow, the snapshot's SAS, exists only inside :func:`start_copy`: read from the
+grant-access operation, handed to Copy Blob, never returned or logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backup.blob import BlobAddress, CopyStatus
+from backup.clients import AzureClients
+from backup.emulator import vhd  # FIXME: move to backup.vhd once the data plane settles
+from backup.errors import (
+    CopyFailedError,
+    InvalidInputError,
+    NotFoundError,
+    ThrottledError,
+    VerificationError,
+)
+from backup.lro import LroStatus
+from backup.page_range import PageRange
+from backup.redact import get_logger
+from backup.resource_id import parse_disk_id
+from backup.workflow import activity_names as act
+from backup.workflow.models import DiskRef, Selection
+
+log = get_logger(__name__)
+
+#: Seconds to wait after a throttled call that said nothing about when to come back.
+DEFAULT_THROTTLE_WAIT = 30.0
+
+
+# -- selection and catalog ------------------------------------------------------------------------------
+
+
+def resolve_selection(clients: AzureClients, data: Any) -> list[dict[str, Any]]:
+    """The disks a selection names, sorted by ID, each as :class:`DiskRef` JSON.
+
+    Explicit disk IDs must all exist (a missing one fails the run with its ID named: the caller asked
+    for it). A disk whose size ARM does not report cannot be verified and fails the run the same way.
+    """
+    selection = Selection.from_json(data)
+    compute = clients.compute
+    subscription = clients.settings.subscription_id
+    if selection.kind == "diskIds":
+        disks = []
+        for index, disk_id in enumerate(selection.disk_ids):
+            try:
+                disks.append(compute.get_disk(disk_id))
+            except NotFoundError:
+                raise InvalidInputError(f"diskIds[{index}]", f"disk {disk_id} does not exist") from None
+    elif selection.kind == "tag":
+        assert selection.tag_name is not None
+        disks = compute.list_disks(subscription, tags={selection.tag_name: selection.tag_value})
+    elif selection.kind == "resourceGroup":
+        disks = compute.list_disks(subscription, selection.resource_group)
+    else:
+        raise InvalidInputError("selection.kind", "the configured selection is resolved by the starter")
+    refs = []
+    for disk in sorted(disks, key=lambda d: d.id.lower()):
+        if disk.size_bytes is None or disk.size_bytes <= 0:
+            raise InvalidInputError("disk", f"{disk.id} reports no size; it cannot be backed up and verified")
+        rid = parse_disk_id(disk.id)
+        refs.append(
+            DiskRef(
+                disk.id, disk.name, rid.resource_group, rid.subscription_id, disk.location, disk.size_bytes
+            )
+        )
+    log.info("selection %s matched %d disks", selection.kind, len(refs))
+    return [ref.to_json() for ref in refs]
+
+
+def record_run(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Write the run's catalog row (at its start and again at its end)."""
+    record = clients.catalog.record_run(data)
+    return {"runId": record.run_id, "status": record.status}
+
+
+def record_restore_point(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Write a restore point (or a failed attempt) to the catalog; answers the blob URL it stored."""
+    point = clients.catalog.record_restore_point(data)
+    return {"blobUrl": point.blob_url, "status": point.status}
+
+
+# -- ARM operations ---------------------------------------------------------------------------------------
+
+
+def begin_snapshot(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Start the run's snapshot of a disk (named by run and disk, so a repeat meets the same snapshot)."""
+    payload = _object(data)
+    disk = DiskRef.from_json(payload.get("disk"))
+    incremental = payload.get("incremental")
+    if not isinstance(incremental, bool):
+        raise InvalidInputError("incremental", "must be true or false")
+    try:
+        started = clients.compute.begin_create_snapshot(
+            disk.id, location=disk.location, run_id=_text(payload, "runId"), incremental=incremental
+        )
+    except ThrottledError as exc:
+        return _throttled(act.BEGIN_SNAPSHOT, payload, exc)
+    return {**_operation_answer(started.operation), "snapshotId": started.snapshot_id}
+
+
+def poll_operation(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """One poll of an ARM operation; raises :class:`OperationFailedError` if it failed or was canceled."""
+    operation = _operation(_object(data), "operation")
+    try:
+        polled = clients.compute.poll(operation)
+    except ThrottledError as exc:
+        # Still running as far as anyone knows; come back when asked.
+        return {**_operation_answer(operation), "retryAfter": exc.retry_after or DEFAULT_THROTTLE_WAIT}
+    return _operation_answer(polled)
+
+
+def begin_grant_access(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Start granting read access to the snapshot (its SAS stays in the operation)."""
+    payload = _object(data)
+    duration = payload.get("durationSeconds")
+    if isinstance(duration, bool) or not isinstance(duration, int):
+        raise InvalidInputError("durationSeconds", "must be a whole number of seconds")
+    try:
+        operation = clients.compute.begin_grant_access(_text(payload, "snapshotId"), duration)
+    except ThrottledError as exc:
+        return _throttled(act.BEGIN_GRANT_ACCESS, payload, exc)
+    return _operation_answer(operation)
+
+
+def begin_revoke_access(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Start revoking access to the snapshot (harmless when nothing was granted)."""
+    payload = _object(data)
+    try:
+        operation = clients.compute.begin_revoke_access(_text(payload, "snapshotId"))
+    except ThrottledError as exc:
+        return _throttled(act.BEGIN_REVOKE_ACCESS, payload, exc)
+    return _operation_answer(operation)
+
+
+def begin_delete_snapshot(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Start deleting the snapshot; one that is already gone counts as deleted."""
+    payload = _object(data)
+    try:
+        operation = clients.compute.begin_delete_snapshot(_text(payload, "snapshotId"))
+    except NotFoundError:
+        return {"state": "Succeeded", "retryAfter": None, "operation": None}
+    except ThrottledError as exc:
+        return _throttled(act.BEGIN_DELETE_SNAPSHOT, payload, exc)
+    return _operation_answer(operation)
+
+
+# -- the copy ----------------------------------------------------------------------------------------------
+
+
+def start_copy(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Copy the snapshot (through the SAS its grant issued) into the backup blob.
+
+    If an earlier attempt of this same activity already started the copy (same snapshot, blob carrying
+    our metadata, copy pending or done), that copy is answered instead of starting a second one.
+    """
+    payload = _object(data)
+    snapshot_id = _text(payload, "snapshotId")
+    metadata = payload.get("metadata")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidInputError("metadata", "must be an object of strings")
+    grant = _operation(payload, "grant")
+    if not grant.succeeded:
+        raise InvalidInputError("grant", "the access grant has not succeeded")
+    destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
+    clients.blob.create_container(_container_of(clients, payload))
+
+    earlier = _properties_or_none(clients, destination)
+    if (
+        earlier is not None
+        and _metadata_value(earlier.metadata, "snapshotId") == snapshot_id
+        and earlier.copy_status in (CopyStatus.PENDING, CopyStatus.SUCCESS)
+        and earlier.copy_id
+    ):
+        log.info("copy %s into %s was started before; following it", earlier.copy_id, destination.display_url)
+        return _copy_answer(earlier.copy_id, earlier.copy_status, earlier.copy_progress, earlier.size)
+
+    source = BlobAddress.from_sas_url(clients.compute.read_access_sas(grant))
+    started = clients.blob.start_copy(destination, source, metadata=metadata)
+    props = clients.blob.get_properties(destination)
+    if props.copy_id != started.copy_id:
+        raise CopyFailedError(f"another copy ({props.copy_id}) replaced ours ({started.copy_id}) at once")
+    return _copy_answer(started.copy_id, props.copy_status or started.status, props.copy_progress, props.size)
+
+
+def copy_status(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """The copy's state from the destination blob's properties (HEAD); raises if it failed."""
+    payload = _object(data)
+    copy_id = _text(payload, "copyId")
+    destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
+    props = clients.blob.get_properties(destination)
+    if props.copy_id != copy_id:
+        raise CopyFailedError(f"the backup blob's last copy is {props.copy_id}, not ours ({copy_id})")
+    if props.copy_status in (CopyStatus.FAILED, CopyStatus.ABORTED):
+        description = props.copy_status_description or "no description"
+        raise CopyFailedError(f"copy {props.copy_status.value}: {description}")
+    if props.copy_status is None:
+        raise CopyFailedError("the backup blob reports no copy status")
+    return _copy_answer(copy_id, props.copy_status, props.copy_progress, props.size)
+
+
+def verify_backup(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Check what arrived: our copy (same copy id), finished with success, a fixed VHD of the disk.
+
+    A snapshot's SAS exports the disk as a fixed VHD, so the blob is the disk's size plus the 512-byte
+    footer, and the footer must describe a fixed disk of exactly the disk's size.
+    """
+    payload = _object(data)
+    copy_id = _text(payload, "copyId")
+    expected = payload.get("expectedSize")
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected <= 0:
+        raise InvalidInputError("expectedSize", "must be a positive whole number of bytes")
+    destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
+    props = clients.blob.get_properties(destination)
+    problems = []
+    if props.copy_id != copy_id:
+        problems.append(f"copy id is {props.copy_id}, expected {copy_id}")
+    if props.copy_status is not CopyStatus.SUCCESS:
+        problems.append(f"copy status is {props.copy_status}, expected success")
+    if props.size != expected + vhd.FOOTER_SIZE:
+        problems.append(
+            f"size is {props.size} bytes, expected the disk's {expected} + {vhd.FOOTER_SIZE} (VHD footer)"
+        )
+    if props.blob_type is not None and props.blob_type != "PageBlob":
+        problems.append(f"blob type is {props.blob_type}, expected PageBlob")
+    if props.copy_progress is not None and props.copy_progress[0] != props.copy_progress[1]:
+        problems.append(f"copy progress is {props.copy_progress[0]}/{props.copy_progress[1]}")
+    if not problems:
+        footer = vhd.parse_footer(
+            clients.blob.read_range(destination, PageRange.at(expected, vhd.FOOTER_SIZE))
+        )
+        if footer.cookie != b"conectix" or not footer.checksum_ok:
+            problems.append("the last 512 bytes are not an intact VHD footer")
+        elif footer.disk_type != 2 or footer.current_size != expected:
+            problems.append(
+                f"the VHD footer describes a type-{footer.disk_type} disk of {footer.current_size} bytes, "
+                f"expected a fixed disk of {expected}"
+            )
+    if problems:
+        raise VerificationError(f"{destination.display_url}: " + "; ".join(problems))
+    return {"sizeBytes": props.size, "diskBytes": expected, "copyId": copy_id, "etag": props.etag}
+
+
+# -- small parts ----------------------------------------------------------------------------------------
+
+
+def _operation_answer(operation: LroStatus) -> dict[str, Any]:
+    operation.raise_for_failure()
+    return {
+        "state": "Succeeded" if operation.succeeded else "InProgress",
+        "retryAfter": operation.retry_after,
+        "operation": operation.to_dict(),
+    }
+
+
+def _throttled(activity: str, payload: dict[str, Any], exc: ThrottledError) -> dict[str, Any]:
+    wait = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_WAIT
+    log.warning("%s throttled; the orchestrator will call again in %.0f s", activity, wait)
+    return {
+        "state": "Throttled",
+        "retryAfter": wait,
+        "operation": None,
+        "retry": {"activity": activity, "input": payload},
+    }
+
+
+def _copy_answer(
+    copy_id: str, status: CopyStatus | None, progress: tuple[int, int] | None, size: int
+) -> dict[str, Any]:
+    copied, total = progress if progress is not None else (0, size)
+    if status is CopyStatus.SUCCESS and progress is None:
+        copied = total
+    return {
+        "copyId": copy_id,
+        "status": status.value if status is not None else "pending",
+        "copied": copied,
+        "total": total,
+    }
+
+
+def _properties_or_none(clients: AzureClients, blob: BlobAddress) -> Any:
+    try:
+        return clients.blob.get_properties(blob)
+    except NotFoundError:
+        return None
+
+
+def _container_of(clients: AzureClients, payload: dict[str, Any]) -> Any:
+    from backup.blob import ContainerAddress
+
+    container = _text(payload, "container")
+    if container == clients.settings.container:
+        return clients.container
+    return ContainerAddress.in_account(clients.settings.blob_endpoint, container, clients.container.authorize)
+
+
+def _metadata_value(metadata: dict[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in metadata.items() if key.lower() == wanted), None)
+
+
+def _operation(payload: dict[str, Any], key: str) -> LroStatus:
+    value = payload.get(key)
+    if not isinstance(value, dict):
+        raise InvalidInputError(key, "must be an operation state object")
+    return LroStatus.from_dict(value)
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInputError("activity input", f"must be an object, not {type(data).__name__}")
+    return data
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(key, "must be a non-empty string")
+    return value
