@@ -8,6 +8,7 @@ this module), and a *front* server stands before Azurite's blob port (see :mod:`
                  │
                  ├─ md account, SAS reads       answered here from the grant's frozen PageMap
                  ├─ Get Page Ranges (+ diff)    answered here: Azurite gets diffs wrong
+                 │   (md: x-ms-previous-snapshot-url; other accounts: prevsnapshot)
                  ├─ Put Page From URL           answered here: Azurite has none (501)
                  ├─ Copy Blob from an md SAS    forwarded, then paced (pending, progress) and faulted
                  └─ anything else               forwarded untouched: storage stays real Azurite
@@ -29,6 +30,10 @@ Why each piece (verified in Azurite 3.37.0's source):
 
 Revoke ends the grant (the SAS answers 403 ``AuthenticationFailed``, a pending copy from it fails) and
 deletes the md blob. A SAS also stops at its expiry (``se``), by the clock given to :class:`DataPlane`.
+
+Diffs compare content (:func:`backup.emulator.pages.diff`): a page rewritten with the same bytes is not
+listed, where Azure, tracking writes, may list it. Applying either answer to a copy of the older
+snapshot gives the same bytes.
 """
 
 from __future__ import annotations
