@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            # A second Ctrl-C must not cut the shutdown short and orphan Azurite.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             env_file.unlink(missing_ok=True)
             print("\nstopping...", flush=True)
     print("stopped.")
