@@ -139,7 +139,9 @@ class Transport:
                 failure = TransportError(
                     f"{method} {strip_query(url)}: {type(exc).__name__}: {redact(str(exc))}"
                 )
-                delay = self.policy.delay(attempt, None, self.rand) if idempotent else None
+                # A certificate that does not verify will not verify on the next try either.
+                retryable = idempotent and not isinstance(exc, requests.exceptions.SSLError)
+                delay = self.policy.delay(attempt, None, self.rand) if retryable else None
                 if delay is None:
                     raise failure from None
                 log.warning("%s; retry %d in %.1f s", failure.message, attempt, delay)
