@@ -203,21 +203,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
 
         # 6. Record the restore point, then drop the snapshot unless told to keep it.
         phase("record")
-        restore_point = {
-            "runId": job.run_id,
-            "runStartedAt": job.run_started_at,
-            "diskId": disk.id,
-            "snapshotId": snapshot_id,
-            "container": options.container,
-            "blobName": blob["blobName"],
-            "sizeBytes": verified["diskBytes"],
-            "bytesCopied": copy["copied"],
-            "kind": "full",
-            "startedAt": started_at,
-            "finishedAt": _iso(context.current_utc_datetime),
-            "status": "Succeeded",
-            "copyId": copy["copyId"],
-        }
+        restore_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
+        restore_point.update(status="Succeeded", sizeBytes=verified["diskBytes"])
         recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point)
         if not options.keep_snapshot:
             phase("cleanup")
@@ -248,25 +235,9 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                 reason += f"; revoking access also failed: {failure_reason(revoke_exc)}"
         phase("record")
         try:
-            yield context.call_activity(
-                act.RECORD_RESTORE_POINT,
-                {
-                    "runId": job.run_id,
-                    "runStartedAt": job.run_started_at,
-                    "diskId": disk.id,
-                    "snapshotId": snapshot_id,
-                    "container": options.container,
-                    "blobName": blob["blobName"],
-                    "sizeBytes": disk.size_bytes,
-                    "bytesCopied": (copy or {}).get("copied", 0),
-                    "kind": "full",
-                    "startedAt": started_at,
-                    "finishedAt": _iso(context.current_utc_datetime),
-                    "status": "Failed",
-                    "reason": reason,
-                    "copyId": (copy or {}).get("copyId"),
-                },
-            )
+            failed_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
+            failed_point.update(status="Failed", reason=reason)
+            yield context.call_activity(act.RECORD_RESTORE_POINT, failed_point)
         except Exception as record_exc:
             warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
         if snapshot_id is not None and not options.keep_snapshot:
@@ -392,6 +363,31 @@ def failure_reason(error: object) -> str:
     text = str(error).strip()
     first = text.split("\n", 1)[0].strip()
     return redact(first or type(error).__name__)[:1000]
+
+
+def _restore_point(
+    job: DiskJob,
+    snapshot_id: str | None,
+    blob_name: str,
+    started_at: str,
+    context: df.DurableOrchestrationContext,
+    copy: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The catalog's record of this disk in this run, as far as it got (status and reason added by caller)."""
+    return {
+        "runId": job.run_id,
+        "runStartedAt": job.run_started_at,
+        "diskId": job.disk.id,
+        "snapshotId": snapshot_id,
+        "container": job.options.container,
+        "blobName": blob_name,
+        "sizeBytes": job.disk.size_bytes,
+        "bytesCopied": (copy or {}).get("copied", 0),
+        "kind": "full",
+        "startedAt": started_at,
+        "finishedAt": _iso(context.current_utc_datetime),
+        "copyId": (copy or {}).get("copyId"),
+    }
 
 
 def _result_from_json(data: Any, disk: DiskRef) -> DiskResult:
