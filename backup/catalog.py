@@ -151,7 +151,7 @@ class RunRecord:
             disk_count=_prop_int(p, "DiskCount", where),
             succeeded=_prop_int(p, "Succeeded", where),
             failed=_prop_int(p, "Failed", where),
-            reason=str(p["Reason"]) if p.get("Reason") else None,
+            reason=_prop_optional_text(p, "Reason", where),
             selection=selection if isinstance(selection, dict) else {},
         )
         if record.row_key != entity.row_key:
@@ -239,7 +239,7 @@ class RestorePoint:
             disk_id=_prop_text(p, "DiskId", where),
             run_id=_prop_text(p, "RunId", where),
             run_started_at=_prop_time(p, "RunStartedAt", where),
-            snapshot_id=str(p["SnapshotId"]) if p.get("SnapshotId") else None,
+            snapshot_id=_prop_optional_text(p, "SnapshotId", where),
             blob_url=blob_url,
             size_bytes=_prop_int(p, "SizeBytes", where),
             bytes_copied=_prop_int(p, "BytesCopied", where),
@@ -247,8 +247,8 @@ class RestorePoint:
             started_at=_prop_time(p, "StartedAt", where),
             finished_at=_prop_time(p, "FinishedAt", where),
             status="Succeeded" if status == "Succeeded" else "Failed",
-            reason=str(p["Reason"]) if p.get("Reason") else None,
-            copy_id=str(p["CopyId"]) if p.get("CopyId") else None,
+            reason=_prop_optional_text(p, "Reason", where),
+            copy_id=_prop_optional_text(p, "CopyId", where),
         )
         if point.partition_key != entity.partition_key or point.row_key != entity.row_key:
             raise InvalidInputError(f"{where}", "keys do not match the row's DiskId, RunId and RunStartedAt")
@@ -320,7 +320,7 @@ class Catalog:
             disk_id=_text(data, "diskId", "restore point"),
             run_id=_text(data, "runId", "restore point"),
             run_started_at=parse_time(data.get("runStartedAt"), "restore point.runStartedAt"),
-            snapshot_id=data.get("snapshotId") or None,
+            snapshot_id=_optional_text(data, "snapshotId", "restore point"),
             blob_url=self.blob_url(
                 _text(data, "container", "restore point"), _text(data, "blobName", "restore point")
             ),
@@ -331,7 +331,7 @@ class Catalog:
             finished_at=parse_time(data.get("finishedAt"), "restore point.finishedAt"),
             status="Succeeded" if status == "Succeeded" else "Failed",
             reason=redact(str(reason))[:_MAX_REASON] if reason else None,
-            copy_id=data.get("copyId") or None,
+            copy_id=_optional_text(data, "copyId", "restore point"),
         )
         self._ensure_table()
         self.table.upsert(point.partition_key, point.row_key, point.properties(), mode=UpsertMode.REPLACE)
@@ -383,6 +383,15 @@ def _text(data: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _optional_text(data: dict[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{where}.{key}", "must be a string or null")
+    return value
+
+
 def _count(data: dict[str, Any], key: str) -> int:
     value = data.get(key, 0)
     if value is None:
@@ -396,6 +405,15 @@ def _prop_text(p: dict[str, EntityValue], key: str, where: str) -> str:
     value = p.get(key)
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{where}.{key}", "is missing or not text")
+    return value
+
+
+def _prop_optional_text(p: dict[str, EntityValue], key: str, where: str) -> str | None:
+    value = p.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{where}.{key}", "is not text")
     return value
 
 
