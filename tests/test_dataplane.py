@@ -22,9 +22,10 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobClient as SdkBlobClient
 from azure.storage.blob import BlobServiceClient, ContainerClient, generate_blob_sas
 
+from backup import vhd
 from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from backup.blob import BlobAddress, BlobClient
-from backup.emulator import sas, vhd
+from backup.emulator import sas
 from backup.emulator.dataplane import DataPlane
 from backup.emulator.page_list import PageListItem
 from backup.emulator.pages import PAGE_SIZE, PageMap, diff, fill_sparse

@@ -19,8 +19,8 @@ import requests
 from azure.storage.blob import BlobServiceClient
 from spec_oracle import ArmClient, SpecOracle
 
+from backup import vhd
 from backup.emulator import service as service_module
-from backup.emulator import vhd
 from backup.proving_ground import ProvingGround
 
 API = "api-version=2026-03-02"

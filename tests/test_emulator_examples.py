@@ -26,7 +26,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from spec_oracle import ArmClient, SpecOracle, example_files, load_example
 
-from backup.emulator import vhd
+from backup import vhd
 from backup.proving_ground import ProvingGround
 
 MIB = 1 << 20

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from backup.emulator import vhd
+from backup import vhd
 
 ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
 

@@ -25,7 +25,7 @@ Why each piece (verified in Azurite 3.37.0's source):
   write to a copy changes its source. Reads through a SAS are therefore answered from the grant's own
   frozen PageMap (never from Azurite), and a second Copy Blob from one grant first re-materialises the
   md blob (deleting the old one leaves the first copy's data to that copy).
-- The md blob is a fixed VHD: the disk's bytes then a 512-byte footer (:mod:`backup.emulator.vhd`), as
+- The md blob is a fixed VHD: the disk's bytes then a 512-byte footer (:mod:`backup.vhd`), as
   Azure's managed-disk blobs are (a 32 GiB disk's SAS blob is 32 GiB + 512 bytes). Import checks it.
 
 Revoke ends the grant (the SAS answers 403 ``AuthenticationFailed``, a pending copy from it fails) and
@@ -52,9 +52,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
 
+from backup import vhd
 from backup.azurite import Azurite
 from backup.blob import STORAGE_API_VERSION, BlobAddress, BlobClient, BlobProperties, ContainerAddress
-from backup.emulator import sas, vhd
+from backup.emulator import sas
 from backup.emulator.copy_pacing import PacedCopy
 from backup.emulator.front import Forwarder, FrontServer, Reply, Request, storage_error, storage_headers
 from backup.emulator.page_list import (
