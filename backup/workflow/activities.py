@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from backup import vhd
 from backup.blob import BlobAddress, CopyStatus
 from backup.clients import AzureClients
-from backup.emulator import vhd  # FIXME: move to backup.vhd once the data plane settles
+from backup.compute import snapshot_name
 from backup.errors import (
     CopyFailedError,
     InvalidInputError,
@@ -30,7 +31,7 @@ from backup.errors import (
 from backup.lro import LroStatus
 from backup.page_range import PageRange
 from backup.redact import get_logger
-from backup.resource_id import parse_disk_id
+from backup.resource_id import parse_disk_id, snapshot_id
 from backup.workflow import activity_names as act
 from backup.workflow.models import DiskRef, Selection
 
@@ -102,12 +103,17 @@ def begin_snapshot(clients: AzureClients, data: Any) -> dict[str, Any]:
     incremental = payload.get("incremental")
     if not isinstance(incremental, bool):
         raise InvalidInputError("incremental", "must be true or false")
+    run_id = _text(payload, "runId")
     try:
         started = clients.compute.begin_create_snapshot(
-            disk.id, location=disk.location, run_id=_text(payload, "runId"), incremental=incremental
+            disk.id, location=disk.location, run_id=run_id, incremental=incremental
         )
     except ThrottledError as exc:
-        return _throttled(act.BEGIN_SNAPSHOT, payload, exc)
+        # The orchestrator reads the snapshot's id from every answer (to report it, and to delete it if
+        # the wait runs out). It is fixed by run and disk, in the disk's group, so it is known already.
+        rid = parse_disk_id(disk.id)
+        planned = snapshot_id(rid.subscription_id, rid.resource_group, snapshot_name(run_id, rid))
+        return {**_throttled(act.BEGIN_SNAPSHOT, payload, exc), "snapshotId": str(planned)}
     return {**_operation_answer(started.operation), "snapshotId": started.snapshot_id}
 
 
