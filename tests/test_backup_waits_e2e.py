@@ -1,0 +1,368 @@
+"""How the workflow waits, end to end: polling delays, Retry-After, deadlines, and keeping snapshots.
+
+The pattern of ``tests/test_backup_e2e.py``: the real function app under the local Durable host with a
+virtual clock, real HTTP to the compute emulator and Azurite, a resource group, container and catalog
+table of the test's own on the session's proving ground. The emulator's knobs (``operation_polls``) are
+the session's too, so a test that turns one restores it in a ``finally``.
+
+The delays are read where the Durable host keeps them: each ``TimerCreated`` event of a disk
+orchestration's history, against the orchestration time of the episode that created it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from backup.clients import build_clients
+from backup.compute import snapshot_name
+from backup.devenv import proving_ground_settings
+from backup.durable_host import LocalHost, VirtualClock
+from backup.durable_host.history import EventType, parse_timestamp
+from backup.http_api import run_options
+from backup.proving_ground import ProvingGround
+from backup.settings import Settings
+from backup.workflow import activity_names as act
+from backup.workflow.functions import build_app
+from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration_id
+from backup.workflow.orchestrators import next_delay
+
+START = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+DISK_SIZE = 1 << 20
+
+#: Which wait an activity opens (the polls after it belong to the same wait).
+PHASE_OF = {
+    act.BEGIN_SNAPSHOT: "snapshot",
+    act.BEGIN_GRANT_ACCESS: "grant",
+    act.START_COPY: "copy",
+    act.BEGIN_REVOKE_ACCESS: "revoke",
+    act.BEGIN_DELETE_SNAPSHOT: "delete",
+}
+
+
+# -- the pure part: next_delay -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("previous", "initial", "cap", "retry_after", "expected"),
+    [
+        (None, 5, 60, None, 5),  # the first wait
+        (5, 5, 60, None, 10),  # doubles
+        (20, 5, 60, None, 40),
+        (40, 5, 60, None, 60),  # up to the cap
+        (60, 5, 60, None, 60),  # and stays there
+        (None, 5, 60, 1, 5),  # a shorter Retry-After does not hurry us
+        (None, 5, 60, 0.0, 5),
+        (10, 5, 60, 15, 20),  # nor does one shorter than the doubled wait
+        (None, 5, 60, 120, 120),  # a longer one is honoured, even past the cap
+        (10, 5, 60, 45.5, 45.5),
+        (120, 5, 60, None, 60),  # after a long Retry-After, back to the cap
+        (None, 1, 1, None, 1),
+        (1, 1, 1, None, 1),
+    ],
+)
+def test_next_delay(
+    previous: float | None, initial: int, cap: int, retry_after: float | None, expected: float
+) -> None:
+    assert next_delay(previous, initial, cap, retry_after) == expected
+
+
+# -- the bed ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bed:
+    """One test's corner of the proving ground, and a host running the app against it."""
+
+    ground: ProvingGround
+    settings: Settings
+    host: LocalHost
+    group: str
+
+    def make_disk(self, name: str, seed: int) -> str:
+        body = {"size_bytes": DISK_SIZE, "fill": {"seed": seed, "fraction": 0.2}}
+        self.ground.control("PUT", f"/resourceGroups/{self.group}/disks/{name}", body)
+        return self.ground.disk_id(name, self.group)
+
+    def start_run(self, run_id: str, keep_snapshot: bool = False) -> None:
+        options = run_options(self.settings, keep_snapshot=keep_snapshot).to_json()
+        selection = {"kind": "resourceGroup", "resourceGroup": self.group}
+        run = RunInput.from_json({"trigger": "http", "selection": selection, "options": options})
+        self.host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id=run_id)
+
+    def fault(self, **fault: Any) -> None:
+        answer = self.ground.control("POST", "/faults", fault)
+        assert "error" not in answer, answer
+
+    def grants(self) -> list[str]:
+        return [
+            g["id"]
+            for g in self.ground.control("GET", "/grants")["resources"]
+            if f"/resourcegroups/{self.group}/" in g["id"].lower()
+        ]
+
+    def snapshots(self) -> list[str]:
+        compute = build_clients(self.settings).compute
+        return [s.id for s in compute.list_snapshots(self.settings.subscription_id, self.group)]
+
+    def restore_points(self, disk_id: str) -> list[dict[str, Any]]:
+        request = func.HttpRequest(
+            method="GET",
+            url="http://localhost/api/restore-points",
+            body=b"",
+            params={"disk": disk_id, "includeFailed": "true"},
+        )
+        response = self.host.invoke_function("list_restore_points", req=request)
+        assert response.status_code == 200, response.get_body()
+        return list(json.loads(response.get_body())["restorePoints"])
+
+    def waits(self, instance_id: str) -> dict[str, list[float]]:
+        """The durable timers of an orchestration, in seconds, by the wait they belong to."""
+        waits: dict[str, list[float]] = {}
+        now: datetime | None = None
+        phase = "none"
+        for event in self.host.history(instance_id):
+            kind = event["EventType"]
+            if kind == EventType.ORCHESTRATOR_STARTED:
+                now = parse_timestamp(event["Timestamp"])
+            elif kind == EventType.TASK_SCHEDULED:
+                phase = PHASE_OF.get(event["Name"], phase)
+            elif kind == EventType.TIMER_CREATED:
+                assert now is not None
+                delay = (parse_timestamp(event["FireAt"]) - now).total_seconds()
+                waits.setdefault(phase, []).append(delay)
+        return waits
+
+
+def make_bed(ground: ProvingGround, name: str, clock: VirtualClock, **settings: str) -> Bed:
+    group = f"rg-{name}"
+    ground.control("PUT", f"/resourceGroups/{group}", {"location": "westus"})
+    env = proving_ground_settings(
+        ground,
+        ground.arm_ca_cert,
+        BACKUP_SELECT_RESOURCE_GROUP=group,
+        BACKUP_CONTAINER=name,
+        BACKUP_CATALOG_TABLE=name,
+        **settings,
+    )
+    app_settings = Settings.from_env(env)
+    return Bed(ground, app_settings, LocalHost(build_app(app_settings), clock=clock), group)
+
+
+@pytest.fixture
+def emulator_config(proving_ground: ProvingGround) -> Iterator[dict[str, Any]]:
+    """The emulator's config as it was; put back after the test, whatever the test changed."""
+    saved = proving_ground.control("GET", "/config")
+    try:
+        yield saved
+    finally:
+        proving_ground.control("PATCH", "/config", saved)
+        proving_ground.control("DELETE", "/faults")
+
+
+def doubling(initial: float, cap: float, count: int) -> list[float]:
+    delays: list[float] = []
+    for _ in range(count):
+        delays.append(initial if not delays else min(delays[-1] * 2, cap))
+    return delays
+
+
+# -- the tests -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_delays_double_to_the_cap_and_honour_retry_after(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    bed = make_bed(
+        proving_ground,
+        unique_name,
+        VirtualClock(START),
+        BACKUP_POLL_INITIAL_SECONDS="2",
+        BACKUP_POLL_MAX_SECONDS="10",
+    )
+    ids = {name: bed.make_disk(name, seed) for seed, name in enumerate(("a-plain", "b-grant", "c-snap"))}
+    run_id = "manual-20261126T010000Z-waits"
+    # Long operations (six polls each), so the delays reach the cap.
+    proving_ground.control("PATCH", "/config", {"operation_polls": 6})
+    # Throttled begins, each asking for longer than the transport waits by itself (30 s).
+    bed.fault(
+        operation="Snapshots_GrantAccess",
+        action="429",
+        retry_after=45,
+        resource_name=snapshot_name(run_id, ids["b-grant"]),
+    )
+    bed.fault(
+        operation="Snapshots_CreateOrUpdate",
+        action="429",
+        retry_after=75,
+        resource_name=snapshot_name(run_id, ids["c-snap"]),
+    )
+
+    with bed.host:
+        bed.start_run(run_id)
+        status = bed.host.wait_for_completion(run_id, timeout=180)
+        assert status.runtime_status == "Completed", status.output
+        results = {r["diskName"]: r for r in status.output["disks"]}
+        assert {name: r["status"] for name, r in results.items()} == dict.fromkeys(ids, "Succeeded"), results
+        waits = {name: bed.waits(sub_orchestration_id(run_id, i)) for i, name in enumerate(sorted(ids))}
+
+    six = doubling(2, 10, 6)
+    assert six == [2, 4, 8, 10, 10, 10]
+    plain = waits["a-plain"]
+    for phase in ("snapshot", "grant", "revoke", "delete"):
+        assert plain[phase] == six, (phase, plain)
+    assert plain["copy"] == doubling(2, 10, len(plain["copy"]))
+
+    # A throttled begin waits what it was asked to, then polls at the cap (the doubling goes on from
+    # the long wait); the other waits of the same disk are untouched.
+    assert waits["b-grant"]["grant"] == [45, *[10] * 6]
+    assert waits["b-grant"]["snapshot"] == six
+    assert waits["c-snap"]["snapshot"] == [75, *[10] * 6]
+    assert waits["c-snap"]["grant"] == six
+
+
+@pytest.mark.slow
+def test_an_operations_own_retry_after_sets_the_floor(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    bed = make_bed(
+        proving_ground,
+        unique_name,
+        VirtualClock(START),
+        BACKUP_POLL_INITIAL_SECONDS="2",
+        BACKUP_POLL_MAX_SECONDS="10",
+    )
+    bed.make_disk("only", 1)
+    run_id = "manual-20261126T010000Z-retryafter"
+    # Every 202 and in-progress status answer now says Retry-After: 7; operations take three polls.
+    proving_ground.control("PATCH", "/config", {"operation_polls": 3, "retry_after": 7})
+
+    with bed.host:
+        bed.start_run(run_id)
+        status = bed.host.wait_for_completion(run_id, timeout=120)
+        assert status.runtime_status == "Completed" and status.output["succeeded"] == 1, status.output
+        waits = bed.waits(sub_orchestration_id(run_id, 0))
+
+    # 7 rather than the initial 2, then doubling on from there to the cap.
+    for phase in ("snapshot", "grant", "revoke", "delete"):
+        assert waits[phase] == [7, 10, 10], (phase, waits)
+
+
+@pytest.mark.slow
+def test_a_snapshot_that_never_finishes_fails_its_disk_at_the_deadline(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    # The clock stands still until the slow disk's snapshot has started, so that only that snapshot
+    # is made endless: the emulator fixes an operation's length when the operation starts.
+    clock = VirtualClock(START, auto_advance=False)
+    bed = make_bed(
+        proving_ground,
+        unique_name,
+        clock,
+        BACKUP_SNAPSHOT_TIMEOUT_MINUTES="1",
+        BACKUP_MAX_PARALLEL="1",  # one disk after another, in ID order: a-slow first
+    )
+    ids = {name: bed.make_disk(name, seed) for seed, name in enumerate(("a-slow", "b-ok", "c-ok"))}
+    run_id = "manual-20261126T010000Z-deadline"
+    slow = sub_orchestration_id(run_id, 0)
+
+    with bed.host:
+        proving_ground.control("PATCH", "/config", {"operation_polls": 10**6})
+        try:
+            bed.start_run(run_id)
+            _wait_for_first_timer(bed.host, slow)
+        finally:
+            proving_ground.control(
+                "PATCH", "/config", {"operation_polls": emulator_config["operation_polls"]}
+            )
+        clock.auto_advance = True
+        bed.host.advance_clock(timedelta(0))  # wake the dispatcher: time may run now
+        status = bed.host.wait_for_completion(run_id, timeout=180)
+        waits = bed.waits(slow)
+        slow_started = parse_timestamp(bed.host.history(slow)[0]["Timestamp"])
+        points = {name: bed.restore_points(disk_id) for name, disk_id in ids.items()}
+
+    assert status.runtime_status == "Completed", status.output
+    summary = status.output
+    assert summary["status"] == "PartiallySucceeded"
+    assert (summary["succeeded"], summary["failed"]) == (2, 1)
+    results = {r["diskName"]: r for r in summary["disks"]}
+    assert results["b-ok"]["status"] == results["c-ok"]["status"] == "Succeeded"
+    failed = results["a-slow"]
+    assert failed["status"] == "Failed" and failed["phase"] == "snapshot"
+    assert failed["reason"].startswith("snapshot: snapshot creation did not finish by its deadline (")
+    assert failed["snapshotId"] and failed["snapshotId"].lower().endswith(
+        snapshot_name(run_id, ids["a-slow"]).lower()
+    )
+
+    # It polled, doubling to the cap (BACKUP_POLL_*: 1 s to 5 s), until the next wait would pass the
+    # deadline one minute after the snapshot began, and not longer.
+    snapshot_waits = waits["snapshot"]
+    assert snapshot_waits == doubling(1, 5, len(snapshot_waits))
+    assert sum(snapshot_waits) <= 60 < sum(snapshot_waits) + 5
+
+    # The failure is in the catalog with its reason, at the deadline; no access was left granted.
+    [point] = points["a-slow"]
+    assert (point["status"], point["reason"], point["runId"]) == ("Failed", failed["reason"], run_id)
+    failed_at = datetime.fromisoformat(point["finishedAt"].replace("Z", "+00:00"))
+    assert timedelta(seconds=55) <= failed_at - slow_started <= timedelta(seconds=60)
+    assert [p["status"] for p in points["b-ok"]] == ["Succeeded"]
+    assert bed.grants() == []
+    # The unfinished snapshot was deleted like the others (nothing is left to pay for).
+    assert failed["warnings"] == [] and bed.snapshots() == []
+
+
+def _wait_for_first_timer(host: LocalHost, instance_id: str) -> None:
+    """Until the orchestration has created its first durable timer (the clock stands still meanwhile)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if host.get_status(instance_id) is not None and any(
+            e["EventType"] == EventType.TIMER_CREATED for e in host.history(instance_id)
+        ):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{instance_id} created no timer")
+
+
+@pytest.mark.slow
+def test_keep_snapshot_keeps_it_and_still_revokes_access(
+    proving_ground: ProvingGround, unique_name: str
+) -> None:
+    bed = make_bed(proving_ground, unique_name, VirtualClock(START))
+    ids = [bed.make_disk(name, seed) for seed, name in enumerate(("d1", "d2"))]
+
+    with bed.host:
+        request = func.HttpRequest(
+            method="POST",
+            url="http://localhost/api/backups",
+            body=json.dumps({"options": {"keepSnapshot": True}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        response = bed.host.invoke_function("start_backup", req=request)
+        assert response.status_code == 202, response.get_body()
+        run_id = json.loads(response.get_body())["runId"]
+        status = bed.host.wait_for_completion(run_id, timeout=120)
+        history = [bed.host.history(sub_orchestration_id(run_id, i)) for i in range(len(ids))]
+        points = [bed.restore_points(disk_id) for disk_id in ids]
+
+    assert status.runtime_status == "Completed" and status.output["status"] == "Succeeded", status.output
+    kept = sorted(r["snapshotId"] for r in status.output["disks"])
+    assert len(kept) == 2 and sorted(s.lower() for s in bed.snapshots()) == [s.lower() for s in kept]
+    assert bed.grants() == []
+    compute = build_clients(bed.settings).compute
+    for snapshot_id in kept:
+        assert compute.get_snapshot(snapshot_id).disk_state != "ActiveSAS"
+    for events in history:
+        scheduled = [e["Name"] for e in events if e["EventType"] == EventType.TASK_SCHEDULED]
+        assert act.BEGIN_REVOKE_ACCESS in scheduled and act.BEGIN_DELETE_SNAPSHOT not in scheduled
+    for disk_points in points:
+        [point] = disk_points
+        assert point["status"] == "Succeeded" and point["snapshotId"] in kept
