@@ -48,7 +48,9 @@ def build_clients(settings: Settings) -> AzureClients:
     else:
         arm_tokens = IdentityTokenProvider(ARM_SCOPE, settings.managed_identity_client_id)
     arm_transport = Transport(verify=settings.arm_ca_bundle or True)
-    arm = ArmClient(settings.arm_endpoint, arm_tokens, arm_transport)
+    # Without a Retry-After from ARM, the orchestrator's own backoff (BACKUP_POLL_*) decides the wait;
+    # a default here would act as a floor under it.
+    arm = ArmClient(settings.arm_endpoint, arm_tokens, arm_transport, default_retry_after=0)
 
     blob_auth: Authorizer
     table_auth: Authorizer

@@ -333,11 +333,12 @@ def _delete_snapshot(
 def _sleep(
     context: df.DurableOrchestrationContext, seconds: float, deadline: datetime, what: str
 ) -> Orchestration:
+    """Wait ``seconds``, but not past ``deadline``: the last poll happens at the deadline itself, and
+    only a wait that would start at or after it fails."""
     now = context.current_utc_datetime
-    fire_at = now + timedelta(seconds=seconds)
-    if fire_at > deadline:
+    if now >= deadline:
         raise DeadlineExceededError(f"{what} did not finish by its deadline ({_iso(deadline)})")
-    yield context.create_timer(fire_at)
+    yield context.create_timer(min(now + timedelta(seconds=seconds), deadline))
 
 
 # -- small pure parts ---------------------------------------------------------------------------------
