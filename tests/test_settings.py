@@ -68,7 +68,7 @@ def test_overrides_parse() -> None:
         ({**BASE, "BACKUP_CATALOG_TABLE": "1table"}, "BACKUP_CATALOG_TABLE", "letter first"),
         ({**BASE, "BACKUP_KEEP_SNAPSHOTS": "maybe"}, "BACKUP_KEEP_SNAPSHOTS", "true or false"),
         ({**BASE, "BACKUP_SELECT_TAG": "novalue"}, "BACKUP_SELECT_TAG", "name=value"),
-        ({**BASE, "BACKUP_SELECT_DISK_IDS": "/subscriptions/x"}, "BACKUP_SELECT_DISK_IDS", "expected /subscriptions/"),
+        ({**BASE, "BACKUP_SELECT_DISK_IDS": "/subscriptions/x"}, "BACKUP_SELECT_DISK_IDS", "expected /sub"),
         (
             {**BASE, "BACKUP_SELECT_TAG": "a=b", "BACKUP_SELECT_RESOURCE_GROUP": "rg"},
             "BACKUP_SELECT_RESOURCE_GROUP",
