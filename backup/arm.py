@@ -17,7 +17,6 @@ fetches a succeeded operation's result. Waiting between polls is the orchestrato
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import uuid
 from collections.abc import Container, Iterator, Mapping, MutableMapping
@@ -38,7 +37,7 @@ from backup.lro import (
     extract_result,
 )
 from backup.redact import get_logger, strip_query
-from backup.transport import Transport
+from backup.transport import Transport, is_loopback_url
 
 __all__ = ["ArmClient", "parse_arm_error"]
 
@@ -324,15 +323,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _validate_endpoint(endpoint: str) -> str:
     if not isinstance(endpoint, str):
         raise InvalidInputError("ARM endpoint", "must be a URL string")
@@ -341,7 +331,7 @@ def _validate_endpoint(endpoint: str) -> str:
         raise InvalidInputError("ARM endpoint", f"must be an absolute https URL, got {endpoint!r}")
     if parts.query or parts.fragment:
         raise InvalidInputError("ARM endpoint", "must not have a query or fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_url(endpoint):
         # A bearer token over plain HTTP could be read on the way; only the local emulator may use it.
         raise InvalidInputError(
             "ARM endpoint", f"http:// is allowed only for loopback hosts, got {endpoint!r}"

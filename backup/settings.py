@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 from backup.errors import ConfigurationError, InvalidInputError
 from backup.resource_id import parse_disk_id, validate_resource_group, validate_subscription_id
 from backup.schedule import Schedule, parse_schedule
+from backup.transport import is_loopback_url
 
 T = TypeVar("T")
 
@@ -297,17 +297,6 @@ def _base64_key(value: str) -> str:
     if not decoded:
         raise ValueError("is empty")
     return value
-
-
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine (the emulators); only such URLs may use plain http."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _endpoint(value: str) -> str:

@@ -10,11 +10,13 @@ is redacted.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import time
 from collections.abc import Callable, Container, MutableMapping
 from dataclasses import dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import requests
 
@@ -39,6 +41,18 @@ class Authorizer(Protocol):
 
 #: Reads an error answer's Azure error code and message (each service words them differently).
 ErrorParser = Callable[[requests.Response], tuple[str | None, str | None]]
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (the emulators): the only place plain http is allowed,
+    since a key or token sent over http elsewhere could be read on the way."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_error_generic(response: requests.Response) -> tuple[str | None, str | None]:
