@@ -1,0 +1,75 @@
+"""Progress output: bars redrawn in place on a terminal, change lines elsewhere, and the summary."""
+
+from __future__ import annotations
+
+import io
+
+from backup.progress import ProgressView, disk_line, summary_lines
+from backup.runner import DiskProgress, RunProgress
+
+
+def _report(phase: str, copied: int) -> RunProgress:
+    disks = [
+        DiskProgress(0, "os", "copy", copied, 1 << 20, "Running"),
+        DiskProgress(1, "data-disk", "snapshot", 0, 2 << 20, "Running"),
+    ]
+    return RunProgress("run-1", "Running", phase, disks)
+
+
+def test_bar_shows_fraction_phase_and_bytes() -> None:
+    line = disk_line(DiskProgress(0, "os", "copy", 1 << 19, 1 << 20, "Running"), 4)
+    assert line == "  os   [############------------]  50.0%  copy     0.5 MiB / 1.0 MiB"
+    done = disk_line(DiskProgress(0, "os", "done", 0, 0, "Completed"), 2)
+    assert "[########################] 100.0%  done" in done
+
+
+def test_terminal_output_redraws_in_place() -> None:
+    out = io.StringIO()
+    view = ProgressView(out, tty=True)
+    view(_report("backing up", 0))
+    first = out.getvalue()
+    assert first.startswith("\x1b[2K")  # the first draw moves nowhere: it just writes its lines
+    view(_report("backing up", 1 << 20))
+    second = out.getvalue()[len(first) :]
+    assert second.startswith("\x1b[3F")  # back over the three lines drawn before
+    assert second.count("\x1b[2K") == 3 and "100.0%" in second
+
+
+def test_plain_output_logs_only_changes() -> None:
+    out = io.StringIO()
+    view = ProgressView(out, tty=False)
+    view(_report("backing up", 0))
+    view(_report("backing up", 1 << 19))  # progress only: nothing new to say
+    assert out.getvalue() == "run run-1: backing up\n  os: copy\n  data-disk: snapshot\n"
+
+
+def test_summary_lines() -> None:
+    lines = summary_lines(
+        {
+            "runId": "r",
+            "status": "PartiallySucceeded",
+            "succeeded": 1,
+            "diskCount": 2,
+            "disks": [
+                {
+                    "status": "Succeeded",
+                    "diskName": "a",
+                    "sizeBytes": 1 << 20,
+                    "blobUrl": "https://x/c/a.vhd",
+                },
+                {
+                    "status": "Failed",
+                    "diskName": "b",
+                    "reason": "copy: failed",
+                    "warnings": ["snapshot kept"],
+                },
+            ],
+        }
+    )
+    assert lines == [
+        "run r: PartiallySucceeded — 1 of 2 disks backed up",
+        "  ok      a: 1.0 MiB -> https://x/c/a.vhd",
+        "  FAILED  b: copy: failed",
+        "          warning: snapshot kept",
+    ]
+    assert summary_lines("Orchestrator function failed") == ["run failed: Orchestrator function failed"]
