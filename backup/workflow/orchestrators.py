@@ -69,7 +69,7 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         summary = {**record, "status": "Failed", "finishedAt": finished, "reason": reason, "disks": []}
         summary.update(diskCount=0, succeeded=0, failed=0)
         context.set_custom_status({"phase": "failed", "reason": reason})
-        yield context.call_activity(act.RECORD_RUN, summary)
+        yield from _record_run(context, summary)
         return summary
 
     total = len(disks)
@@ -104,11 +104,20 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     }
     if not ordered:
         summary["reason"] = "the selection matched no disks"
-    yield context.call_activity(act.RECORD_RUN, summary)
+    yield from _record_run(context, summary)
     context.set_custom_status(
         {"phase": "done", "disks": total, "succeeded": succeeded, "failed": total - succeeded}
     )
     return summary
+
+
+def _record_run(context: df.DurableOrchestrationContext, summary: dict[str, Any]) -> Orchestration:
+    """Write the run's final catalog row; if that fails, the run's result still stands (its restore
+    points were recorded disk by disk) and says so in ``warnings``."""
+    try:
+        yield context.call_activity(act.RECORD_RUN, summary)
+    except Exception as exc:
+        summary["warnings"] = [f"run not recorded in the catalog: {failure_reason(exc)}"]
 
 
 def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
