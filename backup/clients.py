@@ -31,13 +31,15 @@ class AzureClients:
     container: ContainerAddress
     catalog: Catalog
 
+    def backup_container(self, container: str) -> ContainerAddress:
+        """The container ``container`` of the backup account (the configured one, or another by name)."""
+        if container == self.settings.container:
+            return self.container
+        return ContainerAddress.in_account(self.settings.blob_endpoint, container, self.container.authorize)
+
     def backup_blob(self, container: str, name: str) -> BlobAddress:
         """The backup blob ``name`` in ``container`` of the backup account."""
-        if container == self.settings.container:
-            return self.container.blob(name)
-        return ContainerAddress.in_account(
-            self.settings.blob_endpoint, container, self.container.authorize
-        ).blob(name)
+        return self.backup_container(container).blob(name)
 
 
 def build_clients(settings: Settings) -> AzureClients:

@@ -15,7 +15,7 @@ import azure.durable_functions as df
 
 from backup.durable_host import LocalHost, VirtualClock
 from backup.workflow import activity_names as act
-from backup.workflow import orchestrators
+from backup.workflow.functions import register_orchestrators
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, RunOptions, Selection
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
@@ -35,18 +35,7 @@ def _disk(name: str) -> dict[str, Any]:
 def _app(activities: dict[str, Callable[[Any], Any]]) -> df.DFApp:
     app = df.DFApp()
 
-    @app.orchestration_trigger(context_name="context")
-    def backup_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
-        return (yield from orchestrators.backup_run(context))
-
-    @app.orchestration_trigger(context_name="context")
-    def backup_lane(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
-        return (yield from orchestrators.backup_lane(context))
-
-    @app.orchestration_trigger(context_name="context")
-    def backup_disk(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
-        return (yield from orchestrators.backup_disk(context))
-
+    register_orchestrators(app)  # the app's own registration, with our activities beside it
     for name, function in activities.items():
         function.__name__ = name
         app.activity_trigger(input_name="data")(function)

@@ -181,7 +181,7 @@ def start_copy(clients: AzureClients, data: Any) -> dict[str, Any]:
     if not grant.succeeded:
         raise InvalidInputError("grant", "the access grant has not succeeded")
     destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
-    clients.blob.create_container(_container_of(clients, payload))
+    clients.blob.create_container(clients.backup_container(_text(payload, "container")))
 
     earlier = _properties_or_none(clients, destination)
     if (
@@ -301,15 +301,6 @@ def _properties_or_none(clients: AzureClients, blob: BlobAddress) -> Any:
         return clients.blob.get_properties(blob)
     except NotFoundError:
         return None
-
-
-def _container_of(clients: AzureClients, payload: dict[str, Any]) -> Any:
-    from backup.blob import ContainerAddress
-
-    container = _text(payload, "container")
-    if container == clients.settings.container:
-        return clients.container
-    return ContainerAddress.in_account(clients.settings.blob_endpoint, container, clients.container.authorize)
 
 
 def _metadata_value(metadata: dict[str, str], name: str) -> str | None:

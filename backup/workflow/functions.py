@@ -59,19 +59,7 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
     async def list_restore_points(req: func.HttpRequest) -> func.HttpResponse:
         return await http_api.guarded(lambda: http_api.list_restore_points(req, clients().catalog))
 
-    # -- orchestrators ---------------------------------------------------------------------------------
-
-    @bp.orchestration_trigger(context_name="context")
-    def backup_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
-        return (yield from orchestrators.backup_run(context))
-
-    @bp.orchestration_trigger(context_name="context")
-    def backup_lane(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
-        return (yield from orchestrators.backup_lane(context))
-
-    @bp.orchestration_trigger(context_name="context")
-    def backup_disk(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
-        return (yield from orchestrators.backup_disk(context))
+    register_orchestrators(bp)
 
     # -- activities ------------------------------------------------------------------------------------
 
@@ -120,6 +108,22 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
         return activities.begin_delete_snapshot(clients(), data)
 
     return bp
+
+
+def register_orchestrators(target: df.Blueprint) -> None:
+    """Register the three orchestrators (run, lane, disk) on an app or blueprint, under their own names."""
+
+    @target.orchestration_trigger(context_name="context")
+    def backup_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from orchestrators.backup_run(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def backup_lane(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from orchestrators.backup_lane(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def backup_disk(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from orchestrators.backup_disk(context))
 
 
 def build_app(settings: Settings) -> df.DFApp:
