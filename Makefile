@@ -23,13 +23,13 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m backup.demo
+	$(BIN)/python -m testbed.demo
 
 dev: install
-	$(BIN)/python -m backup.devenv
+	$(BIN)/python -m testbed.devenv
 
 lint: install
-	$(BIN)/ruff check backup tests function_app.py
+	$(BIN)/ruff check backup testbed tests function_app.py
 	$(BIN)/mypy
 
 bench: install

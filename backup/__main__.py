@@ -1,5 +1,5 @@
 """``python -m backup``: the ``diskbackup`` command line."""
 
-from backup.cli import main
+from backup.local.cli import main
 
 raise SystemExit(main())

@@ -4,7 +4,7 @@ Two kinds of rows share the table, told apart by their PartitionKey:
 
 - a run: PartitionKey ``run``, RowKey ``{inverted start time}_{run id}``;
 - a restore point (one disk backed up by one run, or a failed attempt): PartitionKey
-  ``disk_{encoded disk id}`` (the lower-cased disk resource ID through :func:`backup.odata.encode_key`,
+  ``disk_{encoded disk id}`` (the lower-cased disk resource ID through :func:`backup.azure.odata.encode_key`,
   since IDs hold ``/``), RowKey ``{inverted run start time}_{run id}``.
 
 The inverted time (``10**15`` minus milliseconds since the epoch, zero-padded) makes the table's natural
@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
+from backup.azure.odata import and_, decode_key, encode_key, eq
+from backup.azure.table import Entity, EntityValue, TableClient, UpsertMode
 from backup.errors import InvalidInputError, NotFoundError
-from backup.odata import and_, decode_key, encode_key, eq
 from backup.redact import get_logger, redact, strip_query
-from backup.table import Entity, EntityValue, TableClient, UpsertMode
+from backup.workflow.models import RestorePointRecord, RunSummary, iso
 
 log = get_logger(__name__)
 
@@ -91,25 +92,19 @@ class RunRecord:
         return f"{inverted_time(self.started_at)}_{self.run_id}"
 
     @classmethod
-    def from_summary(cls, data: Any) -> RunRecord:
-        """From the run orchestrator's ``record_run`` input (a running or a finished run)."""
-        if not isinstance(data, dict):
-            raise InvalidInputError("run", "must be an object")
-        status = data.get("status")
-        if status not in _RUN_STATUSES:
-            raise InvalidInputError("run.status", f"{status!r} is not one of {', '.join(_RUN_STATUSES)}")
-        selection = data.get("selection")
+    def from_summary(cls, summary: RunSummary) -> RunRecord:
+        """From the run orchestrator's summary (a running or a finished run)."""
         return cls(
-            run_id=_text(data, "runId", "run"),
-            trigger=_text(data, "trigger", "run"),
-            status=status,
-            started_at=parse_time(data.get("startedAt"), "run.startedAt"),
-            finished_at=parse_time(data["finishedAt"], "run.finishedAt") if data.get("finishedAt") else None,
-            disk_count=_count(data, "diskCount"),
-            succeeded=_count(data, "succeeded"),
-            failed=_count(data, "failed"),
-            reason=redact(str(data["reason"]))[:_MAX_REASON] if data.get("reason") else None,
-            selection=selection if isinstance(selection, dict) else {},
+            run_id=summary.run_id,
+            trigger=summary.trigger,
+            status=summary.status,
+            started_at=parse_time(summary.started_at, "run.startedAt"),
+            finished_at=parse_time(summary.finished_at, "run.finishedAt") if summary.finished_at else None,
+            disk_count=summary.disk_count,
+            succeeded=summary.succeeded,
+            failed=summary.failed,
+            reason=redact(summary.reason)[:_MAX_REASON] if summary.reason else None,
+            selection=summary.selection.to_json(),
         )
 
     def properties(self) -> dict[str, EntityValue]:
@@ -164,8 +159,8 @@ class RunRecord:
             "runId": self.run_id,
             "trigger": self.trigger,
             "status": self.status,
-            "startedAt": _iso(self.started_at),
-            "finishedAt": _iso(self.finished_at) if self.finished_at else None,
+            "startedAt": iso(self.started_at),
+            "finishedAt": iso(self.finished_at) if self.finished_at else None,
             "diskCount": self.disk_count,
             "succeeded": self.succeeded,
             "failed": self.failed,
@@ -265,8 +260,8 @@ class RestorePoint:
             "snapshotId": self.snapshot_id,
             "sizeBytes": self.size_bytes,
             "bytesCopied": self.bytes_copied,
-            "startedAt": _iso(self.started_at),
-            "finishedAt": _iso(self.finished_at),
+            "startedAt": iso(self.started_at),
+            "finishedAt": iso(self.finished_at),
             "reason": self.reason,
             "copyId": self.copy_id,
         }
@@ -301,37 +296,29 @@ class Catalog:
 
     # -- writes --------------------------------------------------------------------------------------
 
-    def record_run(self, data: Any) -> RunRecord:
+    def record_run(self, summary: RunSummary) -> RunRecord:
         """Write a run's row (replacing any earlier state of the same run)."""
-        record = RunRecord.from_summary(data)
+        record = RunRecord.from_summary(summary)
         self._ensure_table()
         self.table.upsert(RUN_PARTITION, record.row_key, record.properties(), mode=UpsertMode.REPLACE)
         return record
 
-    def record_restore_point(self, data: Any) -> RestorePoint:
-        """Write a restore point (or a failed attempt) from the disk orchestrator's ``record`` input."""
-        if not isinstance(data, dict):
-            raise InvalidInputError("restore point", "must be an object")
-        status = data.get("status")
-        if status not in _POINT_STATUSES:
-            raise InvalidInputError("restore point.status", f"{status!r} is not Succeeded or Failed")
-        reason = data.get("reason")
+    def record_restore_point(self, record: RestorePointRecord) -> RestorePoint:
+        """Write a restore point (or a failed attempt) as the disk orchestrator reported it."""
         point = RestorePoint(
-            disk_id=_text(data, "diskId", "restore point"),
-            run_id=_text(data, "runId", "restore point"),
-            run_started_at=parse_time(data.get("runStartedAt"), "restore point.runStartedAt"),
-            snapshot_id=_optional_text(data, "snapshotId", "restore point"),
-            blob_url=self.blob_url(
-                _text(data, "container", "restore point"), _text(data, "blobName", "restore point")
-            ),
-            size_bytes=_count(data, "sizeBytes"),
-            bytes_copied=_count(data, "bytesCopied"),
-            kind=_text(data, "kind", "restore point"),
-            started_at=parse_time(data.get("startedAt"), "restore point.startedAt"),
-            finished_at=parse_time(data.get("finishedAt"), "restore point.finishedAt"),
-            status="Succeeded" if status == "Succeeded" else "Failed",
-            reason=redact(str(reason))[:_MAX_REASON] if reason else None,
-            copy_id=_optional_text(data, "copyId", "restore point"),
+            disk_id=record.disk_id,
+            run_id=record.run_id,
+            run_started_at=parse_time(record.run_started_at, "restore point.runStartedAt"),
+            snapshot_id=record.snapshot_id,
+            blob_url=self.blob_url(record.container, record.blob_name),
+            size_bytes=record.size_bytes,
+            bytes_copied=record.bytes_copied,
+            kind=record.kind,
+            started_at=parse_time(record.started_at, "restore point.startedAt"),
+            finished_at=parse_time(record.finished_at, "restore point.finishedAt"),
+            status=record.status,
+            reason=redact(record.reason)[:_MAX_REASON] if record.reason else None,
+            copy_id=record.copy_id,
         )
         self._ensure_table()
         self.table.upsert(point.partition_key, point.row_key, point.properties(), mode=UpsertMode.REPLACE)
@@ -376,31 +363,6 @@ class Catalog:
 # -- validators -----------------------------------------------------------------------------------------
 
 
-def _text(data: dict[str, Any], key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{where}.{key}", "must be a non-empty string")
-    return value
-
-
-def _optional_text(data: dict[str, Any], key: str, where: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{where}.{key}", "must be a string or null")
-    return value
-
-
-def _count(data: dict[str, Any], key: str) -> int:
-    value = data.get(key, 0)
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidInputError(key, "must be a whole number, 0 or more")
-    return value
-
-
 def _prop_text(p: dict[str, EntityValue], key: str, where: str) -> str:
     value = p.get(key)
     if not isinstance(value, str) or not value:
@@ -429,7 +391,3 @@ def _prop_time(p: dict[str, EntityValue], key: str, where: str) -> datetime:
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{where}.{key}", "is missing or not an Edm.DateTime")
     return value.astimezone(UTC)
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")

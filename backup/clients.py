@@ -10,15 +10,15 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from backup.arm import ArmClient
-from backup.blob import BlobAddress, BlobClient, ContainerAddress
+from backup.azure.arm import ArmClient
+from backup.azure.blob import BlobAddress, BlobClient, ContainerAddress
+from backup.azure.compute import ComputeClient
+from backup.azure.credentials import ARM_SCOPE, IdentityTokenProvider, StaticTokenProvider, TokenProvider
+from backup.azure.storage_auth import STORAGE_SCOPE, BearerAuthorizer, SharedKeyAuthorizer, StorageService
+from backup.azure.table import TableClient
+from backup.azure.transport import Authorizer, Transport
 from backup.catalog import Catalog
-from backup.compute import ComputeClient
-from backup.credentials import ARM_SCOPE, IdentityTokenProvider, StaticTokenProvider, TokenProvider
 from backup.settings import Settings
-from backup.storage_auth import STORAGE_SCOPE, BearerAuthorizer, SharedKeyAuthorizer, StorageService
-from backup.table import TableClient
-from backup.transport import Authorizer, Transport
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from backup.azure.resource_id import parse_disk_id, validate_resource_group, validate_subscription_id
+from backup.azure.transport import is_loopback_url
 from backup.errors import ConfigurationError, InvalidInputError
-from backup.resource_id import parse_disk_id, validate_resource_group, validate_subscription_id
 from backup.schedule import Schedule, parse_schedule
-from backup.transport import is_loopback_url
 
 T = TypeVar("T")
 
@@ -319,7 +319,7 @@ def parse_tag_selector(value: str) -> tuple[str, str]:
 
 
 def parse_resource_group_name(value: str) -> str:
-    """A resource group name per ARM's rules (:func:`backup.resource_id.validate_resource_group`)."""
+    """A resource group name per ARM's rules (:func:`backup.azure.resource_id.validate_resource_group`)."""
     return validate_resource_group(value, "resourceGroup")
 
 

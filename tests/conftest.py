@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from backup.azurite import Azurite
+from testbed.azurite import Azurite
 
 if TYPE_CHECKING:
-    from backup.proving_ground import ProvingGround
+    from testbed.proving_ground import ProvingGround
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def unique_name() -> str:
 def proving_ground() -> Iterator[ProvingGround]:
     """A running proving ground: Azurite (both accounts) + data plane front + compute emulator over HTTPS."""
     # Imported here so that test modules which never ask for it do not import the emulator at all.
-    from backup.proving_ground import ProvingGround
+    from testbed.proving_ground import ProvingGround
 
     with ProvingGround() as ground:
         yield ground

@@ -1,6 +1,6 @@
 """The spec as a test oracle: every response the emulator sends in a test is checked against DiskRP.json.
 
-:class:`SpecOracle` turns the repository's copy of the spec (``backup/emulator/spec``) into JSON Schema
+:class:`SpecOracle` turns the repository's copy of the spec (``testbed/emulator/spec``) into JSON Schema
 (2020-12) and validates a response body against the schema the spec gives for that operation and status:
 the resource for PUT/GET, ``DiskList``/``SnapshotList`` for lists, ``AccessUri`` for a finished grant,
 ``CloudError`` for every error, and ARM's ``OperationStatusResult`` (types.json) for the
@@ -27,7 +27,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_DIR = Path(__file__).resolve().parent.parent / "backup" / "emulator" / "spec"
+SPEC_DIR = Path(__file__).resolve().parent.parent / "testbed" / "emulator" / "spec"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "spec"
 _URN = "urn:diskrp:"
 

@@ -17,18 +17,18 @@ from typing import Any
 import pytest
 
 from backup import vhd
-from backup.blob import BlobAddress
+from backup.azure.blob import BlobAddress
+from backup.azure.compute import snapshot_name
+from backup.azure.odata import eq
+from backup.azure.page_range import PageRange
 from backup.catalog import RUN_PARTITION, disk_partition
 from backup.clients import AzureClients, build_clients
-from backup.compute import snapshot_name
-from backup.devenv import proving_ground_settings
 from backup.errors import CopyFailedError, InvalidInputError, OperationFailedError, VerificationError
-from backup.odata import eq
-from backup.page_range import PageRange
-from backup.proving_ground import ProvingGround
 from backup.settings import Settings
 from backup.workflow import activities
 from backup.workflow import activity_names as act
+from testbed.devenv import proving_ground_settings
+from testbed.proving_ground import ProvingGround
 
 RUN = "manual-20261126T010000Z-acts"
 DISK_SIZE = 1 << 20

@@ -13,10 +13,10 @@ from dataclasses import replace
 import pytest
 import requests
 
-from backup.arm import ArmClient, parse_arm_error
-from backup.credentials import StaticTokenProvider
+from backup.azure.arm import ArmClient, parse_arm_error
+from backup.azure.credentials import StaticTokenProvider
+from backup.azure.lro import LroState, LroStatus, PollKind, ResultSource
 from backup.errors import InvalidInputError
-from backup.lro import LroState, LroStatus, PollKind, ResultSource
 
 TOKEN = StaticTokenProvider("t0ken")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from backup.azurite import DEV_ACCOUNT, Azurite, AzuriteError, new_account_key
+from testbed.azurite import DEV_ACCOUNT, Azurite, AzuriteError, new_account_key
 
 
 def _alive(pid: int) -> bool:
@@ -54,7 +54,7 @@ def test_a_given_folder_is_kept(tmp_path: Path) -> None:
 def test_a_missing_azurite_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AZURITE_JS", str(tmp_path / "nowhere.js"))
     fake = tmp_path / "node_modules"
-    monkeypatch.setattr("backup.azurite._PROJECT_ROOT", fake)
+    monkeypatch.setattr("testbed.azurite._PROJECT_ROOT", fake)
     with pytest.raises(AzuriteError, match=r"azurite\.js not found"):
         Azurite().start()
 

@@ -21,20 +21,20 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from backup.blob import BlobAddress, BlobClient, ContainerAddress
+from backup.app.blueprint import build_app
+from backup.app.starter import start_scheduled_run
+from backup.azure.blob import BlobAddress, BlobClient, ContainerAddress
+from backup.azure.compute import ComputeClient, snapshot_name
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.azure.table import TableClient
 from backup.clients import clients_for
-from backup.compute import ComputeClient, snapshot_name
-from backup.devenv import proving_ground_settings
-from backup.durable_host import LocalHost, VirtualClock
-from backup.http_api import start_scheduled_run
-from backup.proving_ground import ProvingGround
+from backup.local.durable_host import LocalHost, VirtualClock
 from backup.schedule import occurrence_instance_id
 from backup.settings import Settings
-from backup.storage_auth import SharedKeyAuthorizer, StorageService
-from backup.table import TableClient
-from backup.verify import blob_sha256
-from backup.workflow.functions import build_app
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput
+from testbed.devenv import proving_ground_settings
+from testbed.digest import blob_sha256
+from testbed.proving_ground import ProvingGround
 
 pytestmark = pytest.mark.slow
 
@@ -262,7 +262,7 @@ def test_failing_disks_fail_alone_and_access_is_always_revoked(
 
 
 def _options(settings: Settings) -> dict[str, Any]:
-    from backup.http_api import run_options
+    from backup.workflow.startup import run_options
 
     return run_options(settings).to_json()
 

@@ -21,18 +21,18 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from backup.app.blueprint import build_app
+from backup.azure.compute import snapshot_name
 from backup.clients import build_clients
-from backup.compute import snapshot_name
-from backup.devenv import proving_ground_settings
-from backup.durable_host import LocalHost, VirtualClock
-from backup.durable_host.history import EventType, parse_timestamp
-from backup.http_api import run_options
-from backup.proving_ground import ProvingGround
+from backup.local.durable_host import LocalHost, VirtualClock
+from backup.local.durable_host.history import EventType, parse_timestamp
 from backup.settings import Settings
 from backup.workflow import activity_names as act
-from backup.workflow.functions import build_app
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration_id
 from backup.workflow.orchestrators import next_delay
+from backup.workflow.startup import run_options
+from testbed.devenv import proving_ground_settings
+from testbed.proving_ground import ProvingGround
 
 START = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
 DISK_SIZE = 1 << 20

@@ -1,4 +1,4 @@
-"""Blob REST (backup/blob.py) against a real Azurite: every operation, success and failure paths.
+"""Blob REST (backup/azure/blob.py) against a real Azurite: every operation, success and failure paths.
 
 What plain Azurite cannot prove (reference/azurite.md) runs against the emulator's data-plane front (the
 session ``proving_ground``): a correct page-range diff between two snapshot SAS URLs (Azurite answers the
@@ -19,8 +19,7 @@ import requests
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from throttle_proxy import ThrottlingProxy
 
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
-from backup.blob import (
+from backup.azure.blob import (
     BlobAddress,
     BlobClient,
     ContainerAddress,
@@ -29,8 +28,10 @@ from backup.blob import (
     parse_page_list,
     parse_storage_error,
 )
-from backup.emulator.dataplane import DataPlane
-from backup.emulator.pages import PageMap
+from backup.azure.page_range import PageRange
+from backup.azure.retry import RetryPolicy
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.azure.transport import Transport
 from backup.errors import (
     AuthenticationError,
     AzureHttpError,
@@ -40,11 +41,10 @@ from backup.errors import (
     PreconditionFailedError,
     ThrottledError,
 )
-from backup.page_range import PageRange
-from backup.proving_ground import ProvingGround
-from backup.retry import RetryPolicy
-from backup.storage_auth import SharedKeyAuthorizer, StorageService
-from backup.transport import Transport
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
+from testbed.emulator.dataplane import DataPlane
+from testbed.emulator.pages import PageMap
+from testbed.proving_ground import ProvingGround
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -17,13 +17,14 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from backup import http_api
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
-from backup.catalog import RUN_PARTITION, Catalog, disk_partition, inverted_time
+from backup.app import http_routes
+from backup.azure.odata import eq
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.azure.table import EntityValue, TableClient, UpsertMode
+from backup.catalog import RUN_PARTITION, Catalog, RestorePoint, RunRecord, disk_partition, inverted_time
 from backup.errors import InvalidInputError, NotFoundError
-from backup.odata import eq
-from backup.storage_auth import SharedKeyAuthorizer, StorageService
-from backup.table import EntityValue, TableClient, UpsertMode
+from backup.workflow.models import RestorePointRecord, RunSummary
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 
 SIGNER = SharedKeyAuthorizer(DEV_ACCOUNT, DEV_ACCOUNT_KEY, service=StorageService.TABLE)
 BLOB_ENDPOINT = "https://backupacct.blob.core.windows.net"
@@ -37,6 +38,16 @@ def disk_id(name: str, group: str = "rg-prod") -> str:
 
 DISK_A = disk_id("web-os")
 DISK_B = disk_id("web-data")
+
+
+def record_run(catalog: Catalog, data: Any) -> RunRecord:
+    """Record a run as the ``record_run`` activity does: its JSON read back as the typed summary."""
+    return catalog.record_run(RunSummary.from_json(data))
+
+
+def record_point(catalog: Catalog, data: Any) -> RestorePoint:
+    """Record a restore point as the ``record_restore_point`` activity does."""
+    return catalog.record_restore_point(RestorePointRecord.from_json(data))
 
 
 def iso(when: datetime) -> str:
@@ -111,12 +122,12 @@ def test_nothing_recorded_yet_lists_nothing(catalog: Catalog) -> None:
 
 
 def test_a_run_is_recorded_at_start_and_replaced_at_its_end(catalog: Catalog, table: TableClient) -> None:
-    catalog.record_run(run_summary("nightly-1", T0, "Running"))
+    record_run(catalog, run_summary("nightly-1", T0, "Running"))
     [running] = catalog.list_runs().items
     assert (running.status, running.finished_at, running.succeeded) == ("Running", None, 0)
 
-    catalog.record_run(run_summary("nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x"))
-    catalog.record_run(run_summary("nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x"))
+    record_run(catalog, run_summary("nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x"))
+    record_run(catalog, run_summary("nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x"))
     listing = catalog.list_runs()
     assert listing.problems == []
     [run] = listing.items
@@ -125,8 +136,8 @@ def test_a_run_is_recorded_at_start_and_replaced_at_its_end(catalog: Catalog, ta
         "runId": "nightly-1",
         "trigger": "schedule",
         "status": "PartiallySucceeded",
-        "startedAt": "2026-11-26T01:00:00Z",
-        "finishedAt": "2026-11-26T01:30:00Z",
+        "startedAt": "2026-11-26T01:00:00.000Z",
+        "finishedAt": "2026-11-26T01:30:00.000Z",
         "diskCount": 2,
         "succeeded": 1,
         "failed": 1,
@@ -138,14 +149,14 @@ def test_a_run_is_recorded_at_start_and_replaced_at_its_end(catalog: Catalog, ta
 def test_runs_newest_first_and_top(catalog: Catalog) -> None:
     starts = {f"run-{i}": T0 + timedelta(days=i, milliseconds=i) for i in (3, 0, 4, 1, 2)}
     for run_id, started in starts.items():
-        catalog.record_run(run_summary(run_id, started))
+        record_run(catalog, run_summary(run_id, started))
     assert [r.run_id for r in catalog.list_runs().items] == ["run-4", "run-3", "run-2", "run-1", "run-0"]
     assert [r.run_id for r in catalog.list_runs(top=2).items] == ["run-4", "run-3"]
 
 
 def test_runs_a_millisecond_apart_keep_their_order(catalog: Catalog) -> None:
-    catalog.record_run(run_summary("b-earlier", T0))
-    catalog.record_run(run_summary("a-later", T0 + timedelta(milliseconds=1)))
+    record_run(catalog, run_summary("b-earlier", T0))
+    record_run(catalog, run_summary("a-later", T0 + timedelta(milliseconds=1)))
     assert [r.run_id for r in catalog.list_runs().items] == ["a-later", "b-earlier"]
 
 
@@ -153,7 +164,7 @@ def test_runs_a_millisecond_apart_keep_their_order(catalog: Catalog) -> None:
 
 
 def test_a_restore_point_keeps_everything_a_restore_needs(catalog: Catalog) -> None:
-    recorded = catalog.record_restore_point(point_input(DISK_A, "nightly-1", T0))
+    recorded = record_point(catalog, point_input(DISK_A, "nightly-1", T0))
     assert recorded.blob_url == f"{BLOB_ENDPOINT}/disk-backups/{SUB}/rg-prod/web-os/nightly-1.vhd"
 
     [point] = catalog.list_restore_points(DISK_A).items
@@ -167,8 +178,8 @@ def test_a_restore_point_keeps_everything_a_restore_needs(catalog: Catalog) -> N
         "snapshotId": DISK_A.replace("/disks/", "/snapshots/") + "-nightly-1",
         "sizeBytes": 8 << 20,
         "bytesCopied": 8 << 20,
-        "startedAt": "2026-11-26T01:00:05Z",
-        "finishedAt": "2026-11-26T01:03:00Z",
+        "startedAt": "2026-11-26T01:00:05.000Z",
+        "finishedAt": "2026-11-26T01:03:00.000Z",
         "reason": None,
         "copyId": "copy-nightly-1",
     }
@@ -177,9 +188,9 @@ def test_a_restore_point_keeps_everything_a_restore_needs(catalog: Catalog) -> N
 def test_restore_points_per_disk_newest_first(catalog: Catalog) -> None:
     for day in (2, 0, 3, 1):
         started = T0 + timedelta(days=day)
-        catalog.record_restore_point(point_input(DISK_A, f"run-{day}", started))
+        record_point(catalog, point_input(DISK_A, f"run-{day}", started))
         if day != 3:
-            catalog.record_restore_point(point_input(DISK_B, f"run-{day}", started))
+            record_point(catalog, point_input(DISK_B, f"run-{day}", started))
     newest_first = ["run-3", "run-2", "run-1", "run-0"]
     assert [p.run_id for p in catalog.list_restore_points(DISK_A).items] == newest_first
     assert [p.run_id for p in catalog.list_restore_points(DISK_B).items] == newest_first[1:]
@@ -188,9 +199,9 @@ def test_restore_points_per_disk_newest_first(catalog: Catalog) -> None:
 
 
 def test_failed_attempts_only_when_asked(catalog: Catalog) -> None:
-    catalog.record_restore_point(point_input(DISK_A, "run-0", T0))
-    catalog.record_restore_point(point_input(DISK_A, "run-1", T0 + timedelta(days=1), "Failed"))
-    catalog.record_restore_point(point_input(DISK_A, "run-2", T0 + timedelta(days=2)))
+    record_point(catalog, point_input(DISK_A, "run-0", T0))
+    record_point(catalog, point_input(DISK_A, "run-1", T0 + timedelta(days=1), "Failed"))
+    record_point(catalog, point_input(DISK_A, "run-2", T0 + timedelta(days=2)))
 
     assert [p.run_id for p in catalog.list_restore_points(DISK_A).items] == ["run-2", "run-0"]
     everything = catalog.list_restore_points(DISK_A, include_failed=True).items
@@ -206,16 +217,16 @@ def test_failed_attempts_only_when_asked(catalog: Catalog) -> None:
 
 def test_recording_twice_leaves_one_row(catalog: Catalog, table: TableClient) -> None:
     data = point_input(DISK_A, "run-1", T0)
-    catalog.record_restore_point(data)
-    catalog.record_restore_point(data)
+    record_point(catalog, data)
+    record_point(catalog, data)
     assert len(rows(table, disk_partition(DISK_A))) == 1
     assert len(catalog.list_restore_points(DISK_A, include_failed=True).items) == 1
 
 
 def test_a_later_write_of_the_same_run_replaces_the_whole_row(catalog: Catalog, table: TableClient) -> None:
     # A failed attempt, then (the activity retried) the same run's success: no stale Reason survives.
-    catalog.record_restore_point(point_input(DISK_A, "run-1", T0, "Failed"))
-    catalog.record_restore_point(point_input(DISK_A, "run-1", T0))
+    record_point(catalog, point_input(DISK_A, "run-1", T0, "Failed"))
+    record_point(catalog, point_input(DISK_A, "run-1", T0))
     [row] = rows(table, disk_partition(DISK_A))
     assert row.properties["Status"] == "Succeeded" and "Reason" not in row.properties
     [point] = catalog.list_restore_points(DISK_A, include_failed=True).items
@@ -225,8 +236,8 @@ def test_a_later_write_of_the_same_run_replaces_the_whole_row(catalog: Catalog, 
 def test_disk_ids_make_valid_keys_and_are_case_insensitive(catalog: Catalog, table: TableClient) -> None:
     odd = disk_id("Data_Disk-1", group="rg.(prod)_é")
     prefix = disk_id("Data_Disk")  # a disk whose ID is a prefix of another's shares nothing with it
-    catalog.record_restore_point(point_input(odd, "run-1", T0))
-    catalog.record_restore_point(point_input(prefix, "run-1", T0))
+    record_point(catalog, point_input(odd, "run-1", T0))
+    record_point(catalog, point_input(prefix, "run-1", T0))
 
     partition = disk_partition(odd)
     assert "/" not in partition and partition == disk_partition(odd.upper())
@@ -238,15 +249,15 @@ def test_disk_ids_make_valid_keys_and_are_case_insensitive(catalog: Catalog, tab
 
 
 def test_blob_urls_never_carry_a_query(catalog: Catalog) -> None:
-    point = catalog.record_restore_point(point_input(DISK_A, "run-1", T0, blobName="odd?sig=abc&x=1.vhd"))
+    point = record_point(catalog, point_input(DISK_A, "run-1", T0, blobName="odd?sig=abc&x=1.vhd"))
     assert "?" not in point.blob_url and "sig=abc" not in point.blob_url
     assert point.blob_url.endswith("/disk-backups/odd%3Fsig%3Dabc%26x%3D1.vhd")
 
 
 def test_secrets_in_a_failure_reason_are_redacted(catalog: Catalog, table: TableClient) -> None:
     reason = "copy: https://md.blob/x?sv=2024&sig=SECRETSIG&se=1 refused"
-    catalog.record_restore_point(point_input(DISK_A, "run-1", T0, "Failed", reason=reason))
-    catalog.record_run(run_summary("run-1", T0, "Failed", reason=reason))
+    record_point(catalog, point_input(DISK_A, "run-1", T0, "Failed", reason=reason))
+    record_run(catalog, run_summary("run-1", T0, "Failed", reason=reason))
     stored = json.dumps([r.properties for r in rows(table, disk_partition(DISK_A))], default=str)
     stored += json.dumps([r.properties for r in rows(table, RUN_PARTITION)], default=str)
     assert "SECRETSIG" not in stored and "copy: https://md.blob/x?" in stored
@@ -264,9 +275,9 @@ def test_secrets_in_a_failure_reason_are_redacted(catalog: Catalog, table: Table
         ({"runStartedAt": "yesterday"}, "restore point.runStartedAt"),
         ({"startedAt": "2026-11-26T01:00:00"}, "restore point.startedAt"),  # no time zone
         ({"finishedAt": 17}, "restore point.finishedAt"),
-        ({"sizeBytes": -1}, "sizeBytes"),
-        ({"bytesCopied": True}, "bytesCopied"),
-        ({"sizeBytes": "8388608"}, "sizeBytes"),
+        ({"sizeBytes": -1}, "restore point.sizeBytes"),
+        ({"bytesCopied": True}, "restore point.bytesCopied"),
+        ({"sizeBytes": "8388608"}, "restore point.sizeBytes"),
         ({"kind": 3}, "restore point.kind"),
         ({"container": ""}, "restore point.container"),
         ({"snapshotId": 5}, "restore point.snapshotId"),
@@ -277,7 +288,7 @@ def test_bad_restore_point_input_names_the_field(
     catalog: Catalog, table: TableClient, change: dict[str, Any], field: str
 ) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        catalog.record_restore_point(point_input(DISK_A, "run-1", T0, **change))
+        record_point(catalog, point_input(DISK_A, "run-1", T0, **change))
     assert caught.value.field == field
     assert catalog.list_restore_points(DISK_A, include_failed=True).items == []
 
@@ -289,20 +300,20 @@ def test_bad_restore_point_input_names_the_field(
         ({"runId": ""}, "run.runId"),
         ({"startedAt": None}, "run.startedAt"),
         ({"finishedAt": "tomorrow"}, "run.finishedAt"),
-        ({"diskCount": -2}, "diskCount"),
+        ({"diskCount": -2}, "run.diskCount"),
     ],
 )
 def test_bad_run_input_names_the_field(catalog: Catalog, change: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInputError) as caught:
-        catalog.record_run(run_summary("run-1", T0, **change))
+        record_run(catalog, run_summary("run-1", T0, **change))
     assert caught.value.field == field
 
 
 def test_input_that_is_not_an_object_is_refused(catalog: Catalog) -> None:
     with pytest.raises(InvalidInputError):
-        catalog.record_restore_point(["not", "an", "object"])
+        record_point(catalog, ["not", "an", "object"])
     with pytest.raises(InvalidInputError):
-        catalog.record_run("run-1")
+        record_run(catalog, "run-1")
 
 
 # -- rows edited by hand -----------------------------------------------------------------------------------
@@ -338,7 +349,7 @@ def test_a_tampered_restore_point_is_reported_not_used(
     catalog: Catalog, table: TableClient, changes: dict[str, EntityValue | None], field: str
 ) -> None:
     for day in range(3):
-        catalog.record_restore_point(point_input(DISK_A, f"run-{day}", T0 + timedelta(days=day)))
+        record_point(catalog, point_input(DISK_A, f"run-{day}", T0 + timedelta(days=day)))
     partition = disk_partition(DISK_A)
     label = _tamper(table, partition, f"{inverted_time(T0 + timedelta(days=1))}_run-1", **changes)
 
@@ -351,7 +362,7 @@ def test_a_tampered_restore_point_is_reported_not_used(
 
 def test_tampered_run_rows_are_reported_not_used(catalog: Catalog, table: TableClient) -> None:
     for day in range(4):
-        catalog.record_run(run_summary(f"run-{day}", T0 + timedelta(days=day)))
+        record_run(catalog, run_summary(f"run-{day}", T0 + timedelta(days=day)))
     key = {day: f"{inverted_time(T0 + timedelta(days=day))}_run-{day}" for day in range(4)}
     labels = [
         _tamper(table, RUN_PARTITION, key[0], DiskCount="two"),
@@ -369,13 +380,13 @@ def test_tampered_run_rows_are_reported_not_used(catalog: Catalog, table: TableC
 def test_the_http_listing_shows_unreadable_rows_beside_the_good_ones(
     catalog: Catalog, table: TableClient
 ) -> None:
-    catalog.record_restore_point(point_input(DISK_A, "run-0", T0))
-    catalog.record_restore_point(point_input(DISK_A, "run-1", T0 + timedelta(days=1)))
+    record_point(catalog, point_input(DISK_A, "run-0", T0))
+    record_point(catalog, point_input(DISK_A, "run-1", T0 + timedelta(days=1)))
     label = _tamper(table, disk_partition(DISK_A), f"{inverted_time(T0)}_run-0", SizeBytes="big")
     request = func.HttpRequest(
         method="GET", url="http://localhost/api/restore-points", body=b"", params={"disk": DISK_A}
     )
-    response = asyncio.run(http_api.list_restore_points(request, catalog))
+    response = asyncio.run(http_routes.list_restore_points(request, catalog))
     assert response.status_code == 200
     body = json.loads(response.get_body())
     assert [p["runId"] for p in body["restorePoints"]] == ["run-1"]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from backup.cli import main, read_env_file
-from backup.devenv import proving_ground_settings, write_env_file
-from backup.proving_ground import ProvingGround
+from backup.local.cli import main, read_env_file
+from testbed.devenv import proving_ground_settings, write_env_file
+from testbed.proving_ground import ProvingGround
 
 pytestmark = pytest.mark.slow
 

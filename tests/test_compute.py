@@ -15,14 +15,17 @@ from typing import Any
 
 import pytest
 
-from backup.arm import ArmClient
-from backup.compute import (
+from backup.azure.arm import ArmClient
+from backup.azure.compute import (
     API_VERSION,
     ComputeClient,
     snapshot_name,
     source_disk_tag,
 )
-from backup.credentials import StaticTokenProvider
+from backup.azure.credentials import StaticTokenProvider
+from backup.azure.lro import LroState, LroStatus, PollKind, ResultSource
+from backup.azure.retry import RetryPolicy
+from backup.azure.transport import Transport
 from backup.errors import (
     AuthenticationError,
     BadRequestError,
@@ -34,10 +37,7 @@ from backup.errors import (
     ThrottledError,
     TransportError,
 )
-from backup.lro import LroState, LroStatus, PollKind, ResultSource
-from backup.proving_ground import ProvingGround
-from backup.retry import RetryPolicy
-from backup.transport import Transport
+from testbed.proving_ground import ProvingGround
 
 MIB = 1 << 20
 

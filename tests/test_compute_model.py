@@ -1,4 +1,4 @@
-"""The pure parts of backup.compute: snapshot names, tags, tag matching, reading ARM bodies.
+"""The pure parts of backup.azure.compute: snapshot names, tags, tag matching, reading ARM bodies.
 
 ARM bodies come from the spec's own examples (tests/spec), with their placeholder IDs made real.
 """
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup.compute import (
+from backup.azure.compute import (
     MAX_TAG_VALUE,
     Disk,
     Snapshot,
@@ -24,8 +24,8 @@ from backup.compute import (
     source_disk_tag,
     validate_run_id,
 )
+from backup.azure.resource_id import disk_id, validate_new_name
 from backup.errors import InvalidInputError
-from backup.resource_id import disk_id, validate_new_name
 
 SPEC = Path(__file__).parent / "spec"
 SUB = "5f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backup.emulator.copy_pacing import PacedCopy
+from testbed.emulator.copy_pacing import PacedCopy
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TOTAL = 4 * 1024 * 1024 + 512

@@ -15,7 +15,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-from backup.credentials import ARM_SCOPE, IdentityTokenProvider, StaticTokenProvider
+from backup.azure.credentials import ARM_SCOPE, IdentityTokenProvider, StaticTokenProvider
 from backup.errors import ConfigurationError, InvalidInputError
 
 

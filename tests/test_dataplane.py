@@ -23,14 +23,14 @@ from azure.storage.blob import BlobClient as SdkBlobClient
 from azure.storage.blob import BlobServiceClient, ContainerClient, generate_blob_sas
 
 from backup import vhd
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
-from backup.blob import BlobAddress, BlobClient
-from backup.emulator import sas
-from backup.emulator.dataplane import DataPlane
-from backup.emulator.page_list import PageListItem
-from backup.emulator.pages import PAGE_SIZE, PageMap, diff, fill_sparse
+from backup.azure.blob import BlobAddress, BlobClient
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
-from backup.storage_auth import SharedKeyAuthorizer, StorageService
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
+from testbed.emulator import sas
+from testbed.emulator.dataplane import DataPlane
+from testbed.emulator.page_list import PageListItem
+from testbed.emulator.pages import PAGE_SIZE, PageMap, diff, fill_sparse
 
 MD = "mdisks"
 MD_KEY = new_account_key()

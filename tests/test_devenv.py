@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from backup.cli import read_env_file
+from backup.local.cli import read_env_file
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def _listening(url: str) -> bool:
 def test_make_dev_writes_env_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     folder = tmp_path / "dev"
     process = subprocess.Popen(
-        [sys.executable, "-m", "backup.devenv", "--dir", str(folder)],
+        [sys.executable, "-m", "testbed.devenv", "--dir", str(folder)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -20,9 +20,9 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from backup.durable_host import LocalHost, RealClock, VirtualClock
-from backup.durable_host.history import EventType, parse_timestamp
 from backup.errors import ConflictError, InvalidInputError, NotFoundError
+from backup.local.durable_host import LocalHost, RealClock, VirtualClock
+from backup.local.durable_host.history import EventType, parse_timestamp
 
 START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)

@@ -1,7 +1,7 @@
 """The host's replay decisions as pure functions: tables of cases, no threads, no SDK run.
 
 Actions are written in the SDK's JSON shape (``actionType``, ``functionName``, ``compoundActions``...);
-events come from :mod:`backup.durable_host.history`.
+events come from :mod:`backup.local.durable_host.history`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from backup.durable_host import history as h
-from backup.durable_host.replay import (
+from backup.local.durable_host import history as h
+from backup.local.durable_host.replay import (
     ContinuedAsNew,
     ExecutionState,
     Failed,
@@ -27,7 +27,7 @@ from backup.durable_host.replay import (
     plan_episode,
     select_batch,
 )
-from backup.durable_host.status import history_for_status
+from backup.local.durable_host.status import history_for_status
 
 NOW = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 RETRY = {"firstRetryIntervalInMilliseconds": 5000, "maxNumberOfAttempts": 3}

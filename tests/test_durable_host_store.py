@@ -19,9 +19,9 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 
-from backup.durable_host import LocalHost, VirtualClock
-from backup.durable_host.history import EventType
 from backup.errors import InvalidInputError
+from backup.local.durable_host import LocalHost, VirtualClock
+from backup.local.durable_host.history import EventType
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)

@@ -19,7 +19,7 @@ import pytest
 import requests
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
-from backup.durable_host import LocalHost, VirtualClock
+from backup.local.durable_host import LocalHost, VirtualClock
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)

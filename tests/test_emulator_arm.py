@@ -20,8 +20,8 @@ from azure.storage.blob import BlobServiceClient
 from spec_oracle import ArmClient, SpecOracle
 
 from backup import vhd
-from backup.emulator import service as service_module
-from backup.proving_ground import ProvingGround
+from testbed.emulator import service as service_module
+from testbed.proving_ground import ProvingGround
 
 API = "api-version=2026-03-02"
 MIB = 1 << 20
@@ -624,7 +624,7 @@ def test_a_failed_grant_leaves_no_sas(arm: ArmClient, proving_ground: ProvingGro
 def test_no_token_or_signature_reaches_the_emulator_logs(
     arm: ArmClient, proving_ground: ProvingGround, rg: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="backup.emulator")
+    caplog.set_level(logging.DEBUG, logger="testbed.emulator")
     make_disk(proving_ground, rg, "lg", size=MIB, fraction=0.1)
     create_snapshot(arm, proving_ground, rg, "lg", "lgs")
     proving_ground.control("POST", "/faults", {"operation": "Snapshots_GrantAccess", "action": "429"})

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from backup.emulator.arm import ComputeEmulator
-from backup.proving_ground import ProvingGround
+from testbed.emulator.arm import ComputeEmulator
+from testbed.proving_ground import ProvingGround
 
 MIB = 1 << 20
 

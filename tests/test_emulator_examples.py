@@ -27,7 +27,7 @@ from azure.storage.blob import BlobServiceClient
 from spec_oracle import ArmClient, SpecOracle, example_files, load_example
 
 from backup import vhd
-from backup.proving_ground import ProvingGround
+from testbed.proving_ground import ProvingGround
 
 MIB = 1 << 20
 TAGS = {"department": "Development", "project": "ManagedDisks"}

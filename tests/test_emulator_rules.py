@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from backup.emulator import arm_errors
-from backup.emulator.arm_errors import ArmError
-from backup.emulator.faults import FaultPlan, parse_fault
-from backup.emulator.operations import Operation, failure_error
-from backup.emulator.resources import (
+from backup.errors import InvalidInputError
+from testbed.emulator import arm_errors
+from testbed.emulator.arm_errors import ArmError
+from testbed.emulator.faults import FaultPlan, parse_fault
+from testbed.emulator.operations import Operation, failure_error
+from testbed.emulator.resources import (
     ResourceKey,
     is_valid_name,
     normalize_location,
@@ -18,9 +19,8 @@ from backup.emulator.resources import (
     parse_storage_account_id,
     size_gb,
 )
-from backup.emulator.schema import SchemaProblem, validate_body
-from backup.emulator.tokens import TokenAuthority
-from backup.errors import InvalidInputError
+from testbed.emulator.schema import SchemaProblem, validate_body
+from testbed.emulator.tokens import TokenAuthority
 
 COPY = {"createOption": "Copy", "sourceResourceId": "/subscriptions/s/resourceGroups/r/providers/x"}
 

@@ -17,7 +17,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import CreationData, GrantAccessData, Snapshot
 
-from backup.proving_ground import ProvingGround
+from testbed.proving_ground import ProvingGround
 
 MIB = 1 << 20
 

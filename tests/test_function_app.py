@@ -32,7 +32,7 @@ from azure.functions import FunctionRegister, meta
 from azure.functions.decorators.core import BindingDirection
 from azure.functions.decorators.function_app import Function
 
-from backup import http_api
+from backup.app import http_routes, starter
 from backup.errors import ConfigurationError
 from backup.settings import SETTINGS
 from backup.workflow import activities, activity_names, models, orchestrators
@@ -183,7 +183,8 @@ def called_names() -> tuple[set[str], set[str]]:
         name
         for module, method in (
             (orchestrators, "call_sub_orchestrator"),
-            (http_api, "start_new"),
+            (http_routes, "start_new"),
+            (starter, "start_new"),
         )
         for node in _first_arguments(module, method)
         if (name := _resolve(module, node)) is not None

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from backup.errors import InvalidInputError, OperationFailedError
-from backup.lro import (
+from backup.azure.lro import (
     DEFAULT_RETRY_AFTER,
     LroState,
     LroStatus,
@@ -25,6 +24,7 @@ from backup.lro import (
     classify_poll,
     extract_result,
 )
+from backup.errors import InvalidInputError, OperationFailedError
 
 BASE = "https://management.azure.com/subscriptions/5f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"
 SNAP = f"{BASE}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/s1?api-version=2026-03-02"

@@ -1,4 +1,4 @@
-"""OData literals, filters and key encoding (backup/odata.py).
+"""OData literals, filters and key encoding (backup/azure/odata.py).
 
 The claim to prove: no value can change a filter's meaning. Two ways: a tokenizer written here from the
 OData v3 literal grammar shows each literal is exactly one token that decodes back to the value; and real
@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
+from backup.azure.odata import and_, decode_key, encode_key, eq, ge, gt, le, literal, lt, ne, not_, or_
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.azure.table import TableClient
 from backup.errors import InvalidInputError
-from backup.odata import and_, decode_key, encode_key, eq, ge, gt, le, literal, lt, ne, not_, or_
-from backup.storage_auth import SharedKeyAuthorizer, StorageService
-from backup.table import TableClient
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 
 # -- a small tokenizer of OData filter text ---------------------------------------------------------------
 
@@ -283,5 +283,5 @@ def test_typed_literals_match_their_rows(table: TableClient, value: object) -> N
 
 
 def test_filter_type_is_required(table: TableClient) -> None:
-    with pytest.raises(InvalidInputError, match=r"backup\.odata"):
+    with pytest.raises(InvalidInputError, match=r"backup\.azure\.odata"):
         list(table.query("PartitionKey eq 'x'"))  # type: ignore[arg-type]

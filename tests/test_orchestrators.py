@@ -13,9 +13,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from backup.durable_host import LocalHost, VirtualClock
+from backup.app.blueprint import register_orchestrators
+from backup.local.durable_host import LocalHost, VirtualClock
 from backup.workflow import activity_names as act
-from backup.workflow.functions import register_orchestrators
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, RunOptions, Selection
 
 SUB = "00000000-0000-0000-0000-0000000000aa"

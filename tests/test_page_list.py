@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from backup.emulator.page_list import (
+from testbed.emulator.page_list import (
     MAX_ITEMS,
     PageListItem,
     QueryProblem,
@@ -15,7 +15,7 @@ from backup.emulator.page_list import (
     parse_byte_range,
     select,
 )
-from backup.emulator.pages import PageMap
+from testbed.emulator.pages import PageMap
 
 P = 512
 ITEMS = [PageListItem(0, 1023), PageListItem(2048, 4095, cleared=True), PageListItem(8192, 8703)]

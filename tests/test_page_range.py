@@ -1,4 +1,4 @@
-"""The page-range helper (backup/page_range.py): tables of cases plus hypothesis properties."""
+"""The page-range helper (backup/azure/page_range.py): tables of cases plus hypothesis properties."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backup.azure.page_range import MAX_WRITE_BYTES, PAGE_SIZE, PageRange, merge, split, total_bytes
 from backup.errors import InvalidInputError
-from backup.page_range import MAX_WRITE_BYTES, PAGE_SIZE, PageRange, merge, split, total_bytes
 
 MiB = 1024 * 1024
 

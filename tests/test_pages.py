@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backup.emulator.pages import EXTENT_SIZE, PAGE_SIZE, PageMap, churn, diff, fill_sparse
 from backup.errors import InvalidInputError
+from testbed.emulator.pages import EXTENT_SIZE, PAGE_SIZE, PageMap, churn, diff, fill_sparse
 
 P = PAGE_SIZE
 MIB = 1 << 20

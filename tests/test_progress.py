@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from backup.progress import ProgressView, disk_line, summary_lines
-from backup.runner import DiskProgress, RunProgress
+from backup.local.progress import ProgressView, disk_line, summary_lines
+from backup.local.runner import DiskProgress, RunProgress
 
 
 def _report(phase: str, copied: int) -> RunProgress:
@@ -47,18 +47,25 @@ def test_summary_lines() -> None:
     lines = summary_lines(
         {
             "runId": "r",
+            "trigger": "cli",
+            "selection": {"kind": "configured"},
+            "startedAt": "2026-11-29T01:00:00.000Z",
             "status": "PartiallySucceeded",
             "succeeded": 1,
             "diskCount": 2,
             "disks": [
                 {
+                    "diskId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/a",
                     "status": "Succeeded",
+                    "phase": "done",
                     "diskName": "a",
                     "sizeBytes": 1 << 20,
                     "blobUrl": "https://x/c/a.vhd",
                 },
                 {
+                    "diskId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/b",
                     "status": "Failed",
+                    "phase": "copy",
                     "diskName": "b",
                     "reason": "copy: failed",
                     "warnings": ["snapshot kept"],

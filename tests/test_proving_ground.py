@@ -13,7 +13,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from backup.proving_ground import EXAMPLE_DISKS, ProvingGround
+from testbed.proving_ground import EXAMPLE_DISKS, ProvingGround
 
 API = "api-version=2026-03-02"
 MIB = 1 << 20

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup.errors import InvalidInputError
-from backup.resource_id import (
+from backup.azure.resource_id import (
     ResourceId,
     disk_id,
     parse_disk_id,
@@ -17,6 +16,7 @@ from backup.resource_id import (
     validate_new_name,
     validate_resource_group,
 )
+from backup.errors import InvalidInputError
 
 SUB = "5f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"
 DISK = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.Compute/disks/data-disk_01"

@@ -1,4 +1,4 @@
-"""backup/retry.py: Retry-After parsing, the retry policy's delays, which statuses are retried."""
+"""backup/azure/retry.py: Retry-After parsing, the retry policy's delays, which statuses are retried."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from backup.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after, should_retry_status
+from backup.azure.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after, should_retry_status
 
 NOW = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.storage.blob import generate_account_sas, generate_blob_sas, generate_container_sas
 
-from backup.azurite import new_account_key
-from backup.emulator import sas
+from backup.azure.storage_auth import sign
 from backup.errors import InvalidInputError
-from backup.storage_auth import sign
+from testbed.azurite import new_account_key
+from testbed.emulator import sas
 
 ACCOUNT = "mdisks"
 KEY = new_account_key()

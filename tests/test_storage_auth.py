@@ -1,4 +1,4 @@
-"""Shared Key / Shared Key Lite / bearer authorization (backup/storage_auth.py).
+"""Shared Key / Shared Key Lite / bearer authorization (backup/azure/storage_auth.py).
 
 Three kinds of evidence:
 - a table of requests whose Authorization must equal what the official SDK policies compute
@@ -31,10 +31,8 @@ from azure.storage.blob._shared.authentication import compare as sdk_header_comp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
-from backup.credentials import IdentityTokenProvider
-from backup.errors import AuthenticationError, InvalidInputError
-from backup.storage_auth import (
+from backup.azure.credentials import IdentityTokenProvider
+from backup.azure.storage_auth import (
     STORAGE_SCOPE,
     BearerAuthorizer,
     SharedKeyAuthorizer,
@@ -48,7 +46,9 @@ from backup.storage_auth import (
     table_lite_string_to_sign,
     table_string_to_sign,
 )
-from backup.transport import Transport
+from backup.azure.transport import Transport
+from backup.errors import AuthenticationError, InvalidInputError
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 
 DATE = "Sun, 11 Oct 2009 21:49:13 GMT"
 AZURITE = "http://127.0.0.1:10000/devstoreaccount1"

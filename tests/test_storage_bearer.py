@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from backup.azurite import Azurite
-from backup.blob import BlobClient, ContainerAddress
-from backup.credentials import StaticTokenProvider
-from backup.emulator.tls import write_self_signed
+from backup.azure.blob import BlobClient, ContainerAddress
+from backup.azure.credentials import StaticTokenProvider
+from backup.azure.odata import eq
+from backup.azure.page_range import PageRange
+from backup.azure.storage_auth import BearerAuthorizer
+from backup.azure.table import TableClient
+from backup.azure.transport import Transport
 from backup.errors import AuthenticationError, InvalidInputError, TransportError
-from backup.odata import eq
-from backup.page_range import PageRange
-from backup.storage_auth import BearerAuthorizer
-from backup.table import TableClient
-from backup.transport import Transport
+from testbed.azurite import Azurite
+from testbed.emulator.tls import write_self_signed
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 

@@ -20,17 +20,17 @@ import pytest
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from test_storage_bearer import make_jwt
 
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
-from backup.blob import BlobAddress, BlobClient, ContainerAddress
-from backup.credentials import StaticTokenProvider
-from backup.emulator.tls import write_self_signed
+from backup.azure.blob import BlobAddress, BlobClient, ContainerAddress
+from backup.azure.credentials import StaticTokenProvider
+from backup.azure.odata import eq
+from backup.azure.page_range import PageRange
+from backup.azure.retry import RetryPolicy
+from backup.azure.storage_auth import BearerAuthorizer, SharedKeyAuthorizer, StorageService
+from backup.azure.table import TableClient
+from backup.azure.transport import Transport
 from backup.errors import AzureHttpError
-from backup.odata import eq
-from backup.page_range import PageRange
-from backup.retry import RetryPolicy
-from backup.storage_auth import BearerAuthorizer, SharedKeyAuthorizer, StorageService
-from backup.table import TableClient
-from backup.transport import Transport
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
+from testbed.emulator.tls import write_self_signed
 
 
 @pytest.fixture(scope="module")

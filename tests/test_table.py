@@ -1,4 +1,4 @@
-"""Table REST (backup/table.py) against a real Azurite: every operation, success and failure paths."""
+"""Table REST (backup/azure/table.py) against a real Azurite: every operation, success and failure paths."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import pytest
 import requests
 from throttle_proxy import ThrottlingProxy
 
-from backup.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
-from backup.errors import (
-    AuthenticationError,
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    PreconditionFailedError,
-)
-from backup.odata import and_, eq, ge, lt
-from backup.storage_auth import SharedKeyAuthorizer, StorageService
-from backup.table import (
+from backup.azure.odata import and_, eq, ge, lt
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.azure.table import (
     EntityValue,
     TableClient,
     UpsertMode,
@@ -29,7 +21,15 @@ from backup.table import (
     parse_edm_datetime,
     parse_table_error,
 )
-from backup.transport import Transport
+from backup.azure.transport import Transport
+from backup.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 
 SIGNER = SharedKeyAuthorizer(DEV_ACCOUNT, DEV_ACCOUNT_KEY, service=StorageService.TABLE)
 

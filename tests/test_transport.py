@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from backup.emulator.tls import server_context, write_self_signed
+from backup.azure.transport import Transport
 from backup.errors import TransportError
-from backup.transport import Transport
+from testbed.emulator.tls import server_context, write_self_signed
 
 
 class _Ok(BaseHTTPRequestHandler):

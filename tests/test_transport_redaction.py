@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-import backup.transport  # noqa: F401  (importing it is what attaches the filter)
+import backup.azure.transport  # noqa: F401  (importing it is what attaches the filter)
 from backup.redact import RedactingFilter
 
 

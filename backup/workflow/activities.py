@@ -18,9 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from backup import vhd
-from backup.blob import BlobAddress, CopyStatus
+from backup.azure.blob import BlobAddress, CopyStatus
+from backup.azure.compute import snapshot_name
+from backup.azure.lro import LroStatus
+from backup.azure.page_range import PageRange
+from backup.azure.resource_id import parse_disk_id, snapshot_id
 from backup.clients import AzureClients
-from backup.compute import snapshot_name
 from backup.errors import (
     CopyFailedError,
     InvalidInputError,
@@ -28,12 +31,9 @@ from backup.errors import (
     ThrottledError,
     VerificationError,
 )
-from backup.lro import LroStatus
-from backup.page_range import PageRange
 from backup.redact import get_logger
-from backup.resource_id import parse_disk_id, snapshot_id
 from backup.workflow import activity_names as act
-from backup.workflow.models import DiskRef, Selection
+from backup.workflow.models import DiskRef, RestorePointRecord, RunSummary, Selection
 
 log = get_logger(__name__)
 
@@ -83,13 +83,13 @@ def resolve_selection(clients: AzureClients, data: Any) -> list[dict[str, Any]]:
 
 def record_run(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Write the run's catalog row (at its start and again at its end)."""
-    record = clients.catalog.record_run(data)
+    record = clients.catalog.record_run(RunSummary.from_json(data))
     return {"runId": record.run_id, "status": record.status}
 
 
 def record_restore_point(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Write a restore point (or a failed attempt) to the catalog; answers the blob URL it stored."""
-    point = clients.catalog.record_restore_point(data)
+    point = clients.catalog.record_restore_point(RestorePointRecord.from_json(data))
     return {"blobUrl": point.blob_url, "status": point.status}
 
 

@@ -1,7 +1,7 @@
 """Names of the activities the orchestrators call, and the shape of what they answer.
 
 Activities are called by name (``call_activity`` sends a string), so the names live here once, used by
-the orchestrators and by the registration in :mod:`backup.workflow.functions`.
+the orchestrators and by the registration in :mod:`backup.app.blueprint`.
 
 An *operation answer* (begin_* and poll_operation) is ``{"state": "InProgress" | "Succeeded" |
 "Throttled", "retryAfter": seconds or None, "operation": <secret-free polling state> or None}``; a

@@ -1,21 +1,29 @@
-"""What flows through the orchestrations: run inputs, per-disk jobs, per-disk results, run summaries.
+"""What flows through the orchestrations: run inputs, per-disk jobs, results, records and statuses.
 
-Orchestration inputs and outputs are JSON and stored in plain text by the task hub, so these types hold
-no secret, and every one of them is rebuilt from JSON through a validating ``from_json``: an input that
-did not come from our own starter (a hand-made ``start_new``, an old history) fails with a clear error
-instead of half-running.
+- :class:`RunInput` (with :class:`Selection` and :class:`RunOptions`): what starts a run;
+- :class:`DiskJob` (with :class:`DiskRef`): what starts one disk's backup;
+- :class:`DiskStatus`: a disk orchestration's custom status, its phase and bytes as they go;
+- :class:`DiskResult`: how one disk's backup ended; :class:`RunSummary`: how a run ended;
+- :class:`RestorePointRecord`: what a disk orchestration asks the catalog to record.
+
+The orchestrators write them; the catalog, the HTTP status route and the command line read them. They
+are JSON in the task hub, stored in plain text, so they hold no secret, and each is rebuilt from JSON
+through a validating ``from_json``: an input that did not come from our own starter (a hand-made
+``start_new``, an old history) fails with a clear error naming the field instead of half-running.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from backup.errors import InvalidInputError
 
 SelectionKind = Literal["configured", "diskIds", "tag", "resourceGroup"]
-DiskStatus = Literal["Succeeded", "Failed"]
+Outcome = Literal["Succeeded", "Failed"]
 RunStatus = Literal["Running", "Succeeded", "PartiallySucceeded", "Failed"]
+Trigger = Literal["schedule", "http", "cli"]
 
 #: Registered names of the orchestrators and activities (strings: ``call_activity`` needs names).
 RUN_ORCHESTRATOR = "backup_run"
@@ -125,7 +133,7 @@ class RunOptions:
 class RunInput:
     """The input of the run orchestrator."""
 
-    trigger: Literal["schedule", "http", "cli"]
+    trigger: Trigger
     selection: Selection
     options: RunOptions
 
@@ -226,7 +234,7 @@ class DiskResult:
 
     disk_id: str
     disk_name: str
-    status: DiskStatus
+    status: Outcome
     phase: str  # the last phase reached ("done" on success)
     reason: str | None = None
     snapshot_id: str | None = None
@@ -250,6 +258,225 @@ class DiskResult:
             "bytesCopied": data["bytes_copied"],
             "warnings": list(self.warnings),
         }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "disk result") -> DiskResult:
+        """Rebuild and validate (a result that is not an object or lacks its disk fails, naming it)."""
+        data = _object(data, where)
+        status = data.get("status")
+        if status not in ("Succeeded", "Failed"):
+            raise InvalidInputError(f"{where}.status", f"{status!r} is not Succeeded or Failed")
+        return cls(
+            disk_id=_str(data, "diskId", where),
+            disk_name=_str(data, "diskName", where),
+            status=status,
+            phase=_str(data, "phase", where),
+            reason=_optional_str(data, "reason", where),
+            snapshot_id=_optional_str(data, "snapshotId", where),
+            blob_url=_optional_str(data, "blobUrl", where),
+            size_bytes=_optional_int(data, "sizeBytes", where),
+            bytes_copied=_optional_int(data, "bytesCopied", where),
+            warnings=_str_tuple(data, "warnings", where),
+        )
+
+    @classmethod
+    def failed(cls, disk: DiskRef, phase: str, reason: str) -> DiskResult:
+        """A disk that failed in ``phase`` for ``reason``."""
+        return cls(disk.id, disk.name, "Failed", phase, reason=reason)
+
+
+@dataclass(frozen=True)
+class DiskStatus:
+    """A disk orchestration's custom status: where its backup is, as it goes (no secret, small)."""
+
+    disk: str
+    phase: str
+    bytes_copied: int = 0
+    bytes_total: int = 0
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (what ``set_custom_status`` stores)."""
+        data: dict[str, Any] = {
+            "disk": self.disk,
+            "phase": self.phase,
+            "bytesCopied": self.bytes_copied,
+            "bytesTotal": self.bytes_total,
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> DiskStatus:
+        """Rebuild and validate."""
+        where = "disk status"
+        data = _object(data, where)
+        return cls(
+            disk=_str(data, "disk", where),
+            phase=_str(data, "phase", where),
+            bytes_copied=_optional_int(data, "bytesCopied", where) or 0,
+            bytes_total=_optional_int(data, "bytesTotal", where) or 0,
+            reason=_optional_str(data, "reason", where),
+        )
+
+    @classmethod
+    def read(cls, custom_status: Any) -> DiskStatus | None:
+        """A stored custom status, or ``None`` when there is none yet or it is not ours."""
+        try:
+            return cls.from_json(custom_status)
+        except InvalidInputError:
+            return None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run's catalog record and, once it ended, the run orchestrator's output."""
+
+    run_id: str
+    trigger: Trigger
+    selection: Selection
+    started_at: str  # ISO 8601 UTC
+    status: RunStatus
+    finished_at: str | None = None
+    disk_count: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    reason: str | None = None
+    disks: tuple[DiskResult, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (camelCase keys)."""
+        data: dict[str, Any] = {
+            "runId": self.run_id,
+            "trigger": self.trigger,
+            "selection": self.selection.to_json(),
+            "startedAt": self.started_at,
+            "status": self.status,
+            "finishedAt": self.finished_at,
+            "diskCount": self.disk_count,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "disks": [disk.to_json() for disk in self.disks],
+        }
+        if self.reason is not None:
+            data["reason"] = self.reason
+        if self.warnings:
+            data["warnings"] = list(self.warnings)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary:
+        """Rebuild and validate."""
+        where = "run"
+        data = _object(data, where)
+        run_id = _str(data, "runId", where)
+        status = data.get("status")
+        if status not in ("Running", "Succeeded", "PartiallySucceeded", "Failed"):
+            raise InvalidInputError(f"{where}.status", f"{status!r} is not a run status")
+        trigger = data.get("trigger")
+        if trigger not in ("schedule", "http", "cli"):
+            raise InvalidInputError(f"{where}.trigger", f"{trigger!r} is not one of schedule, http, cli")
+        disks = data.get("disks", [])
+        if not isinstance(disks, list):
+            raise InvalidInputError(f"{where}.disks", "must be a list")
+        return cls(
+            run_id=run_id,
+            trigger=trigger,
+            selection=Selection.from_json(data.get("selection")),
+            started_at=_time(data, "startedAt", where),
+            status=status,
+            finished_at=_time(data, "finishedAt", where) if data.get("finishedAt") is not None else None,
+            disk_count=_optional_int(data, "diskCount", where) or 0,
+            succeeded=_optional_int(data, "succeeded", where) or 0,
+            failed=_optional_int(data, "failed", where) or 0,
+            reason=_optional_str(data, "reason", where),
+            disks=tuple(DiskResult.from_json(d, f"{where}.disks[{i}]") for i, d in enumerate(disks)),
+            warnings=_str_tuple(data, "warnings", where),
+        )
+
+    @classmethod
+    def read(cls, output: Any) -> RunSummary | None:
+        """A run orchestration's output, or ``None`` when it has none (yet) or it is not a summary."""
+        try:
+            return cls.from_json(output)
+        except InvalidInputError:
+            return None
+
+
+@dataclass(frozen=True)
+class RestorePointRecord:
+    """What the disk orchestrator asks the catalog to record: a restore point, or a failed attempt."""
+
+    run_id: str
+    run_started_at: str  # ISO 8601 UTC
+    disk_id: str
+    container: str
+    blob_name: str
+    size_bytes: int
+    started_at: str
+    finished_at: str
+    status: Outcome
+    kind: str = "full"
+    bytes_copied: int = 0
+    snapshot_id: str | None = None
+    copy_id: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (camelCase keys): the ``record_restore_point`` activity's input."""
+        return {
+            "runId": self.run_id,
+            "runStartedAt": self.run_started_at,
+            "diskId": self.disk_id,
+            "container": self.container,
+            "blobName": self.blob_name,
+            "sizeBytes": self.size_bytes,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "status": self.status,
+            "kind": self.kind,
+            "bytesCopied": self.bytes_copied,
+            "snapshotId": self.snapshot_id,
+            "copyId": self.copy_id,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RestorePointRecord:
+        """Rebuild and validate."""
+        where = "restore point"
+        data = _object(data, where)
+        status = data.get("status")
+        if status not in ("Succeeded", "Failed"):
+            raise InvalidInputError(f"{where}.status", f"{status!r} is not Succeeded or Failed")
+        return cls(
+            disk_id=_str(data, "diskId", where),
+            run_id=_str(data, "runId", where),
+            run_started_at=_time(data, "runStartedAt", where),
+            container=_str(data, "container", where),
+            blob_name=_str(data, "blobName", where),
+            size_bytes=_optional_int(data, "sizeBytes", where) or 0,
+            started_at=_time(data, "startedAt", where),
+            finished_at=_time(data, "finishedAt", where),
+            status=status,
+            kind=_str(data, "kind", where),
+            bytes_copied=_optional_int(data, "bytesCopied", where) or 0,
+            snapshot_id=_optional_str(data, "snapshotId", where),
+            copy_id=_optional_str(data, "copyId", where),
+            reason=_optional_str(data, "reason", where),
+        )
+
+
+def iso(when: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and a Z: how every time in these records is written.
+
+    The orchestration clock is UTC, aware or naive (the SDK hands out naive UTC datetimes).
+    """
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def sub_orchestration_id(run_id: str, index: int) -> str:
@@ -296,6 +523,43 @@ def _bool(data: dict[str, Any], key: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInputError(f"{where}.{key}", "must be true or false")
     return value
+
+
+def _time(data: dict[str, Any], key: str, where: str) -> str:
+    """An ISO 8601 time with its zone (``...Z``), kept as written."""
+    value = _str(data, key, where)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(f"{where}.{key}", f"{value[:40]!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInputError(f"{where}.{key}", "must carry a time zone")
+    return value
+
+
+def _optional_str(data: dict[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{where}.{key}", "must be a string or null")
+    return value
+
+
+def _optional_int(data: dict[str, Any], key: str, where: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidInputError(f"{where}.{key}", "must be a whole number, 0 or more, or null")
+    return value
+
+
+def _str_tuple(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidInputError(f"{where}.{key}", "must be a list of strings")
+    return tuple(value)
 
 
 def _int(data: dict[str, Any], key: str, where: str, low: int, high: int) -> int:

@@ -1,4 +1,5 @@
-"""The two orchestrators: a run fans out over disks; a disk goes snapshot → access → copy → verify → record.
+"""The three orchestrators: a run fans out over lanes, a lane backs its disks up one after another, and a
+disk goes snapshot → access → copy → verify → revoke → record.
 
 Orchestrators are replayed from history many times, so they are deterministic: time comes from
 ``context.current_utc_datetime``, every Azure call is an activity, and every wait is a durable timer
@@ -14,13 +15,14 @@ and the activity that starts the copy fetches the SAS from that operation itself
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
-from backup.errors import DeadlineExceededError
+from backup.errors import DeadlineExceededError, InvalidInputError
 from backup.redact import redact
 from backup.workflow import activity_names as act
 from backup.workflow.models import (
@@ -29,7 +31,12 @@ from backup.workflow.models import (
     DiskJob,
     DiskRef,
     DiskResult,
+    DiskStatus,
+    RestorePointRecord,
     RunInput,
+    RunOptions,
+    RunSummary,
+    iso,
     lane_id,
     run_status,
     sub_orchestration_id,
@@ -50,37 +57,37 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     newly started child alone, so after the first wave a run degrades to one disk at a time.)
     """
     run = RunInput.from_json(context.get_input())
-    run_id = context.instance_id
-    started_iso = _iso(context.current_utc_datetime)
+    started = RunSummary(
+        run_id=context.instance_id,
+        trigger=run.trigger,
+        selection=run.selection,
+        started_at=iso(context.current_utc_datetime),
+        status="Running",
+    )
     context.set_custom_status({"phase": "resolving"})
-
-    record: dict[str, Any] = {
-        "runId": run_id,
-        "trigger": run.trigger,
-        "selection": run.selection.to_json(),
-        "startedAt": started_iso,
-    }
     try:
         found = yield context.call_activity(act.RESOLVE_SELECTION, run.selection.to_json())
         disks = [DiskRef.from_json(d) for d in found]
     except Exception as exc:
         reason = failure_reason(exc)
-        finished = _iso(context.current_utc_datetime)
-        summary = {**record, "status": "Failed", "finishedAt": finished, "reason": reason, "disks": []}
-        summary.update(diskCount=0, succeeded=0, failed=0)
+        failed = replace(
+            started, status="Failed", finished_at=iso(context.current_utc_datetime), reason=reason
+        )
         context.set_custom_status({"phase": "failed", "reason": reason})
-        yield from _record_run(context, summary)
-        return summary
+        return (yield from _record_run(context, failed)).to_json()
 
     total = len(disks)
-    yield context.call_activity(act.RECORD_RUN, {**record, "status": "Running", "diskCount": total})
+    yield context.call_activity(act.RECORD_RUN, replace(started, disk_count=total).to_json())
     lanes = min(run.options.max_parallel, total)
     context.set_custom_status({"phase": "backing up", "disks": total, "lanes": lanes})
     jobs = [
-        DiskJob(run_id, started_iso, index, disk, run.options).to_json() for index, disk in enumerate(disks)
+        DiskJob(started.run_id, started.started_at, index, disk, run.options).to_json()
+        for index, disk in enumerate(disks)
     ]
     lane_tasks = [
-        context.call_sub_orchestrator(LANE_ORCHESTRATOR, {"jobs": jobs[lane::lanes]}, lane_id(run_id, lane))
+        context.call_sub_orchestrator(
+            LANE_ORCHESTRATOR, {"jobs": jobs[lane::lanes]}, lane_id(started.run_id, lane)
+        )
         for lane in range(lanes)
     ]
     results: dict[int, DiskResult] = {}
@@ -91,33 +98,33 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
                 index = lane + offset * lanes
                 results[index] = _result_from_json(outcome, disks[index])
 
-    ordered = [results[i] for i in range(total)]
+    ordered = tuple(results[i] for i in range(total))
     succeeded = sum(1 for r in ordered if r.status == "Succeeded")
-    summary = {
-        **record,
-        "status": run_status(ordered) if ordered else "Succeeded",
-        "finishedAt": _iso(context.current_utc_datetime),
-        "diskCount": total,
-        "succeeded": succeeded,
-        "failed": total - succeeded,
-        "disks": [r.to_json() for r in ordered],
-    }
-    if not ordered:
-        summary["reason"] = "the selection matched no disks"
-    yield from _record_run(context, summary)
+    summary = replace(
+        started,
+        status=run_status(list(ordered)) if ordered else "Succeeded",
+        finished_at=iso(context.current_utc_datetime),
+        disk_count=total,
+        succeeded=succeeded,
+        failed=total - succeeded,
+        disks=ordered,
+        reason=None if ordered else "the selection matched no disks",
+    )
+    summary = yield from _record_run(context, summary)
     context.set_custom_status(
         {"phase": "done", "disks": total, "succeeded": succeeded, "failed": total - succeeded}
     )
-    return summary
+    return summary.to_json()
 
 
-def _record_run(context: df.DurableOrchestrationContext, summary: dict[str, Any]) -> Orchestration:
+def _record_run(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orchestration:
     """Write the run's final catalog row; if that fails, the run's result still stands (its restore
-    points were recorded disk by disk) and says so in ``warnings``."""
+    points were recorded disk by disk) and says so in ``warnings``. Answers the summary to return."""
     try:
-        yield context.call_activity(act.RECORD_RUN, summary)
+        yield context.call_activity(act.RECORD_RUN, summary.to_json())
     except Exception as exc:
-        summary["warnings"] = [f"run not recorded in the catalog: {failure_reason(exc)}"]
+        return replace(summary, warnings=(f"run not recorded in the catalog: {failure_reason(exc)}",))
+    return summary
 
 
 def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
@@ -136,8 +143,7 @@ def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
             )
             outputs.append(_result_from_json(outcome, job.disk).to_json())
         except Exception as exc:
-            failed = DiskResult(job.disk.id, job.disk.name, "Failed", "unknown", reason=failure_reason(exc))
-            outputs.append(failed.to_json())
+            outputs.append(DiskResult.failed(job.disk, "unknown", failure_reason(exc)).to_json())
     return outputs
 
 
@@ -149,23 +155,19 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     job = DiskJob.from_json(context.get_input())
     options = job.options
     disk = job.disk
-    status: dict[str, Any] = {
-        "disk": disk.name,
-        "phase": "snapshot",
-        "bytesCopied": 0,
-        "bytesTotal": disk.size_bytes,
-    }
+    status = DiskStatus(disk=disk.name, phase="snapshot", bytes_total=disk.size_bytes)
 
-    def phase(name: str, **extra: Any) -> None:
-        status.update(phase=name, **extra)
-        context.set_custom_status(dict(status))
+    def phase(name: str, **changes: Any) -> None:
+        nonlocal status
+        status = replace(status, phase=name, **changes)
+        context.set_custom_status(status.to_json())
 
     snapshot_id: str | None = None
     access_granted = False
     copy: dict[str, Any] | None = None
     blob = {"container": options.container, "blobName": backup_blob_name(job)}
     warnings: list[str] = []
-    started_at = _iso(context.current_utc_datetime)
+    started_at = iso(context.current_utc_datetime)
     try:
         # 1. Snapshot, point in time.
         phase("snapshot")
@@ -200,7 +202,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         copy = yield from _wait_for_copy(context, copy, blob, options, phase)
 
         # 4. Verify what arrived.
-        phase("verify", bytesCopied=copy["copied"])
+        phase("verify", bytes_copied=copy["copied"])
         verified = yield context.call_activity(
             act.VERIFY_BACKUP, {**blob, "copyId": copy["copyId"], "expectedSize": disk.size_bytes}
         )
@@ -212,9 +214,12 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
 
         # 6. Record the restore point, then drop the snapshot unless told to keep it.
         phase("record")
-        restore_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
-        restore_point.update(status="Succeeded", sizeBytes=verified["diskBytes"])
-        recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point)
+        restore_point = replace(
+            _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy),
+            status="Succeeded",
+            size_bytes=verified["diskBytes"],
+        )
+        recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point.to_json())
         if not options.keep_snapshot:
             phase("cleanup")
             try:
@@ -234,7 +239,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             warnings=tuple(warnings),
         ).to_json()
     except Exception as exc:
-        failed_phase = str(status["phase"])
+        failed_phase = status.phase
         reason = f"{failed_phase}: {failure_reason(exc)}"
         if access_granted and snapshot_id is not None:
             phase("revoke")
@@ -245,8 +250,9 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         phase("record")
         try:
             failed_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
-            failed_point.update(status="Failed", reason=reason)
-            yield context.call_activity(act.RECORD_RESTORE_POINT, failed_point)
+            yield context.call_activity(
+                act.RECORD_RESTORE_POINT, replace(failed_point, reason=reason).to_json()
+            )
         except Exception as record_exc:
             warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
         if snapshot_id is not None and not options.keep_snapshot:
@@ -285,7 +291,7 @@ def _wait_for_operation(
     context: df.DurableOrchestrationContext,
     op: dict[str, Any],
     deadline: datetime,
-    options: Any,
+    options: RunOptions,
     what: str,
 ) -> Orchestration:
     """Poll an ARM operation (through the ``poll_operation`` activity) until it succeeded.
@@ -311,28 +317,28 @@ def _wait_for_copy(
     context: df.DurableOrchestrationContext,
     copy: dict[str, Any],
     blob: dict[str, str],
-    options: Any,
-    phase: Any,
+    options: RunOptions,
+    phase: Callable[..., None],
 ) -> Orchestration:
     """Poll the copy (HEAD of the destination blob) until it succeeded; report progress as we go."""
     deadline = context.current_utc_datetime + timedelta(minutes=options.copy_timeout_minutes)
     delay: float | None = None
     while copy["status"] != "success":
-        phase("copy", bytesCopied=copy["copied"], bytesTotal=copy["total"])
+        phase("copy", bytes_copied=copy["copied"], bytes_total=copy["total"])
         delay = next_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
         yield from _sleep(context, delay, deadline, f"copy (at {copy['copied']} of {copy['total']} bytes)")
         copy = yield context.call_activity(act.COPY_STATUS, {**blob, "copyId": copy["copyId"]})
     return copy
 
 
-def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: Any) -> Orchestration:
+def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
     op = yield context.call_activity(act.BEGIN_REVOKE_ACCESS, {"snapshotId": snapshot_id})
     yield from _wait_for_operation(context, op, deadline, options, "access revocation")
 
 
 def _delete_snapshot(
-    context: df.DurableOrchestrationContext, snapshot_id: str, options: Any
+    context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions
 ) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
     op = yield context.call_activity(act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id})
@@ -346,7 +352,7 @@ def _sleep(
     only a wait that would start at or after it fails."""
     now = context.current_utc_datetime
     if now >= deadline:
-        raise DeadlineExceededError(f"{what} did not finish by its deadline ({_iso(deadline)})")
+        raise DeadlineExceededError(f"{what} did not finish by its deadline ({iso(deadline)})")
     yield context.create_timer(min(now + timedelta(seconds=seconds), deadline))
 
 
@@ -382,43 +388,28 @@ def _restore_point(
     started_at: str,
     context: df.DurableOrchestrationContext,
     copy: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The catalog's record of this disk in this run, as far as it got (status and reason added by caller)."""
-    return {
-        "runId": job.run_id,
-        "runStartedAt": job.run_started_at,
-        "diskId": job.disk.id,
-        "snapshotId": snapshot_id,
-        "container": job.options.container,
-        "blobName": blob_name,
-        "sizeBytes": job.disk.size_bytes,
-        "bytesCopied": (copy or {}).get("copied", 0),
-        "kind": "full",
-        "startedAt": started_at,
-        "finishedAt": _iso(context.current_utc_datetime),
-        "copyId": (copy or {}).get("copyId"),
-    }
-
-
-def _result_from_json(data: Any, disk: DiskRef) -> DiskResult:
-    if not isinstance(data, dict):
-        return DiskResult(disk.id, disk.name, "Failed", "unknown", reason=f"unexpected result {data!r:.200}")
-    return DiskResult(
-        disk_id=str(data.get("diskId", disk.id)),
-        disk_name=str(data.get("diskName", disk.name)),
-        status="Succeeded" if data.get("status") == "Succeeded" else "Failed",
-        phase=str(data.get("phase", "unknown")),
-        reason=data.get("reason"),
-        snapshot_id=data.get("snapshotId"),
-        blob_url=data.get("blobUrl"),
-        size_bytes=data.get("sizeBytes"),
-        bytes_copied=data.get("bytesCopied"),
-        warnings=tuple(data.get("warnings") or ()),
+) -> RestorePointRecord:
+    """The catalog's record of this disk in this run, as far as it got (a failure until told otherwise)."""
+    return RestorePointRecord(
+        run_id=job.run_id,
+        run_started_at=job.run_started_at,
+        disk_id=job.disk.id,
+        snapshot_id=snapshot_id,
+        container=job.options.container,
+        blob_name=blob_name,
+        size_bytes=job.disk.size_bytes,
+        bytes_copied=(copy or {}).get("copied", 0),
+        kind="full",
+        started_at=started_at,
+        finished_at=iso(context.current_utc_datetime),
+        copy_id=(copy or {}).get("copyId"),
+        status="Failed",
     )
 
 
-def _iso(when: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z (the orchestration clock is UTC, aware or naive)."""
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+def _result_from_json(data: Any, disk: DiskRef) -> DiskResult:
+    """A lane's or disk orchestration's output for ``disk``; anything else is that disk's failure."""
+    try:
+        return DiskResult.from_json(data)
+    except InvalidInputError as exc:
+        return DiskResult.failed(disk, "unknown", f"unexpected result ({exc}): {data!r:.200}")

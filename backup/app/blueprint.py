@@ -1,0 +1,134 @@
+"""The Function App's functions: triggers, orchestrators and activities, registered on a Blueprint.
+
+Each function here only connects a trigger to the code that does the work (:mod:`backup.app.http_routes`,
+:mod:`backup.workflow.orchestrators`, :mod:`backup.workflow.activities`), with the settings it was built
+from. ``function_app.py`` builds the app once from the validated settings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from backup.app import http_routes
+from backup.app.starter import start_scheduled_run
+from backup.clients import clients_for
+from backup.redact import get_logger
+from backup.settings import Settings
+from backup.workflow import activities, orchestrators
+
+log = get_logger(__name__)
+
+
+def build_blueprint(settings: Settings) -> df.Blueprint:
+    """Every function of the app, bound to ``settings``."""
+    bp = df.Blueprint()
+
+    def clients() -> Any:
+        return clients_for(settings)
+
+    # -- triggers --------------------------------------------------------------------------------------
+
+    @bp.timer_trigger(
+        schedule=settings.schedule.expression, arg_name="timer", run_on_startup=False, use_monitor=True
+    )
+    @bp.durable_client_input(client_name="client")
+    async def nightly_backup(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+        instance_id, started = await start_scheduled_run(client, settings, datetime.now(UTC))
+        log.info(
+            "timer (past due: %s): run %s %s", timer.past_due, instance_id, "started" if started else "exists"
+        )
+
+    @bp.route(route="backups", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+    @bp.durable_client_input(client_name="client")
+    async def start_backup(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        return await http_routes.guarded(lambda: http_routes.start_backup(req, client, settings))
+
+    @bp.route(route="backups/{instanceId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    @bp.durable_client_input(client_name="client")
+    async def get_backup(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        return await http_routes.guarded(lambda: http_routes.get_backup(req, client, settings))
+
+    @bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    async def list_backups(req: func.HttpRequest) -> func.HttpResponse:
+        return await http_routes.guarded(lambda: http_routes.list_backups(req, clients().catalog))
+
+    @bp.route(route="restore-points", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    async def list_restore_points(req: func.HttpRequest) -> func.HttpResponse:
+        return await http_routes.guarded(lambda: http_routes.list_restore_points(req, clients().catalog))
+
+    register_orchestrators(bp)
+
+    # -- activities ------------------------------------------------------------------------------------
+
+    @bp.activity_trigger(input_name="data")
+    def resolve_selection(data: Any) -> Any:
+        return activities.resolve_selection(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def record_run(data: Any) -> Any:
+        return activities.record_run(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_snapshot(data: Any) -> Any:
+        return activities.begin_snapshot(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def poll_operation(data: Any) -> Any:
+        return activities.poll_operation(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_grant_access(data: Any) -> Any:
+        return activities.begin_grant_access(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def start_copy(data: Any) -> Any:
+        return activities.start_copy(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def copy_status(data: Any) -> Any:
+        return activities.copy_status(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def verify_backup(data: Any) -> Any:
+        return activities.verify_backup(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_revoke_access(data: Any) -> Any:
+        return activities.begin_revoke_access(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def record_restore_point(data: Any) -> Any:
+        return activities.record_restore_point(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_delete_snapshot(data: Any) -> Any:
+        return activities.begin_delete_snapshot(clients(), data)
+
+    return bp
+
+
+def register_orchestrators(target: df.Blueprint) -> None:
+    """Register the three orchestrators (run, lane, disk) on an app or blueprint, under their own names."""
+
+    @target.orchestration_trigger(context_name="context")
+    def backup_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from orchestrators.backup_run(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def backup_lane(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from orchestrators.backup_lane(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def backup_disk(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from orchestrators.backup_disk(context))
+
+
+def build_app(settings: Settings) -> df.DFApp:
+    """The Function App: a ``DFApp`` (auth level FUNCTION) with every function of :func:`build_blueprint`."""
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(build_blueprint(settings))
+    return app

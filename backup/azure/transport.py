@@ -1,0 +1,182 @@
+"""Sending one HTTP request to Azure: a pooled session, retries, and errors mapped to our tree.
+
+Both the ARM client and the storage clients send through :class:`Transport`. It signs each attempt
+afresh (a Shared Key signature covers ``x-ms-date``; a token may have been refreshed), retries what is
+worth retrying (:mod:`backup.azure.retry`), and turns an error answer into the most specific
+:class:`~backup.errors.AzureHttpError`, or a failed connection into :class:`~backup.errors.TransportError`.
+Nothing that leaves this module carries a secret: URLs are logged without their query, and error text
+is redacted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+from collections.abc import Callable, Container, MutableMapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import requests
+
+from backup.azure.retry import RetryPolicy, parse_retry_after, should_retry_status
+from backup.errors import AzureHttpError, TransportError, http_error_class
+from backup.redact import get_logger, redact, strip_query
+
+log = get_logger(__name__)
+# urllib3 logs each request line at DEBUG, query string included: a SAS's signature with it. Its logger
+# gets the redacting filter too.
+get_logger("urllib3.connectionpool")
+
+USER_AGENT = "diskbackup/0.1 (+https://github.com/diskbackup)"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Authorizer(Protocol):
+    """Adds authorization to a request about to be sent (called again for every attempt)."""
+
+    def __call__(self, method: str, url: str, headers: MutableMapping[str, str]) -> None: ...
+
+
+#: Reads an error answer's Azure error code and message (each service words them differently).
+ErrorParser = Callable[[requests.Response], tuple[str | None, str | None]]
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine (the emulators): the only place plain http is allowed,
+    since a key or token sent over http elsewhere could be read on the way."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_error_generic(response: requests.Response) -> tuple[str | None, str | None]:
+    """Error code from ``x-ms-error-code``, message from the reason phrase."""
+    return response.headers.get("x-ms-error-code"), response.reason or None
+
+
+def error_from_response(
+    response: requests.Response, parse: ErrorParser = parse_error_generic
+) -> AzureHttpError:
+    """The :class:`AzureHttpError` subclass that an error response stands for."""
+    try:
+        code, message = parse(response)
+    except Exception:  # a malformed error body must not hide the error itself
+        code, message = response.headers.get("x-ms-error-code"), response.reason
+    request = response.request
+    return http_error_class(response.status_code)(
+        status=response.status_code,
+        code=code,
+        error_message=message,
+        request_id=response.headers.get("x-ms-request-id"),
+        method=request.method if request is not None else None,
+        url=request.url if request is not None else None,
+        body_excerpt=_text_excerpt(response),
+        retry_after=parse_retry_after(response.headers),
+    )
+
+
+def _text_excerpt(response: requests.Response) -> str | None:
+    if response.raw is not None and not getattr(response, "_content_consumed", True):
+        return None  # streamed and unread: leave it
+    try:
+        text = response.text
+    except Exception:
+        return None
+    return text[:500] if text else None
+
+
+@dataclass
+class Transport:
+    """A pooled :class:`requests.Session` with retries; see the module docstring.
+
+    ``sleep`` and ``rand`` are seams for tests of the retry schedule; production uses the real ones.
+    """
+
+    session: requests.Session = field(default_factory=requests.Session)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: tuple[float, float] = (10.0, 120.0)
+    sleep: Callable[[float], None] = time.sleep
+    rand: Callable[[], float] = random.random
+    verify: bool | str = True
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: MutableMapping[str, str] | None = None,
+        body: bytes | None = None,
+        authorize: Authorizer | None = None,
+        idempotent: bool | None = None,
+        ok: Container[int] | None = None,
+        parse_error: ErrorParser = parse_error_generic,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send ``method url`` until it succeeds, fails for good, or the retry budget is spent.
+
+        ``idempotent`` defaults to True for GET/HEAD/OPTIONS; callers pass True for a PUT/DELETE/POST
+        that is safe to repeat. ``ok`` lists statuses that count as success (default: below 400).
+        Raises :class:`AzureHttpError` (a subclass by status) or :class:`TransportError`.
+        """
+        method = method.upper()
+        if idempotent is None:
+            idempotent = method in _SAFE_METHODS
+        attempt = 0
+        while True:
+            attempt += 1
+            send_headers: dict[str, str] = {"User-Agent": USER_AGENT}
+            send_headers.update(headers or {})
+            if body:
+                send_headers["Content-Length"] = str(len(body))
+            elif method in ("PUT", "POST", "MERGE", "PATCH"):
+                send_headers["Content-Length"] = "0"
+            if authorize is not None:
+                authorize(method, url, send_headers)
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=send_headers,
+                    data=body,
+                    timeout=self.timeout,
+                    stream=stream,
+                    allow_redirects=False,
+                    verify=self.verify,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure = TransportError(
+                    f"{method} {strip_query(url)}: {type(exc).__name__}: {redact(str(exc))}"
+                )
+                # A certificate that does not verify will not verify on the next try either.
+                retryable = idempotent and not isinstance(exc, requests.exceptions.SSLError)
+                delay = self.policy.delay(attempt, None, self.rand) if retryable else None
+                if delay is None:
+                    raise failure from None
+                log.warning("%s; retry %d in %.1f s", failure.message, attempt, delay)
+                self.sleep(delay)
+                continue
+            success = (response.status_code in ok) if ok is not None else response.status_code < 400
+            log.debug(
+                "%s %s -> %d (x-ms-request-id %s)",
+                method,
+                strip_query(url),
+                response.status_code,
+                response.headers.get("x-ms-request-id"),
+            )
+            if success:
+                return response
+            error = error_from_response(response, parse_error)
+            response.close()
+            delay = None
+            if should_retry_status(response.status_code, idempotent=idempotent):
+                delay = self.policy.delay(attempt, error.retry_after, self.rand)
+            if delay is None:
+                raise error
+            log.warning("%s; retry %d in %.1f s", error.message, attempt, delay)
+            self.sleep(delay)

@@ -1,0 +1,218 @@
+"""Shared access signatures as the emulator's data plane issues and checks them.
+
+Grant access answers with a *service SAS* for one blob (``sr=b``, read only) in the managed-disk account,
+signed with that account's key; the front checks it on every request, and Azurite accepts it too, since
+the string-to-sign is the documented one. The front also checks the SAS a caller may put on the
+destination of Put Page From URL: a service SAS for a blob or container, or an account SAS.
+
+String-to-sign, version 2020-12-06 and later (Microsoft: "Create a service SAS", "Create an account
+SAS"); every field is on its own line, empty when absent::
+
+    service SAS   sp, st, se, /blob/<account>/<container>[/<blob>], si, sip, spr, sv, sr,
+                  snapshot time, ses, rscc, rscd, rsce, rscl, rsct
+    account SAS   <account>, sp, ss, srt, st, se, sip, spr, sv, ses   (each line ends with a newline)
+
+The module is pure: no I/O, the current time is an argument. Checking returns a :class:`SasProblem`
+(status, Azure error code, detail) rather than raising, because the front turns it into a storage
+error answer, never into a Python error.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote
+
+from backup.azure.storage_auth import sign
+from backup.errors import InvalidInputError
+
+__all__ = [
+    "SAS_VERSION",
+    "SasProblem",
+    "account_sas_string_to_sign",
+    "check_account_sas",
+    "check_blob_sas",
+    "format_sas_time",
+    "generate_blob_sas",
+    "parse_sas_time",
+    "sas_fields",
+    "service_sas_string_to_sign",
+]
+
+#: The ``sv`` of every SAS the emulator issues; its string-to-sign format holds from 2020-12-06 on.
+SAS_VERSION = "2022-11-02"
+_FORMAT_SINCE = "2020-12-06"
+
+# Service SAS fields after the canonicalized resource, in string-to-sign order.
+_SERVICE_TAIL = ("sip", "spr", "sv", "sr", "snapshot", "ses", "rscc", "rscd", "rsce", "rscl", "rsct")
+
+
+@dataclass(frozen=True)
+class SasProblem:
+    """Why a SAS does not authorize a request: the answer Azure gives (status, error code, detail)."""
+
+    status: int
+    code: str
+    detail: str
+
+
+_NOT_AUTHENTICATED = "AuthenticationFailed"
+_PERMISSION_MISMATCH = SasProblem(
+    403,
+    "AuthorizationPermissionMismatch",
+    "This request is not authorized to perform this operation using this permission.",
+)
+
+
+def format_sas_time(moment: datetime) -> str:
+    """``moment`` as a SAS time: ISO 8601 in UTC to the second, e.g. ``2026-03-02T10:00:00Z``."""
+    if moment.tzinfo is None:
+        raise InvalidInputError("moment", "must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_sas_time(value: str) -> datetime | None:
+    """A SAS time (``YYYY-MM-DD``, or with ``Thh:mm[:ss[.fffffff]]Z``) in UTC; ``None`` if malformed."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1]
+    if "." in text:
+        head, _, fraction = text.partition(".")
+        text = head + "." + fraction[:6]  # Azure allows 7 fractional digits, Python parses 6
+    for pattern in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def service_sas_string_to_sign(fields: Mapping[str, str], account: str, container: str, blob: str) -> str:
+    """String-to-sign of a blob service SAS (2020-12-06+); ``blob`` empty for a container SAS.
+
+    ``fields`` are the SAS query parameters, decoded.
+    """
+    resource = f"/blob/{account}/{container}" + (f"/{blob}" if blob else "")
+    lines = [fields.get("sp", ""), fields.get("st", ""), fields.get("se", ""), resource, fields.get("si", "")]
+    lines += [fields.get(name, "") for name in _SERVICE_TAIL]
+    return "\n".join(lines)
+
+
+def account_sas_string_to_sign(fields: Mapping[str, str], account: str) -> str:
+    """String-to-sign of an account SAS (2020-12-06+)."""
+    names = ("sp", "ss", "srt", "st", "se", "sip", "spr", "sv", "ses")
+    return account + "\n" + "".join(fields.get(name, "") + "\n" for name in names)
+
+
+def generate_blob_sas(
+    *,
+    account: str,
+    account_key: str,
+    container: str,
+    blob: str,
+    permissions: str,
+    expiry: datetime,
+    start: datetime | None = None,
+) -> str:
+    """The query string (without ``?``) of a service SAS for one blob, signed with ``account_key``."""
+    if not permissions or not set(permissions) <= set("racwdxltmeop"):
+        raise InvalidInputError("permissions", f"{permissions!r} is not a blob SAS permission string")
+    fields = {"sp": permissions, "se": format_sas_time(expiry), "sv": SAS_VERSION, "sr": "b"}
+    if start is not None:
+        fields["st"] = format_sas_time(start)
+    fields["sig"] = sign(account_key, service_sas_string_to_sign(fields, account, container, blob))
+    order = ("sv", "sr", "st", "se", "sp", "sig")
+    return "&".join(f"{name}={quote(fields[name], safe='')}" for name in order if name in fields)
+
+
+def sas_fields(query: str) -> dict[str, str]:
+    """The SAS-relevant query parameters, percent-decoded (the last wins when one is repeated)."""
+    fields: dict[str, str] = {}
+    for part in query.split("&") if query else ():
+        name, _, value = part.partition("=")
+        if name:
+            fields[unquote(name)] = unquote(value.replace("+", "%2B"))
+    return fields
+
+
+def _check_times(fields: Mapping[str, str], now: datetime) -> SasProblem | None:
+    expiry = parse_sas_time(fields.get("se", ""))
+    start = parse_sas_time(fields["st"]) if fields.get("st") else None
+    if expiry is None or (fields.get("st") and start is None):
+        return SasProblem(403, _NOT_AUTHENTICATED, "Signed start or expiry time is not in a valid format.")
+    if now > expiry or (start is not None and now < start):
+        frame = f"Start [{fields.get('st', '')}] - Expiry [{fields['se']}] - Current [{format_sas_time(now)}]"
+        return SasProblem(
+            403, _NOT_AUTHENTICATED, f"Signature not valid in the specified time frame: {frame}"
+        )
+    return None
+
+
+def _check_common(fields: Mapping[str, str], expected: str, key: str, now: datetime) -> SasProblem | None:
+    if fields.get("sv", "") < _FORMAT_SINCE:
+        return SasProblem(403, _NOT_AUTHENTICATED, f"SAS version sv must be {_FORMAT_SINCE} or later here.")
+    signature = fields.get("sig", "")
+    if not hmac.compare_digest(sign(key, expected).encode("ascii"), signature.encode("utf-8", "replace")):
+        return SasProblem(403, _NOT_AUTHENTICATED, "Signature did not match.")
+    return _check_times(fields, now)
+
+
+def check_blob_sas(
+    fields: Mapping[str, str],
+    *,
+    account: str,
+    account_key: str,
+    container: str,
+    blob: str,
+    permission: str,
+    now: datetime,
+    https: bool = False,
+) -> SasProblem | None:
+    """Whether a service SAS (``sr=b`` for this blob, or ``sr=c`` for its container) allows ``permission``.
+
+    ``None`` when it does, else the problem Azure would answer with. Stored access policies (``si``) are
+    not supported: the emulator never issues them, and a SAS naming one is refused.
+    """
+    resource = fields.get("sr", "")
+    if resource not in ("b", "c") or fields.get("si") or not fields.get("sp") or not fields.get("se"):
+        return SasProblem(
+            403, _NOT_AUTHENTICATED, "The SAS is not a supported blob or container service SAS."
+        )
+    if fields.get("spr") == "https" and not https:
+        return SasProblem(403, "AuthorizationProtocolMismatch", "This request is not authorized over HTTP.")
+    expected = service_sas_string_to_sign(fields, account, container, blob if resource == "b" else "")
+    problem = _check_common(fields, expected, account_key, now)
+    if problem is not None:
+        return problem
+    return None if permission in fields["sp"] else _PERMISSION_MISMATCH
+
+
+def check_account_sas(
+    fields: Mapping[str, str],
+    *,
+    account: str,
+    account_key: str,
+    permission: str,
+    resource_type: str,
+    now: datetime,
+    https: bool = False,
+) -> SasProblem | None:
+    """Whether an account SAS allows ``permission`` on the blob service for ``resource_type`` (s/c/o)."""
+    if not fields.get("ss") or not fields.get("srt") or not fields.get("sp") or not fields.get("se"):
+        return SasProblem(403, _NOT_AUTHENTICATED, "The SAS is not a supported account SAS.")
+    if fields.get("spr") == "https" and not https:
+        return SasProblem(403, "AuthorizationProtocolMismatch", "This request is not authorized over HTTP.")
+    problem = _check_common(fields, account_sas_string_to_sign(fields, account), account_key, now)
+    if problem is not None:
+        return problem
+    if "b" not in fields["ss"]:
+        return SasProblem(
+            403, "AuthorizationServiceMismatch", "This request is not authorized for this service."
+        )
+    if resource_type not in fields["srt"]:
+        return SasProblem(
+            403, "AuthorizationResourceTypeMismatch", "This request is not authorized for this resource type."
+        )
+    return None if permission in fields["sp"] else _PERMISSION_MISMATCH

@@ -1,0 +1,694 @@
+"""What the emulated Compute RP does, without HTTP: the rules of disks, snapshots, grants and operations.
+
+:class:`ComputeService` holds the resource groups, disks, snapshots and long-running operations of one
+subscription and implements each spec operation as a method that returns a :class:`Reply` (answered at
+once) or an :class:`Accepted` (a long-running operation was started) and raises
+:class:`~testbed.emulator.arm_errors.ArmError` for every refusal. :mod:`testbed.emulator.arm` wraps it in
+HTTP; the control surface (:mod:`testbed.emulator.control`) reaches past ARM into the same state.
+
+Rules modelled (Azure's, see ``docs/emulator.md`` for the sources and what is left out):
+
+- a snapshot's content is the disk's content at the PUT (``PageMap.frozen()``), never changed after;
+- incremental snapshots of one disk share its ``incrementalSnapshotFamilyId``; at most 500 per disk;
+- at most 5 snapshots of one family hold an active SAS at once (the 6th grant: 409 OperationNotAllowed);
+- a disk or snapshot with an active SAS cannot be deleted (409 OperationNotAllowed): revoke first;
+- Import needs ``storageAccountId`` naming the account that holds ``sourceUri``;
+- DELETE of something absent answers 204, as ARM does.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from backup.errors import DiskBackupError
+from backup.redact import get_logger
+from testbed.emulator import arm_errors
+from testbed.emulator.faults import FaultPlan
+from testbed.emulator.operations import Operation, Outcome, failure_error
+from testbed.emulator.pages import PageMap
+from testbed.emulator.resources import (
+    GIB,
+    ManagedResource,
+    ResourceKey,
+    ResourceType,
+    is_valid_name,
+    is_valid_resource_group,
+    normalize_location,
+    parse_compute_id,
+    parse_storage_account_id,
+    render,
+    utc_now,
+)
+from testbed.emulator.schema import SchemaProblem, validate_body
+
+log = get_logger(__name__)
+
+#: Azure's limits on incremental snapshots and their SAS (learn.microsoft.com, incremental snapshots).
+MAX_INCREMENTAL_PER_DISK = 500
+MAX_ACTIVE_SAS_PER_FAMILY = 5
+#: How many operations the emulator remembers; past that, the oldest finished ones are forgotten (their
+#: status URLs then answer 404, as Azure's do once an operation's record expires).
+MAX_KEPT_OPERATIONS = 2000
+
+
+class DataPlanePort(Protocol):
+    """What the ARM side needs of :class:`testbed.emulator.dataplane.DataPlane`."""
+
+    copy_pending_polls: int
+
+    def grant(
+        self, *, resource_id: str, family_id: str | None, content: PageMap, duration_seconds: int
+    ) -> str:
+        """Materialise ``content`` and return its read SAS URL."""
+        ...
+
+    def revoke(self, resource_id: str) -> None:
+        """End the SAS of ``resource_id``."""
+        ...
+
+    def active_grants(self, family_id: str) -> int:
+        """How many snapshots of the family hold an active SAS."""
+        ...
+
+    def read_blob(self, source_uri: str) -> PageMap:
+        """The content of a page blob (Import)."""
+        ...
+
+    def forget(self, resource_id: str) -> None:
+        """The resource is gone: revoke and drop what the data plane holds for it."""
+        ...
+
+    def fail_next_copy(self, resource_id: str, description: str) -> None:
+        """The next copy from this resource's SAS fails with ``description``."""
+        ...
+
+    def make_source_disappear(self, resource_id: str) -> None:
+        """This resource's SAS source vanishes (copies from it fail)."""
+        ...
+
+
+@dataclass
+class Reply:
+    """An answer given at once: status and JSON body (``None``: no body)."""
+
+    status: int
+    body: dict[str, Any] | None = None
+
+
+@dataclass
+class Accepted:
+    """A long-running operation was started: answer 202 with its URLs and ``body`` (if any)."""
+
+    operation: Operation
+    body: dict[str, Any] | None = None
+
+
+@dataclass
+class Settings:
+    """The emulator's knobs, changeable at run time through the control surface."""
+
+    operation_polls: int = 2
+    page_size: int = 2
+    retry_after: int = 1
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply ``{"operation_polls": 3, ...}``; raises ``ValueError`` naming a bad field."""
+        for name, value in changes.items():
+            if name not in ("operation_polls", "page_size", "retry_after"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer")
+            if name == "page_size" and value < 1:
+                raise ValueError("page_size must be at least 1")
+            setattr(self, name, value)
+
+
+@dataclass
+class ResourceGroup:
+    """A resource group the emulator knows (ARM's resource groups are another RP's; here they are a set)."""
+
+    name: str
+    location: str = "westus"
+
+
+@dataclass
+class ComputeService:
+    """Disks, snapshots and operations of one subscription; thread-safe. See the module docstring."""
+
+    data_plane: DataPlanePort
+    subscription_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    settings: Settings = field(default_factory=Settings)
+    faults: FaultPlan = field(default_factory=FaultPlan)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        # Grants serialise among themselves (materialising content takes a while) without blocking reads.
+        self._grant_lock = threading.Lock()
+        self._groups: dict[str, ResourceGroup] = {}
+        self._resources: dict[tuple[str, str, str, str], ManagedResource] = {}
+        self._operations: dict[str, Operation] = {}
+
+    # -- resource groups and lookups ----------------------------------------------------------------
+
+    def ensure_resource_group(self, name: str, location: str = "westus") -> ResourceGroup:
+        """Create a resource group (or return the existing one)."""
+        if not is_valid_resource_group(name):
+            raise arm_errors.invalid_parameter(
+                "resourceGroupName", f"Resource group name '{name}' is invalid."
+            )
+        with self._lock:
+            group = self._groups.get(name.lower())
+            if group is None:
+                group = ResourceGroup(name, normalize_location(location))
+                self._groups[name.lower()] = group
+            return group
+
+    def check_scope(self, subscription_id: str, resource_group: str | None) -> None:
+        """Raise 404 unless the subscription is ours and the resource group (if named) exists."""
+        if subscription_id.lower() != self.subscription_id.lower():
+            raise arm_errors.subscription_not_found(subscription_id)
+        if resource_group is not None:
+            with self._lock:
+                if resource_group.lower() not in self._groups:
+                    raise arm_errors.resource_group_not_found(resource_group)
+
+    def find(self, key: ResourceKey) -> ManagedResource:
+        """The resource at ``key`` or 404 (``ResourceGroupNotFound``/``ResourceNotFound``)."""
+        self.check_scope(key.subscription_id, key.resource_group)
+        with self._lock:
+            resource = self._resources.get(key.folded())
+        if resource is None:
+            raise arm_errors.resource_not_found(key.resource_type, key.name, key.resource_group)
+        return resource
+
+    def resources(self) -> list[ManagedResource]:
+        """Every disk and snapshot (for the control surface)."""
+        with self._lock:
+            return list(self._resources.values())
+
+    def operation(self, operation_id: str) -> Operation:
+        """A long-running operation by id, or 404."""
+        with self._lock:
+            found = self._operations.get(operation_id)
+        if found is None:
+            raise arm_errors.operation_not_found(operation_id)
+        return found
+
+    def _advance_operations_on(self, key: ResourceKey) -> None:
+        # A client may poll the resource itself (provisioningState) instead of the operation URLs.
+        with self._lock:
+            running = [op for op in self._operations.values() if op.key == key and not op.done]
+        for op in running:
+            op.advance()
+
+    # -- GET and lists ------------------------------------------------------------------------------
+
+    def get(self, key: ResourceKey) -> Reply:
+        """``Disks_Get`` / ``Snapshots_Get``."""
+        self.find(key)
+        self._advance_operations_on(key)
+        return Reply(200, render(self.find(key)))
+
+    def list(
+        self,
+        subscription_id: str,
+        resource_group: str | None,
+        resource_type: ResourceType,
+        skiptoken: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a list operation and the ``$skiptoken`` of the next (``None``: last page).
+
+        The order is stable (resource group, then name) and the token names the last item returned, so a
+        resource created or deleted between pages neither repeats nor hides another.
+        """
+        self.check_scope(subscription_id, resource_group)
+        after = _decode_token(skiptoken) if skiptoken else None
+        with self._lock:
+            chosen = sorted(
+                (
+                    ((r.key.resource_group.lower(), r.key.name.lower()), r)
+                    for r in self._resources.values()
+                    if r.key.resource_type == resource_type
+                    and (resource_group is None or r.key.resource_group.lower() == resource_group.lower())
+                ),
+                key=lambda pair: pair[0],
+            )
+        if after is not None:
+            chosen = [pair for pair in chosen if pair[0] > after]
+        page = chosen[: self.settings.page_size]
+        more = len(chosen) > len(page)
+        token = _encode_token(page[-1][0]) if more and page else None
+        return [render(r) for _, r in page], token
+
+    # -- PUT ----------------------------------------------------------------------------------------
+
+    def create_or_update(self, key: ResourceKey, body: Any) -> Reply | Accepted:
+        """``Disks_CreateOrUpdate`` / ``Snapshots_CreateOrUpdate``."""
+        definition = "Disk" if key.resource_type == "disks" else "Snapshot"
+        _validate(definition, body)
+        if not is_valid_name(key.name):
+            raise arm_errors.invalid_parameter(
+                "diskName" if key.resource_type == "disks" else "snapshotName",
+                f"The entity name '{key.name}' is invalid: use a-z, A-Z, 0-9, _ and -, "
+                "at most 80 characters.",
+            )
+        self.check_scope(key.subscription_id, key.resource_group)
+        properties = body.get("properties") or {}
+        if not properties.get("creationData"):
+            raise arm_errors.invalid_parameter(
+                "properties.creationData", "Required parameter 'properties.creationData' is missing (null)."
+            )
+        creation = dict(properties["creationData"])
+        with self._lock:
+            existing = self._resources.get(key.folded())
+        if existing is not None:
+            return self._update(existing, body, properties, creation)
+        resource = self._new_resource(key, body, properties, creation)
+        operation_name = (
+            "Disks_CreateOrUpdate" if key.resource_type == "disks" else "Snapshots_CreateOrUpdate"
+        )
+        with self._lock:
+            if key.folded() in self._resources:
+                raise arm_errors.operation_not_allowed(f"'{key.name}' is being created by another request.")
+            self._resources[key.folded()] = resource
+
+        def complete() -> dict[str, Any]:
+            resource.provisioning_state = "Succeeded"
+            return render(resource)
+
+        def fail() -> None:
+            resource.provisioning_state = "Failed"
+
+        return self._start(operation_name, resource, complete, fail, body_now=lambda: render(resource))
+
+    def _update(
+        self,
+        resource: ManagedResource,
+        body: dict[str, Any],
+        properties: dict[str, Any],
+        creation: dict[str, Any],
+    ) -> Reply | Accepted:
+        old = resource.creation_data
+        if str(creation.get("createOption", "")).lower() != str(old.get("createOption", "")).lower():
+            raise arm_errors.property_change_not_allowed("properties.creationData.createOption")
+        for name in ("sourceResourceId", "sourceUri"):
+            if (
+                name in creation
+                and str(creation[name]).strip("/").lower() != str(old.get(name, "")).strip("/").lower()
+            ):
+                raise arm_errors.property_change_not_allowed(f"properties.creationData.{name}")
+        if normalize_location(body["location"]) != resource.location:
+            raise arm_errors.property_change_not_allowed("location")
+        new_size = properties.get("diskSizeGB")
+        if new_size is not None:
+            if resource.key.resource_type == "snapshots":
+                if new_size * GIB < resource.content.size:
+                    raise arm_errors.invalid_parameter("properties.diskSizeGB", "A snapshot cannot shrink.")
+            elif new_size * GIB < resource.content.size:
+                raise arm_errors.operation_not_allowed(
+                    f"Disk resizing is allowed only to a larger size: {resource.content.size // GIB} GiB "
+                    f"to {new_size} GiB was requested.",
+                    target="properties.diskSizeGB",
+                )
+        operation_name = (
+            "Disks_CreateOrUpdate" if resource.key.resource_type == "disks" else "Snapshots_CreateOrUpdate"
+        )
+        tags = body.get("tags")
+
+        def complete() -> dict[str, Any]:
+            if tags is not None:
+                resource.tags = dict(tags)
+            if (
+                new_size is not None
+                and resource.key.resource_type == "disks"
+                and new_size * GIB > resource.content.size
+            ):
+                resource.content.resize(new_size * GIB)
+            resource.provisioning_state = "Succeeded"
+            return render(resource)
+
+        def fail() -> None:
+            resource.provisioning_state = "Failed"
+
+        resource.provisioning_state = "Updating"
+        return self._start(operation_name, resource, complete, fail, body_now=lambda: render(resource))
+
+    def _new_resource(
+        self, key: ResourceKey, body: dict[str, Any], properties: dict[str, Any], creation: dict[str, Any]
+    ) -> ManagedResource:
+        is_disk = key.resource_type == "disks"
+        option = str(creation.get("createOption", ""))
+        canonical = {o.lower(): o for o in ("Empty", "Import", "Copy", "CopyStart")}.get(option.lower())
+        allowed = ("Empty", "Import", "Copy") if is_disk else ("Import", "Copy", "CopyStart")
+        if canonical not in allowed:
+            raise arm_errors.invalid_parameter(
+                "properties.creationData.createOption",
+                f"createOption '{option}' is not supported for {key.resource_type} by this emulator "
+                f"(supported: {', '.join(allowed)}).",
+            )
+        creation["createOption"] = canonical
+        size_gb = properties.get("diskSizeGB")
+        if size_gb is not None and size_gb <= 0:
+            raise arm_errors.invalid_parameter("properties.diskSizeGB", "diskSizeGB must be positive.")
+        family_id: str | None = None
+        incremental = bool(properties.get("incremental", False)) and not is_disk
+        if canonical == "Empty":
+            if size_gb is None:
+                raise arm_errors.invalid_parameter(
+                    "properties.diskSizeGB", "Required parameter 'diskSizeGB' is missing (null)."
+                )
+            content = PageMap(size_gb * GIB)
+        elif canonical == "Import":
+            content = self._import(creation)
+        else:
+            source = self._copy_source(creation)
+            creation["sourceUniqueId"] = source.unique_id
+            if is_disk:
+                content = source.content.copy()
+            else:
+                content = source.content.frozen()
+                if incremental:
+                    family_id = self._incremental_family(source)
+        if size_gb is not None and size_gb * GIB != content.size:
+            if size_gb * GIB < content.size:
+                raise arm_errors.invalid_parameter(
+                    "properties.diskSizeGB",
+                    f"diskSizeGB {size_gb} is smaller than the source ({content.size} bytes).",
+                )
+            if not is_disk:
+                raise arm_errors.invalid_parameter(
+                    "properties.diskSizeGB", "A snapshot takes the size of its source."
+                )
+            content.resize(size_gb * GIB)
+        if not is_disk:
+            content = content.frozen()
+        sku = (body.get("sku") or {}).get("name") or "Standard_LRS"
+        echoed: dict[str, Any] = {
+            name: properties[name]
+            for name in ("osType", "hyperVGeneration", "networkAccessPolicy", "publicNetworkAccess")
+            if name in properties
+        }
+        return ManagedResource(
+            key=key,
+            location=normalize_location(body["location"]),
+            content=content,
+            creation_data=creation,
+            sku_name=sku,
+            tags=dict(body.get("tags") or {}),
+            provisioning_state="Updating",
+            incremental=incremental,
+            family_id=str(uuid.uuid4()) if is_disk else family_id,
+            extra_properties=echoed,
+        )
+
+    def _incremental_family(self, source: ManagedResource) -> str | None:
+        family = source.family_id
+        if family is None:
+            return None
+        with self._lock:
+            members = sum(1 for r in self._resources.values() if r.incremental and r.family_id == family)
+        if members >= MAX_INCREMENTAL_PER_DISK:
+            raise arm_errors.operation_not_allowed(
+                f"The disk '{source.key.name}' already has {members} incremental snapshots; "
+                f"at most {MAX_INCREMENTAL_PER_DISK} are allowed per disk."
+            )
+        return family
+
+    def _copy_source(self, creation: dict[str, Any]) -> ManagedResource:
+        source_id = creation.get("sourceResourceId")
+        target = "properties.creationData.sourceResourceId"
+        if not source_id:
+            raise arm_errors.invalid_parameter(
+                target, "Required parameter 'sourceResourceId' is missing (null)."
+            )
+        source_key = parse_compute_id(str(source_id))
+        if source_key is None:
+            raise arm_errors.invalid_parameter(
+                target, f"'{source_id}' is not the resource id of a disk or snapshot."
+            )
+        source = self.find(source_key)
+        if source.provisioning_state != "Succeeded":
+            raise arm_errors.operation_not_allowed(
+                f"The source '{source.key.name}' is in provisioning state {source.provisioning_state}.",
+                target=target,
+            )
+        return source
+
+    def _import(self, creation: dict[str, Any]) -> PageMap:
+        source_uri = creation.get("sourceUri")
+        if not source_uri:
+            raise arm_errors.invalid_parameter(
+                "properties.creationData.sourceUri", "Required parameter 'sourceUri' is missing (null)."
+            )
+        account_id = creation.get("storageAccountId")
+        target = "properties.creationData.storageAccountId"
+        if not account_id:
+            raise arm_errors.invalid_parameter(
+                target, "Required parameter 'storageAccountId' is missing (null): it is required for Import."
+            )
+        account = parse_storage_account_id(str(account_id))
+        if account is None:
+            raise arm_errors.invalid_parameter(
+                target, f"'{account_id}' is not a storage account resource id."
+            )
+        uri_account = _account_of(str(source_uri))
+        if uri_account is None or uri_account.lower() != account.lower():
+            raise arm_errors.invalid_parameter(
+                target, f"The blob '{_no_query(str(source_uri))}' is not in storage account '{account}'."
+            )
+        try:
+            return self.data_plane.read_blob(str(source_uri))
+        except DiskBackupError as error:
+            raise arm_errors.invalid_parameter(
+                "properties.creationData.sourceUri",
+                f"The blob '{_no_query(str(source_uri))}' could not be read: {error.message}",
+            ) from None
+
+    # -- DELETE -------------------------------------------------------------------------------------
+
+    def delete(self, key: ResourceKey) -> Reply | Accepted:
+        """``Disks_Delete`` / ``Snapshots_Delete``: 204 when absent; 409 while a SAS is active."""
+        self.check_scope(key.subscription_id, key.resource_group)
+        with self._lock:
+            resource = self._resources.get(key.folded())
+        if resource is None:
+            return Reply(204)
+        if resource.has_active_sas():
+            raise arm_errors.operation_not_allowed(
+                f"Operation 'Delete' is not allowed on '{key.name}' since it has an active SAS: "
+                "revoke access (endGetAccess) first.",
+            )
+        previous_state = resource.provisioning_state
+        resource.provisioning_state = "Deleting"
+
+        def complete() -> None:
+            with self._lock:
+                self._resources.pop(key.folded(), None)
+            self.data_plane.forget(resource.id)
+
+        def fail() -> None:
+            resource.provisioning_state = previous_state
+
+        operation_name = "Disks_Delete" if key.resource_type == "disks" else "Snapshots_Delete"
+        return self._start(operation_name, resource, complete, fail, output_in_status=False)
+
+    # -- grant and revoke ---------------------------------------------------------------------------
+
+    def grant_access(self, key: ResourceKey, body: Any) -> Reply | Accepted:
+        """``beginGetAccess``: a read SAS for ``durationInSeconds``, at most 5 per snapshot family."""
+        _validate("GrantAccessData", body)
+        resource = self.find(key)
+        access = str(body["access"]).lower()
+        if access == "none":
+            raise arm_errors.invalid_parameter(
+                "access", "The value 'None' of parameter 'access' is not valid for a grant."
+            )
+        if access == "write":
+            raise arm_errors.operation_not_allowed(
+                f"Write access can only be granted on a disk in state ReadyToUpload; '{key.name}' is not.",
+                target="access",
+            )
+        duration = body["durationInSeconds"]
+        if duration <= 0:
+            raise arm_errors.invalid_parameter("durationInSeconds", "durationInSeconds must be positive.")
+        if resource.provisioning_state != "Succeeded":
+            raise arm_errors.operation_not_allowed(
+                f"'{key.name}' is in provisioning state {resource.provisioning_state}; "
+                "access cannot be granted."
+            )
+        operation_name = "Disks_GrantAccess" if key.resource_type == "disks" else "Snapshots_GrantAccess"
+        family = resource.family_id if key.resource_type == "snapshots" else None
+        with self._grant_lock:
+            if family is not None:
+                others = self.data_plane.active_grants(family) - (1 if resource.has_active_sas() else 0)
+                if others >= MAX_ACTIVE_SAS_PER_FAMILY:
+                    raise arm_errors.operation_not_allowed(
+                        f"At most {MAX_ACTIVE_SAS_PER_FAMILY} snapshots of one incremental snapshot family "
+                        "can "
+                        f"have an active SAS at once; revoke access to one of them before granting access "
+                        f"to '{key.name}'."
+                    )
+            if resource.has_active_sas():
+                self.data_plane.revoke(resource.id)  # a new grant replaces the old SAS
+            try:
+                sas = self.data_plane.grant(
+                    resource_id=resource.id,
+                    family_id=family,
+                    content=resource.content.frozen(),
+                    duration_seconds=duration,
+                )
+            except DiskBackupError as error:
+                log.warning("grant on %s failed in the data plane: %s", resource.id, error.message)
+                raise arm_errors.internal_error() from None
+            resource.sas_expires_at = utc_now() + timedelta(seconds=duration)
+
+        def complete() -> dict[str, Any]:
+            return {"accessSAS": sas}
+
+        def fail() -> None:
+            self.data_plane.revoke(resource.id)
+            resource.sas_expires_at = None
+
+        # An injected outcome is taken only now, so a refused grant does not use it up.
+        return self._start(operation_name, resource, complete, fail)
+
+    def revoke_access(self, key: ResourceKey) -> Reply | Accepted:
+        """``endGetAccess``: the SAS stops working when the operation succeeds."""
+        resource = self.find(key)
+
+        def complete() -> None:
+            with self._grant_lock:
+                self.data_plane.revoke(resource.id)
+                resource.sas_expires_at = None
+
+        operation_name = "Disks_RevokeAccess" if key.resource_type == "disks" else "Snapshots_RevokeAccess"
+        return self._start(operation_name, resource, complete, lambda: None, output_in_status=False)
+
+    # -- operations ---------------------------------------------------------------------------------
+
+    def _start(
+        self,
+        name: str,
+        resource: ManagedResource,
+        complete: Callable[[], dict[str, Any] | None],
+        fail: Callable[[], None],
+        *,
+        body_now: Callable[[], dict[str, Any]] | None = None,
+        output_in_status: bool = True,
+    ) -> Reply | Accepted:
+        fault = self.faults.take_outcome_fault(name, resource.key.name)
+        operation = Operation(
+            name=name,
+            key=resource.key,
+            location=resource.location,
+            polls_left=self.settings.operation_polls,
+            complete=complete,
+            fail=fail,
+            output_in_status=output_in_status,
+        )
+        if fault is not None:
+            outcome: Outcome = "Canceled" if fault.action == "Canceled" else "Failed"
+            operation.outcome = outcome
+            operation.error = failure_error(outcome, fault.code, fault.message)
+            operation.polls_left = max(1, operation.polls_left)
+        if operation.polls_left <= 0:
+            # Synchronous: the spec's 200 answer.
+            operation.finish_now()
+            if operation.status != "Succeeded":
+                assert operation.error is not None
+                raise operation.error
+            return Reply(200, operation.result)
+        with self._lock:
+            self._operations[operation.id] = operation
+            if len(self._operations) > MAX_KEPT_OPERATIONS:
+                # Finished operations hold their resource (and its content) alive: keep only recent ones.
+                for old_id in [i for i, op in self._operations.items() if op.done][
+                    : len(self._operations) // 2
+                ]:
+                    del self._operations[old_id]
+        return Accepted(operation, body_now() if body_now else None)
+
+    # -- control surface ----------------------------------------------------------------------------
+
+    def put_direct(self, resource: ManagedResource) -> None:
+        """Store a resource made by the control surface (already Succeeded), replacing any same-named one."""
+        self.check_scope(resource.key.subscription_id, resource.key.resource_group)
+        with self._lock:
+            old = self._resources.get(resource.key.folded())
+            if old is not None and old.has_active_sas():
+                raise arm_errors.operation_not_allowed(f"'{resource.key.name}' has an active SAS.")
+            self._resources[resource.key.folded()] = resource
+
+    def active_grants(self) -> dict[str, Any]:
+        """Every resource holding an active SAS and the data plane's count per snapshot family."""
+        with self._lock:
+            holding = [r for r in self._resources.values() if r.has_active_sas()]
+            families = sorted(
+                {r.family_id for r in self._resources.values() if r.incremental and r.family_id}
+            )
+        counts = {family: self.data_plane.active_grants(family) for family in families}
+        return {
+            "total": len(holding),
+            "resources": [
+                {
+                    "id": r.id,
+                    "family_id": r.family_id if r.key.resource_type == "snapshots" else None,
+                    "expires": r.sas_expires_at.isoformat() if r.sas_expires_at else None,
+                }
+                for r in holding
+            ],
+            "families": {family: count for family, count in counts.items() if count},
+        }
+
+    def reset(self) -> None:
+        """Forget every resource (revoking their SAS), operation and fault; keep the resource groups."""
+        with self._lock:
+            everything = list(self._resources.values())
+            self._resources.clear()
+            self._operations.clear()
+        for resource in everything:
+            self.data_plane.forget(resource.id)
+        self.faults.clear()
+
+
+def _validate(definition: str, body: Any) -> None:
+    try:
+        validate_body(definition, body)
+    except SchemaProblem as problem:
+        raise arm_errors.invalid_parameter(problem.target, problem.message) from None
+
+
+def _account_of(uri: str) -> str | None:
+    """The storage account a blob URL names: first path segment for IP/localhost hosts, else host label."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    if not host:
+        return None
+    if host == "localhost" or host.replace(".", "").isdigit() or ":" in host:
+        segments = [s for s in parts.path.split("/") if s]
+        return segments[0] if segments else None
+    return host.split(".", 1)[0]
+
+
+def _no_query(uri: str) -> str:
+    return uri.split("?", 1)[0]
+
+
+def _encode_token(position: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode("\n".join(position).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[str, str]:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        group, name = text.split("\n")
+    except (ValueError, UnicodeDecodeError):
+        raise arm_errors.invalid_parameter("$skiptoken", "The $skiptoken is invalid.") from None
+    return group, name
