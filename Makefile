@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: install test demo dev lint bench clean
+.PHONY: install test test-fast demo dev lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(STAMP) $(NODE_STAMP)
 test: install
 	$(BIN)/python -m pytest -q
 
+# The developer's loop: everything but the slow end-to-end modules (marked `slow`).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
 demo: install
 	$(BIN)/python -m testbed.demo
 
@@ -29,7 +33,7 @@ dev: install
 	$(BIN)/python -m testbed.devenv
 
 lint: install
-	$(BIN)/ruff check backup testbed tests function_app.py
+	$(BIN)/ruff check backup testbed tests bench function_app.py
 	$(BIN)/mypy
 
 bench: install
