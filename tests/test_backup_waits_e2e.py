@@ -481,6 +481,13 @@ def test_a_background_copy_past_its_deadline_fails_the_disk_and_cleans_up(
         waits = bed.waits(disk)
         custom = bed.host.get_status(disk).custom_status  # type: ignore[union-attr]
         [point] = bed.restore_points(disk_id)
+        request = func.HttpRequest(
+            method="GET",
+            url=f"http://localhost/api/backups/{run_id}",
+            body=b"",
+            route_params={"instanceId": run_id},
+        )
+        view = json.loads(bed.host.invoke_function("get_backup", req=request).get_body())
 
     assert status.runtime_status == "Completed", status.output
     assert status.output["status"] == "Failed"
@@ -494,6 +501,8 @@ def test_a_background_copy_past_its_deadline_fails_the_disk_and_cleans_up(
     assert copy_waits[:-1] == doubling(1, 5, len(copy_waits) - 1)
     assert sum(copy_waits) == 60
     assert custom["phase"] == "failed" and custom["snapshotCopyPercent"] == 0.0
+    [disk_view] = view["disks"]  # the HTTP status route shows it too
+    assert (disk_view["phase"], disk_view["snapshotCopyPercent"]) == ("failed", 0.0)
 
     # Recorded as a failure with that reason; no access was granted; the pending snapshot was deleted.
     assert (point["status"], point["reason"]) == ("Failed", result["reason"])
