@@ -211,6 +211,21 @@ def test_at_most_three_snapshots_of_a_disk_are_pending(corner: Corner, proving_g
     assert corner.snapshot("s4", disk_id).status_code == 200
 
 
+def test_a_snapshot_whose_creation_failed_is_not_pending(
+    corner: Corner, proving_ground: ProvingGround
+) -> None:
+    proving_ground.control("PATCH", "/config", {"background_copy_polls": 1})
+    disk_id = corner.disk("d", "PremiumV2_LRS")
+    fault = {"operation": "Snapshots_CreateOrUpdate", "action": "Failed", "resource_name": "bad"}
+    proving_ground.control("POST", "/faults", fault)
+    try:
+        assert corner.snapshot("bad", disk_id).status_code == 500
+    finally:
+        proving_ground.control("DELETE", "/faults")
+    for name in ("s1", "s2", "s3"):
+        assert corner.snapshot(name, disk_id).status_code == 200
+
+
 def test_the_knob_and_the_control_surfaces_sku_are_validated(proving_ground: ProvingGround, rg: str) -> None:
     bad = proving_ground.control("PATCH", "/config", {"background_copy_polls": -1})
     assert bad["error"]["code"] == "InvalidInput"

@@ -438,7 +438,10 @@ class ComputeService:
             pending = sum(
                 1
                 for r in self._resources.values()
-                if r.background_copy and r.family_id == family_id and r.copying
+                if r.background_copy
+                and r.family_id == family_id
+                and r.copying
+                and r.provisioning_state != "Failed"  # a failed creation holds no copy
             )
         if pending >= MAX_PENDING_BACKGROUND_COPIES:
             raise arm_errors.operation_not_allowed(
