@@ -23,7 +23,13 @@ from backup.azure.odata import eq
 from backup.azure.page_range import PageRange
 from backup.catalog import RUN_PARTITION, disk_partition
 from backup.clients import AzureClients, build_clients
-from backup.errors import CopyFailedError, InvalidInputError, OperationFailedError, VerificationError
+from backup.errors import (
+    ConflictError,
+    CopyFailedError,
+    InvalidInputError,
+    OperationFailedError,
+    VerificationError,
+)
 from backup.settings import Settings
 from backup.workflow import activities
 from backup.workflow import activity_names as act
@@ -44,9 +50,9 @@ class Corner:
     group: str
     container: str
 
-    def make_disk(self, name: str, seed: int = 1) -> dict[str, Any]:
+    def make_disk(self, name: str, seed: int = 1, sku: str = "Standard_LRS") -> dict[str, Any]:
         """A small disk with some content; returns its DiskRef JSON as resolve_selection answers it."""
-        body = {"size_bytes": DISK_SIZE, "fill": {"seed": seed, "fraction": 0.3}}
+        body = {"size_bytes": DISK_SIZE, "fill": {"seed": seed, "fraction": 0.3}, "sku": sku}
         self.ground.control("PUT", f"/resourceGroups/{self.group}/disks/{name}", body)
         disk_id = self.ground.disk_id(name, self.group)
         [disk] = activities.resolve_selection(self.clients, {"kind": "diskIds", "diskIds": [disk_id]})
@@ -415,6 +421,64 @@ def test_a_failed_operation_makes_the_activity_raise(corner: Corner) -> None:
         corner.finish(started)
 
 
+# -- a snapshot's background copy (Premium SSD v2 / Ultra) -------------------------------------------------
+
+
+def test_snapshot_readiness_follows_a_premium_v2_snapshots_background_copy(corner: Corner) -> None:
+    saved = corner.ground.control("GET", "/config")
+    corner.ground.control("PATCH", "/config", {"background_copy_polls": 2})
+    try:
+        disk = corner.make_disk("v2", sku="PremiumV2_LRS")
+        snapshot_id = corner.snapshot(disk)
+    finally:
+        corner.ground.control("PATCH", "/config", saved)
+    assert disk["sku"] == "PremiumV2_LRS"  # resolve_selection passes the SKU on
+
+    # Each look is one GET, and a GET moves the emulated copy on by one of its two steps.
+    first = activities.snapshot_readiness(corner.clients, {"snapshotId": snapshot_id})
+    assert first == {"ready": False, "completionPercent": 50.0, "accessState": "Pending", "retryAfter": None}
+    with pytest.raises(ConflictError, match="OperationNotAllowed"):
+        corner.grant(snapshot_id)
+    second = activities.snapshot_readiness(corner.clients, {"snapshotId": snapshot_id})
+    assert second == {
+        "ready": True,
+        "completionPercent": 100.0,
+        "accessState": "Available",
+        "retryAfter": None,
+    }
+    corner.grant(snapshot_id)  # now it is granted (the grant's operation succeeds)
+    assert [g.lower() for g in corner.grants()] == [snapshot_id.lower()]
+
+
+def test_other_skus_snapshots_are_ready_at_once(corner: Corner) -> None:
+    disk = corner.make_disk("std", sku="Premium_LRS")
+    answer = activities.snapshot_readiness(corner.clients, {"snapshotId": corner.snapshot(disk)})
+    assert answer == {
+        "ready": True,
+        "completionPercent": None,
+        "accessState": "Available",
+        "retryAfter": None,
+    }
+
+
+def test_a_throttled_readiness_look_is_not_ready_and_asks_to_wait(corner: Corner) -> None:
+    disk = corner.make_disk("v2", sku="UltraSSD_LRS")
+    snapshot_id = corner.snapshot(disk)
+    corner.fault(
+        operation="Snapshots_Get",
+        action="429",
+        retry_after=LONG_RETRY_AFTER,
+        resource_name=snapshot_name(RUN, disk["id"]),
+    )
+    answer = activities.snapshot_readiness(corner.clients, {"snapshotId": snapshot_id})
+    assert answer == {
+        "ready": False,
+        "completionPercent": None,
+        "accessState": None,
+        "retryAfter": LONG_RETRY_AFTER,
+    }
+
+
 # -- input from outside -----------------------------------------------------------------------------------
 
 
@@ -431,6 +495,7 @@ def test_a_failed_operation_makes_the_activity_raise(corner: Corner) -> None:
         (act.BEGIN_GRANT_ACCESS, {"snapshotId": "s", "durationSeconds": "3600"}, "durationSeconds"),
         (act.BEGIN_REVOKE_ACCESS, {"snapshotId": ""}, "snapshotId"),
         (act.BEGIN_DELETE_SNAPSHOT, {}, "snapshotId"),
+        (act.SNAPSHOT_READINESS, {"snapshotId": 7}, "snapshotId"),
         (act.START_COPY, {"snapshotId": "s", "metadata": {"a": 1}}, "metadata"),
         (act.COPY_STATUS, {"container": "c", "blobName": "b"}, "copyId"),
         (act.VERIFY_BACKUP, {"copyId": "c", "expectedSize": 0}, "expectedSize"),

@@ -1,4 +1,5 @@
-"""How the workflow waits, end to end: polling delays, Retry-After, deadlines, and keeping snapshots.
+"""How the workflow waits, end to end: polling delays, Retry-After, deadlines, keeping snapshots, and a
+Premium SSD v2 / Ultra snapshot's background copy.
 
 The pattern of ``tests/test_backup_e2e.py``: the real function app under the local Durable host with a
 virtual clock, real HTTP to the compute emulator and Azurite, a resource group, container and catalog
@@ -17,12 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import azure.functions as func
 import pytest
 
 from backup.app.blueprint import build_app
+from backup.azure.blob import BlobAddress, BlobClient, ContainerAddress
 from backup.azure.compute import snapshot_name
+from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.clients import build_clients
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType, parse_timestamp
@@ -32,6 +36,7 @@ from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration
 from backup.workflow.orchestrators import next_delay
 from backup.workflow.startup import run_options
 from testbed.devenv import proving_ground_settings
+from testbed.digest import blob_sha256
 from testbed.proving_ground import ProvingGround
 
 START = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
@@ -40,6 +45,7 @@ DISK_SIZE = 1 << 20
 #: Which wait an activity opens (the polls after it belong to the same wait).
 PHASE_OF = {
     act.BEGIN_SNAPSHOT: "snapshot",
+    act.SNAPSHOT_READINESS: "snapshot-copy",
     act.BEGIN_GRANT_ACCESS: "grant",
     act.START_COPY: "copy",
     act.BEGIN_REVOKE_ACCESS: "revoke",
@@ -86,8 +92,8 @@ class Bed:
     host: LocalHost
     group: str
 
-    def make_disk(self, name: str, seed: int) -> str:
-        body = {"size_bytes": DISK_SIZE, "fill": {"seed": seed, "fraction": 0.2}}
+    def make_disk(self, name: str, seed: int, sku: str = "Standard_LRS") -> str:
+        body = {"size_bytes": DISK_SIZE, "fill": {"seed": seed, "fraction": 0.2}, "sku": sku}
         self.ground.control("PUT", f"/resourceGroups/{self.group}/disks/{name}", body)
         return self.ground.disk_id(name, self.group)
 
@@ -367,3 +373,138 @@ def test_keep_snapshot_keeps_it_and_still_revokes_access(
     for disk_points in points:
         [point] = disk_points
         assert point["status"] == "Succeeded" and point["snapshotId"] in kept
+
+
+# -- Premium SSD v2 / Ultra: the snapshot's background copy ----------------------------------------------
+
+
+def _readiness_answers(host: LocalHost, instance_id: str) -> list[dict[str, Any]]:
+    """What each snapshot_readiness call of an orchestration answered, in order."""
+    history = host.history(instance_id)
+    asked = {
+        e["EventId"]
+        for e in history
+        if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == act.SNAPSHOT_READINESS
+    }
+    return [
+        json.loads(e["Result"])
+        for e in history
+        if e["EventType"] == EventType.TASK_COMPLETED and e["TaskScheduledId"] in asked
+    ]
+
+
+def _backup_blob(settings: Settings, blob_url: str) -> BlobAddress:
+    prefix = f"{settings.blob_endpoint}/{settings.container}/"
+    assert blob_url.startswith(prefix), blob_url
+    authorize = SharedKeyAuthorizer(
+        settings.storage_account, settings.storage_key or "", service=StorageService.BLOB
+    )
+    container = ContainerAddress.in_account(settings.blob_endpoint, settings.container, authorize)
+    return container.blob(unquote(blob_url[len(prefix) :]))
+
+
+@pytest.mark.slow
+def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_then_backs_up(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    bed = make_bed(
+        proving_ground,
+        unique_name,
+        VirtualClock(START),
+        BACKUP_POLL_INITIAL_SECONDS="2",
+        BACKUP_POLL_MAX_SECONDS="10",
+    )
+    ids = {"a-v2": bed.make_disk("a-v2", 1, sku="PremiumV2_LRS"), "b-std": bed.make_disk("b-std", 2)}
+    run_id = "manual-20261126T010000Z-bgcopy"
+    # The v2 snapshot's copy takes four GETs: three looks that find it copying, the fourth finds it done.
+    proving_ground.control("PATCH", "/config", {"background_copy_polls": 4})
+
+    with bed.host:
+        bed.start_run(run_id)
+        status = bed.host.wait_for_completion(run_id, timeout=180)
+        v2, std = sub_orchestration_id(run_id, 0), sub_orchestration_id(run_id, 1)
+        waits = {"a-v2": bed.waits(v2), "b-std": bed.waits(std)}
+        answers = {"a-v2": _readiness_answers(bed.host, v2), "b-std": _readiness_answers(bed.host, std)}
+        scheduled = [e["Name"] for e in bed.host.history(v2) if e["EventType"] == EventType.TASK_SCHEDULED]
+        points = bed.restore_points(ids["a-v2"])
+
+    assert status.runtime_status == "Completed", status.output
+    results = {r["diskName"]: r for r in status.output["disks"]}
+    assert {name: r["status"] for name, r in results.items()} == dict.fromkeys(ids, "Succeeded"), results
+
+    # It looked at the snapshot until Azure said it could be read, on durable timers, and only then
+    # asked for access; the Standard disk never asked.
+    assert [(a["completionPercent"], a["accessState"], a["ready"]) for a in answers["a-v2"]] == [
+        (25.0, "Pending", False),
+        (50.0, "Pending", False),
+        (75.0, "Pending", False),
+        (100.0, "Available", True),
+    ]
+    assert waits["a-v2"]["snapshot-copy"] == [2, 4, 8]
+    looks = [i for i, name in enumerate(scheduled) if name == act.SNAPSHOT_READINESS]
+    assert scheduled.index(act.BEGIN_SNAPSHOT) < looks[0]
+    assert looks[-1] < scheduled.index(act.BEGIN_GRANT_ACCESS)
+    assert answers["b-std"] == [] and "snapshot-copy" not in waits["b-std"]
+
+    # Both backups are the disks, byte for byte; nothing is left granted or kept.
+    blob = BlobClient()
+    for name, result in results.items():
+        digest, size = blob_sha256(blob, _backup_blob(bed.settings, result["blobUrl"]), length=DISK_SIZE)
+        assert size == DISK_SIZE + 512
+        disk = proving_ground.control("GET", f"/resourceGroups/{bed.group}/disks/{name}/digest")
+        assert digest == disk["sha256"], f"{name}: backup differs from the disk"
+    assert bed.grants() == [] and bed.snapshots() == []
+    assert [p["status"] for p in points] == ["Succeeded"]
+
+
+@pytest.mark.slow
+def test_a_background_copy_past_its_deadline_fails_the_disk_and_cleans_up(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    bed = make_bed(
+        proving_ground,
+        unique_name,
+        VirtualClock(START),
+        BACKUP_POLL_INITIAL_SECONDS="1",
+        BACKUP_POLL_MAX_SECONDS="5",
+        BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES="1",
+    )
+    disk_id = bed.make_disk("ultra", 3, sku="UltraSSD_LRS")
+    run_id = "manual-20261126T010000Z-bgdeadline"
+    # A copy that will not end within any test (its length is fixed when the snapshot is created).
+    proving_ground.control("PATCH", "/config", {"background_copy_polls": 10**6})
+
+    with bed.host:
+        bed.start_run(run_id)
+        status = bed.host.wait_for_completion(run_id, timeout=180)
+        disk = sub_orchestration_id(run_id, 0)
+        waits = bed.waits(disk)
+        custom = bed.host.get_status(disk).custom_status  # type: ignore[union-attr]
+        [point] = bed.restore_points(disk_id)
+        request = func.HttpRequest(
+            method="GET",
+            url=f"http://localhost/api/backups/{run_id}",
+            body=b"",
+            route_params={"instanceId": run_id},
+        )
+        view = json.loads(bed.host.invoke_function("get_backup", req=request).get_body())
+
+    assert status.runtime_status == "Completed", status.output
+    assert status.output["status"] == "Failed"
+    [result] = status.output["disks"]
+    assert (result["status"], result["phase"]) == ("Failed", "snapshot-copy")
+    assert result["reason"].startswith(
+        "snapshot-copy: the snapshot's background copy (at 0%, Pending) did not finish by its deadline ("
+    ), result["reason"]
+    # It polled, doubling 1 s to the 5 s cap, for the minute the setting allows, and not a second more.
+    copy_waits = waits["snapshot-copy"]
+    assert copy_waits[:-1] == doubling(1, 5, len(copy_waits) - 1)
+    assert sum(copy_waits) == 60
+    assert custom["phase"] == "failed" and custom["snapshotCopyPercent"] == 0.0
+    [disk_view] = view["disks"]  # the HTTP status route shows it too
+    assert (disk_view["phase"], disk_view["snapshotCopyPercent"]) == ("failed", 0.0)
+
+    # Recorded as a failure with that reason; no access was granted; the pending snapshot was deleted.
+    assert (point["status"], point["reason"]) == ("Failed", result["reason"])
+    assert bed.grants() == [] and bed.snapshots() == []
+    assert result["warnings"] == []

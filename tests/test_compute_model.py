@@ -18,8 +18,10 @@ from backup.azure.compute import (
     MAX_TAG_VALUE,
     Disk,
     Snapshot,
+    copies_in_background,
     matches_tags,
     snapshot_name,
+    snapshot_readable,
     snapshot_tags,
     source_disk_tag,
     validate_run_id,
@@ -186,9 +188,93 @@ def test_premium_v2_disk_snapshots_copy_in_background() -> None:
 def test_a_snapshot_still_copying_is_not_ready() -> None:
     body = _example("examples-2025-01-02/snapshotExamples/Snapshot_GetIncrementalSnapshot.json")
     body["properties"]["completionPercent"] = 42.5
+    body["properties"]["snapshotAccessState"] = "Pending"
     snap = Snapshot.from_arm(body)
-    assert snap.completion_percent == 42.5
+    assert (snap.completion_percent, snap.access_state) == (42.5, "Pending")
     assert not snap.ready
+    body["properties"].update(completionPercent=100, snapshotAccessState="available")
+    snap = Snapshot.from_arm(body)
+    assert (snap.completion_percent, snap.access_state) == (100.0, "Available")  # the spec's casing
+    assert snap.ready
+
+
+@pytest.mark.parametrize(
+    ("sku", "expected"),
+    [
+        ("PremiumV2_LRS", True),
+        ("UltraSSD_LRS", True),
+        ("Premium_LRS", False),
+        ("StandardSSD_ZRS", False),
+        ("Standard_LRS", False),
+        (None, False),
+    ],
+)
+def test_which_skus_copy_in_the_background(sku: str | None, expected: bool) -> None:
+    assert copies_in_background(sku) is expected
+
+
+@pytest.mark.parametrize(
+    ("provisioning", "percent", "state", "error", "readable"),
+    [
+        # Premium SSD v2 / Ultra: readable once the copy is complete, and only then.
+        ("Succeeded", 0.0, "Pending", None, False),
+        ("Succeeded", 99.9, "Pending", None, False),
+        ("Succeeded", 100.0, "Pending", None, False),  # the state has the last word
+        ("Succeeded", 100.0, "Available", None, True),
+        # Instant access: disks can be restored from it, its data cannot be downloaded until copied.
+        ("Succeeded", 40.0, "InstantAccess", None, False),
+        ("Succeeded", 100.0, "InstantAccess", None, False),
+        ("Succeeded", 100.0, "AvailableWithInstantAccess", None, True),
+        # Other disk types: no state or the default one, percent absent or 100.
+        ("Succeeded", None, None, None, True),
+        ("Succeeded", 100.0, None, None, True),
+        ("Succeeded", None, "Unknown", None, True),
+        ("Succeeded", 50.0, None, None, False),
+        ("Succeeded", None, "Available", None, True),
+        # Not provisioned, or the copy failed, or a state we do not know: not readable.
+        ("Updating", 100.0, "Available", None, False),
+        ("Failed", None, None, None, False),
+        (None, None, None, None, False),
+        ("Succeeded", 100.0, "Available", "CopySourceNotFound: gone", False),
+        ("Succeeded", 100.0, "SomethingNew", None, False),
+    ],
+)
+def test_when_a_snapshot_can_be_read_through_a_grant(
+    provisioning: str | None, percent: float | None, state: str | None, error: str | None, readable: bool
+) -> None:
+    assert snapshot_readable(provisioning, percent, state, error) is readable
+
+
+def test_a_failed_background_copy_is_read() -> None:
+    body = _example("examples-2025-01-02/snapshotExamples/Snapshot_GetIncrementalSnapshot.json")
+    body["properties"]["copyCompletionError"] = {
+        "errorCode": "CopySourceNotFound",
+        "errorMessage": "The source was deleted.",
+    }
+    snap = Snapshot.from_arm(body)
+    assert snap.copy_error == "CopySourceNotFound: The source was deleted."
+    assert not snap.ready
+
+
+@pytest.mark.parametrize(
+    ("properties", "field"),
+    [
+        ({"completionPercent": "50"}, "snapshot.properties.completionPercent"),
+        ({"completionPercent": True}, "snapshot.properties.completionPercent"),
+        ({"completionPercent": -1}, "snapshot.properties.completionPercent"),
+        ({"completionPercent": 100.5}, "snapshot.properties.completionPercent"),
+        ({"snapshotAccessState": 3}, "snapshot.properties.snapshotAccessState"),
+        ({"snapshotAccessState": ""}, "snapshot.properties.snapshotAccessState"),
+        ({"copyCompletionError": "broken"}, "snapshot.properties.copyCompletionError"),
+        ({"copyCompletionError": {"errorMessage": "x"}}, "snapshot.properties.copyCompletionError"),
+    ],
+)
+def test_malformed_background_copy_state_is_refused(properties: dict[str, Any], field: str) -> None:
+    body = _example("examples-2025-01-02/snapshotExamples/Snapshot_GetIncrementalSnapshot.json")
+    body["properties"].update(properties)
+    with pytest.raises(InvalidInputError) as caught:
+        Snapshot.from_arm(body)
+    assert caught.value.field == field
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,16 @@ import azure.durable_functions as df
 
 from backup.app.blueprint import register_orchestrators
 from backup.local.durable_host import LocalHost, VirtualClock
+from backup.local.durable_host.history import EventType, parse_timestamp
 from backup.workflow import activity_names as act
-from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, RunOptions, Selection
+from backup.workflow.models import (
+    RUN_ORCHESTRATOR,
+    DiskStatus,
+    RunInput,
+    RunOptions,
+    Selection,
+    sub_orchestration_id,
+)
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 
@@ -59,6 +67,10 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
             act.BEGIN_SNAPSHOT, lambda d: {**done, "snapshotId": d["disk"]["id"] + "-snap"}
         ),
         act.POLL_OPERATION: record(act.POLL_OPERATION, done),
+        act.SNAPSHOT_READINESS: record(
+            act.SNAPSHOT_READINESS,
+            {"ready": True, "completionPercent": 100.0, "accessState": "Available", "retryAfter": None},
+        ),
         act.BEGIN_GRANT_ACCESS: record(act.BEGIN_GRANT_ACCESS, done),
         act.START_COPY: record(
             act.START_COPY, {"copyId": "c1", "status": "success", "copied": 9, "total": 9}
@@ -143,3 +155,146 @@ def test_a_failing_activity_fails_its_disk_revokes_and_cleans_up() -> None:
     assert names.count(act.BEGIN_REVOKE_ACCESS) == 3 and names.count(act.BEGIN_DELETE_SNAPSHOT) == 3
     failed_points = [data for name, data in calls if name == act.RECORD_RESTORE_POINT]
     assert [p["status"] for p in failed_points] == ["Failed"] * 3
+
+
+# -- Premium SSD v2 / Ultra: waiting for the snapshot's background copy ------------------------------------
+
+START = datetime(2026, 11, 26, 1, tzinfo=UTC)
+
+
+def _copying(percents: list[float | None], calls: list[tuple[str, Any]]) -> Callable[[Any], Any]:
+    """A readiness activity: not ready at each of ``percents`` in turn, then ready (at 100)."""
+    answers = iter(percents)
+
+    def snapshot_readiness(data: Any) -> Any:
+        calls.append((act.SNAPSHOT_READINESS, data))
+        percent = next(answers, 100.0)
+        ready = percent == 100.0
+        return {
+            "ready": ready,
+            "completionPercent": percent,
+            "accessState": "Available" if ready else "Pending",
+            "retryAfter": None,
+        }
+
+    return snapshot_readiness
+
+
+def _run_disks(
+    activities: dict[str, Callable[[Any], Any]],
+    disks: list[dict[str, Any]],
+    options: RunOptions,
+    hosts: list[LocalHost] | None = None,
+) -> tuple[Any, LocalHost]:
+    """Run a backup of ``disks``; the host goes into ``hosts`` before it starts (for activities to look)."""
+    activities[act.RESOLVE_SELECTION] = lambda data: disks
+    run = RunInput("http", Selection(kind="resourceGroup", resource_group="rg"), options)
+    host = LocalHost(_app(activities), clock=VirtualClock(START))
+    if hosts is not None:
+        hosts.append(host)
+    with host:
+        host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id="run-1")
+        return host.wait_for_completion("run-1", timeout=60), host
+
+
+def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_before_the_grant() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    readiness = _copying([0.0, 25.0, 80.0], calls)
+    seen: list[tuple[str, float | None]] = []  # the disk's custom status each time readiness is asked
+    hosts: list[LocalHost] = []
+
+    def snapshot_readiness(data: Any) -> Any:
+        status = hosts[0].get_status(sub_orchestration_id("run-1", 0))
+        custom = DiskStatus.read(status.custom_status if status else None)
+        assert custom is not None
+        seen.append((custom.phase, custom.snapshot_copy_percent))
+        return readiness(data)
+
+    activities[act.SNAPSHOT_READINESS] = snapshot_readiness
+    disks = [{**_disk("v2"), "sku": "PremiumV2_LRS"}]
+    options = RunOptions("c", poll_initial_seconds=10, poll_max_seconds=40)
+    status, host = _run_disks(activities, disks, options, hosts)
+
+    assert status.output["status"] == "Succeeded", status.output
+    names = [name for name, _ in calls]
+    # Four looks at the snapshot (0, 25, 80, then 100 %), all after it was created and before the grant.
+    assert names.count(act.SNAPSHOT_READINESS) == 4
+    looks = [i for i, name in enumerate(names) if name == act.SNAPSHOT_READINESS]
+    assert names.index(act.BEGIN_SNAPSHOT) < looks[0] and looks[-1] < names.index(act.BEGIN_GRANT_ACCESS)
+    asked = {data["snapshotId"] for name, data in calls if name == act.SNAPSHOT_READINESS}
+    assert asked == {disks[0]["id"] + "-snap"}
+    # The status showed the phase and, after the first look, the percent of the last one.
+    assert seen == [
+        ("snapshot-copy", None),
+        ("snapshot-copy", 0.0),
+        ("snapshot-copy", 25.0),
+        ("snapshot-copy", 80.0),
+    ]
+    # Durable timers between the looks, doubling from the initial delay to the cap.
+    disk_history = host.history(sub_orchestration_id("run-1", 0))
+    delays = _timer_delays(disk_history)
+    assert delays == [10, 20, 40]
+
+
+def _timer_delays(history: list[dict[str, Any]]) -> list[float]:
+    delays, now = [], None
+    for event in history:
+        if event["EventType"] == EventType.ORCHESTRATOR_STARTED:
+            now = parse_timestamp(event["Timestamp"])
+        elif event["EventType"] == EventType.TIMER_CREATED:
+            assert now is not None
+            delays.append((parse_timestamp(event["FireAt"]) - now).total_seconds())
+    return delays
+
+
+def test_other_skus_do_not_ask_and_an_unknown_sku_asks_once() -> None:
+    calls: list[tuple[str, Any]] = []
+    disks = [{**_disk("std"), "sku": "Premium_LRS"}, {**_disk("unknown")}]
+    status, _ = _run_disks(_happy_activities(calls), disks, RunOptions("c"))
+    assert status.output["status"] == "Succeeded", status.output
+    asked = [data["snapshotId"] for name, data in calls if name == act.SNAPSHOT_READINESS]
+    assert asked == [_disk("unknown")["id"] + "-snap"]
+
+
+def test_a_background_copy_that_never_ends_fails_its_disk_at_the_deadline() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.SNAPSHOT_READINESS] = _copying([12.5] * 10**6, calls)
+    disks = [{**_disk("ultra"), "sku": "UltraSSD_LRS"}]
+    options = RunOptions("c", poll_initial_seconds=60, poll_max_seconds=600, snapshot_copy_timeout_minutes=30)
+    status, host = _run_disks(activities, disks, options)
+
+    [result] = status.output["disks"]
+    assert (result["status"], result["phase"]) == ("Failed", "snapshot-copy")
+    assert result["reason"].startswith(
+        "snapshot-copy: the snapshot's background copy (at 12.5%, Pending) did not finish by its deadline ("
+    )
+    # Waited 30 minutes in all (the last wait cut to end at the deadline), never granted access.
+    assert sum(_timer_delays(host.history(sub_orchestration_id("run-1", 0)))) == 30 * 60
+    names = [name for name, _ in calls]
+    assert act.BEGIN_GRANT_ACCESS not in names and act.BEGIN_REVOKE_ACCESS not in names
+    # Recorded as failed, and the snapshot deleted.
+    [point] = [data for name, data in calls if name == act.RECORD_RESTORE_POINT]
+    assert point["status"] == "Failed" and point["reason"] == result["reason"]
+    assert names.count(act.BEGIN_DELETE_SNAPSHOT) == 1
+    final = DiskStatus.read(host.get_status(sub_orchestration_id("run-1", 0)).custom_status)  # type: ignore[union-attr]
+    assert final is not None and (final.phase, final.snapshot_copy_percent) == ("failed", 12.5)
+
+
+def test_a_failed_background_copy_fails_its_disk_at_once() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+
+    def snapshot_readiness(data: Any) -> Any:
+        raise RuntimeError("the snapshot's background copy failed: CopySourceNotFound")
+
+    activities[act.SNAPSHOT_READINESS] = snapshot_readiness
+    status, host = _run_disks(activities, [{**_disk("v2"), "sku": "PremiumV2_LRS"}], RunOptions("c"))
+    [result] = status.output["disks"]
+    assert result["status"] == "Failed" and result["phase"] == "snapshot-copy"
+    assert result["reason"].startswith("snapshot-copy: Activity function 'snapshot_readiness' failed: ")
+    assert result["reason"].endswith("background copy failed: CopySourceNotFound")
+    assert _timer_delays(host.history(sub_orchestration_id("run-1", 0))) == []
+    names = [name for name, _ in calls]
+    assert act.BEGIN_GRANT_ACCESS not in names and names.count(act.BEGIN_DELETE_SNAPSHOT) == 1

@@ -27,6 +27,7 @@ def test_defaults() -> None:
     assert settings.storage_key is None and settings.arm_token is None
     assert (settings.poll_initial_seconds, settings.poll_max_seconds) == (5, 60)
     assert settings.keep_snapshots is False
+    assert settings.snapshot_copy_timeout_minutes == 720
 
 
 def test_overrides_parse() -> None:
@@ -67,6 +68,11 @@ def test_overrides_parse() -> None:
         ({**BASE, "BACKUP_CONTAINER": "Backups"}, "BACKUP_CONTAINER", "lowercase"),
         ({**BASE, "BACKUP_CATALOG_TABLE": "1table"}, "BACKUP_CATALOG_TABLE", "letter first"),
         ({**BASE, "BACKUP_KEEP_SNAPSHOTS": "maybe"}, "BACKUP_KEEP_SNAPSHOTS", "true or false"),
+        (
+            {**BASE, "BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES": "10081"},
+            "BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES",
+            "outside 1-10080",
+        ),
         ({**BASE, "BACKUP_SELECT_TAG": "novalue"}, "BACKUP_SELECT_TAG", "name=value"),
         ({**BASE, "BACKUP_SELECT_DISK_IDS": "/subscriptions/x"}, "BACKUP_SELECT_DISK_IDS", "expected /sub"),
         (

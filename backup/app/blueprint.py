@@ -81,6 +81,10 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
         return activities.poll_operation(clients(), data)
 
     @bp.activity_trigger(input_name="data")
+    def snapshot_readiness(data: Any) -> Any:
+        return activities.snapshot_readiness(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
     def begin_grant_access(data: Any) -> Any:
         return activities.begin_grant_access(clients(), data)
 

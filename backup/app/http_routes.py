@@ -249,6 +249,8 @@ def _disk_view(run_id: str, index: int, status: Any) -> dict[str, Any]:
             bytesCopied=custom.bytes_copied,
             bytesTotal=custom.bytes_total,
         )
+        if custom.snapshot_copy_percent is not None:
+            view["snapshotCopyPercent"] = custom.snapshot_copy_percent
     result = _disk_result(status.output)
     if result is not None:
         view["result"] = result.to_json()

@@ -17,6 +17,10 @@ names the same snapshot and cannot make a second one) and tagged by :func:`snaps
   own ``creationData.sourceResourceId`` (read-only, set by Azure) stays the authoritative link; the tag is
   for finding snapshots by disk with a tag filter.
 
+Snapshots of Premium SSD v2 and Ultra disks fill in the background after their creation succeeded, and
+cannot be granted or read until that copy completes: :attr:`Snapshot.ready` (:func:`snapshot_readable`)
+reads ``completionPercent`` and ``snapshotAccessState`` to tell.
+
 Grant access answers a SAS: the only secret here. :meth:`ComputeClient.read_access_sas` fetches it from
 the finished grant operation (the status body's ``properties.output.accessSAS`` or the ``Location`` final
 result's ``accessSAS``) and returns it to its caller, an activity, and to nobody else: it is never logged,
@@ -50,8 +54,10 @@ from backup.redact import get_logger
 
 __all__ = [
     "API_VERSION",
+    "BACKGROUND_COPY_SKUS",
     "CREATED_BY",
     "MAX_TAG_VALUE",
+    "READABLE_ACCESS_STATES",
     "TAG_CREATED_BY",
     "TAG_RUN_ID",
     "TAG_SOURCE_DISK",
@@ -59,8 +65,10 @@ __all__ = [
     "Disk",
     "Snapshot",
     "SnapshotStarted",
+    "copies_in_background",
     "matches_tags",
     "snapshot_name",
+    "snapshot_readable",
     "snapshot_tags",
     "source_disk_tag",
     "validate_run_id",
@@ -79,8 +87,20 @@ CREATED_BY = "diskbackup"
 MAX_TAG_VALUE = 256
 #: GrantAccessData.durationInSeconds is an int32.
 MAX_GRANT_SECONDS = 2**31 - 1
-#: Snapshots of these disk types are copied in the background: wait for completionPercent 100.
+#: Snapshots of these disk types are copied in the background and cannot be read (granted, downloaded,
+#: copied) until ``completionPercent`` reaches 100 (learn.microsoft.com: disks-incremental-snapshots,
+#: "Check snapshot status"; disks-instant-access-snapshots). Other disk types' snapshots can be read at
+#: once, and their ``completionPercent`` always says 100.
 BACKGROUND_COPY_SKUS = frozenset({"PremiumV2_LRS", "UltraSSD_LRS"})
+#: ``snapshotAccessState`` values (DiskRP 2026-03-02, ``Common.SnapshotAccessState``; an open enum).
+SNAPSHOT_ACCESS_STATES = frozenset(
+    {"Unknown", "Pending", "Available", "InstantAccess", "AvailableWithInstantAccess"}
+)
+#: The access states in which a snapshot's data "can be downloaded" and "copied to another region", that
+#: is, read through a grant's SAS. ``Pending`` cannot be used at all; ``InstantAccess`` can restore disks
+#: but "the underlying data can't be downloaded" until its background copy completes
+#: (learn.microsoft.com: disks-instant-access-snapshots, "Check snapshot access state").
+READABLE_ACCESS_STATES = frozenset({"Available", "AvailableWithInstantAccess"})
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_-]")
@@ -153,6 +173,34 @@ def matches_tags(tags: Mapping[str, str], wanted: Mapping[str, str | None]) -> b
     return True
 
 
+# -- background copies (pure) --------------------------------------------------------------------------
+
+
+def copies_in_background(sku: str | None) -> bool:
+    """Whether snapshots of a disk of this SKU are readable only once their background copy completes."""
+    return sku in BACKGROUND_COPY_SKUS
+
+
+def snapshot_readable(
+    provisioning_state: str | None,
+    completion_percent: float | None,
+    access_state: str | None,
+    copy_error: str | None = None,
+) -> bool:
+    """Whether a snapshot in this state can be read through a grant (its data downloaded or copied).
+
+    It must be provisioned, its background copy (if it reports one) at 100 %, without a copy error, and
+    its ``snapshotAccessState`` (when it reports one other than the default ``Unknown``) one of
+    :data:`READABLE_ACCESS_STATES`. A state this code does not know counts as not readable: waiting for
+    it ends at the wait's deadline with the state named, which is better than a grant Azure refuses.
+    """
+    if provisioning_state != "Succeeded" or copy_error is not None:
+        return False
+    if completion_percent is not None and completion_percent < 100:
+        return False
+    return access_state in (None, "Unknown") or access_state in READABLE_ACCESS_STATES
+
+
 # -- what ARM answers, as small values ----------------------------------------------------------------
 
 
@@ -184,7 +232,7 @@ class Disk:
 
         Premium SSD v2 and Ultra disks: their (incremental) snapshots fill in the background.
         """
-        return self.sku in BACKGROUND_COPY_SKUS
+        return copies_in_background(self.sku)
 
     @classmethod
     def from_arm(cls, body: Any) -> Disk:
@@ -222,9 +270,10 @@ class Snapshot:
     time_created: str | None
     tags: dict[str, str] = field(default_factory=dict)
     sku: str | None = None
-    completion_percent: float | None = None
+    completion_percent: float | None = None  # 0-100: the background copy's progress
     access_state: str | None = None  # snapshotAccessState
     disk_state: str | None = None  # ActiveSAS while a grant is open
+    copy_error: str | None = None  # copyCompletionError, as "code: message"
 
     @property
     def resource_id(self) -> ResourceId:
@@ -233,10 +282,10 @@ class Snapshot:
 
     @property
     def ready(self) -> bool:
-        """Provisioned and, where the copy runs in the background, fully copied."""
-        if self.provisioning_state != "Succeeded":
-            return False
-        return self.completion_percent is None or self.completion_percent >= 100
+        """Whether the snapshot can be read through a grant: :func:`snapshot_readable` of its state."""
+        return snapshot_readable(
+            self.provisioning_state, self.completion_percent, self.access_state, self.copy_error
+        )
 
     @classmethod
     def from_arm(cls, body: Any) -> Snapshot:
@@ -244,7 +293,6 @@ class Snapshot:
         data, properties = _resource_body(body, "snapshot")
         creation = properties.get("creationData")
         creation = creation if isinstance(creation, Mapping) else {}
-        percent = properties.get("completionPercent")
         return cls(
             id=str(parse_snapshot_id(data["id"], "snapshot.id")),
             name=data["name"],
@@ -258,9 +306,10 @@ class Snapshot:
             time_created=_opt_str(properties.get("timeCreated")),
             tags=_tags(data),
             sku=_sku(data),
-            completion_percent=float(percent) if isinstance(percent, int | float) else None,
-            access_state=_opt_str(properties.get("snapshotAccessState")),
+            completion_percent=_completion_percent(properties),
+            access_state=_access_state(properties),
             disk_state=_opt_str(properties.get("diskState")),
+            copy_error=_copy_error(properties),
         )
 
 
@@ -531,6 +580,42 @@ def _size_bytes(properties: Mapping[str, Any]) -> int | None:
     if isinstance(gib, int) and not isinstance(gib, bool) and gib > 0:
         return gib * GIB
     return None
+
+
+def _completion_percent(properties: Mapping[str, Any]) -> float | None:
+    value = properties.get("completionPercent")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise InvalidInputError(
+            "snapshot.properties.completionPercent", f"must be a number from 0 to 100, not {value!r:.40}"
+        )
+    return float(value)
+
+
+def _access_state(properties: Mapping[str, Any]) -> str | None:
+    value = properties.get("snapshotAccessState")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError("snapshot.properties.snapshotAccessState", "must be a non-empty string")
+    # An open enum ("modelAsString"): a value Azure adds later is kept as it is, in the casing of the spec
+    # for the ones we know (ARM compares enum values case-insensitively).
+    known = {state.lower(): state for state in SNAPSHOT_ACCESS_STATES}
+    return known.get(value.lower(), value)
+
+
+def _copy_error(properties: Mapping[str, Any]) -> str | None:
+    value = properties.get("copyCompletionError")
+    if value is None:
+        return None
+    code = value.get("errorCode") if isinstance(value, Mapping) else None
+    message = value.get("errorMessage") if isinstance(value, Mapping) else None
+    if not isinstance(code, str) or not code or not isinstance(message, str):
+        raise InvalidInputError(
+            "snapshot.properties.copyCompletionError", "must be an object with errorCode and errorMessage"
+        )
+    return f"{code}: {message}" if message else code
 
 
 def _sku(data: Mapping[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ from backup.errors import (
     CopyFailedError,
     InvalidInputError,
     NotFoundError,
+    OperationFailedError,
     ThrottledError,
     VerificationError,
 )
@@ -74,7 +75,13 @@ def resolve_selection(clients: AzureClients, data: Any) -> list[dict[str, Any]]:
         rid = parse_disk_id(disk.id)
         refs.append(
             DiskRef(
-                disk.id, disk.name, rid.resource_group, rid.subscription_id, disk.location, disk.size_bytes
+                disk.id,
+                disk.name,
+                rid.resource_group,
+                rid.subscription_id,
+                disk.location,
+                disk.size_bytes,
+                sku=disk.sku,
             )
         )
     log.info("selection %s matched %d disks", selection.kind, len(refs))
@@ -126,6 +133,39 @@ def poll_operation(clients: AzureClients, data: Any) -> dict[str, Any]:
         # Still running as far as anyone knows; come back when asked.
         return {**_operation_answer(operation), "retryAfter": exc.retry_after or DEFAULT_THROTTLE_WAIT}
     return _operation_answer(polled)
+
+
+def snapshot_readiness(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Whether the snapshot can be read through a grant yet (one GET; see :func:`snapshot_readable`).
+
+    A Premium SSD v2 or Ultra snapshot finishes a background copy after its creation succeeded; until
+    then Azure refuses to grant access to it. Raises if its creation or its background copy failed: no
+    wait will make it readable.
+    """
+    payload = _object(data)
+    try:
+        snapshot = clients.compute.get_snapshot(_text(payload, "snapshotId"))
+    except ThrottledError as exc:
+        wait = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_WAIT
+        return {"ready": False, "completionPercent": None, "accessState": None, "retryAfter": wait}
+    if snapshot.copy_error is not None:
+        raise OperationFailedError(
+            status="Failed",
+            code=None,
+            error_message=f"the snapshot's background copy failed: {snapshot.copy_error}",
+        )
+    if snapshot.provisioning_state in ("Failed", "Canceled"):
+        raise OperationFailedError(
+            status=snapshot.provisioning_state,
+            code=None,
+            error_message="the snapshot's creation did not succeed",
+        )
+    return {
+        "ready": snapshot.ready,
+        "completionPercent": snapshot.completion_percent,
+        "accessState": snapshot.access_state,
+        "retryAfter": None,
+    }
 
 
 def begin_grant_access(clients: AzureClients, data: Any) -> dict[str, Any]:

@@ -8,6 +8,11 @@ An *operation answer* (begin_* and poll_operation) is ``{"state": "InProgress" |
 ``Throttled`` answer adds ``"retry": {"activity": name, "input": {...}}``, the call to repeat after the
 wait. An operation that ended Failed or Canceled makes the activity raise instead.
 
+A *readiness answer* (snapshot_readiness, one GET of the snapshot) is ``{"ready": bool,
+"completionPercent": number or None, "accessState": snapshotAccessState or None, "retryAfter": seconds
+or None}``; ``ready`` means the snapshot can be read through a grant. A snapshot whose creation or
+background copy failed makes the activity raise.
+
 A *copy answer* (start_copy, copy_status) is ``{"copyId", "status": "pending" | "success", "copied",
 "total"}``; a failed or aborted copy makes the activity raise.
 """
@@ -16,6 +21,7 @@ RESOLVE_SELECTION = "resolve_selection"
 RECORD_RUN = "record_run"
 BEGIN_SNAPSHOT = "begin_snapshot"
 POLL_OPERATION = "poll_operation"
+SNAPSHOT_READINESS = "snapshot_readiness"
 BEGIN_GRANT_ACCESS = "begin_grant_access"
 START_COPY = "start_copy"
 COPY_STATUS = "copy_status"

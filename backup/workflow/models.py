@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from backup.azure.compute import copies_in_background
 from backup.errors import InvalidInputError
 
 SelectionKind = Literal["configured", "diskIds", "tag", "resourceGroup"]
@@ -94,6 +95,8 @@ class RunOptions:
     poll_max_seconds: int = 60
     snapshot_timeout_minutes: int = 60
     copy_timeout_minutes: int = 1440
+    #: How long a Premium SSD v2 / Ultra snapshot may take to finish its background copy.
+    snapshot_copy_timeout_minutes: int = 720
 
     @property
     def sas_duration_seconds(self) -> int:
@@ -111,6 +114,7 @@ class RunOptions:
             "pollMaxSeconds": self.poll_max_seconds,
             "snapshotTimeoutMinutes": self.snapshot_timeout_minutes,
             "copyTimeoutMinutes": self.copy_timeout_minutes,
+            "snapshotCopyTimeoutMinutes": self.snapshot_copy_timeout_minutes,
         }
 
     @classmethod
@@ -126,6 +130,12 @@ class RunOptions:
             poll_max_seconds=_int(data, "pollMaxSeconds", "options", 1, 3600),
             snapshot_timeout_minutes=_int(data, "snapshotTimeoutMinutes", "options", 1, 1440),
             copy_timeout_minutes=_int(data, "copyTimeoutMinutes", "options", 1, 20160),
+            # Absent from the inputs of runs started before it existed: those get the default.
+            snapshot_copy_timeout_minutes=(
+                _int(data, "snapshotCopyTimeoutMinutes", "options", 1, 10080)
+                if data.get("snapshotCopyTimeoutMinutes") is not None
+                else cls.snapshot_copy_timeout_minutes
+            ),
         )
 
 
@@ -169,10 +179,20 @@ class DiskRef:
     subscription_id: str
     location: str
     size_bytes: int
+    sku: str | None = None  # sku.name: PremiumV2_LRS, Standard_LRS, ...; None when not known
+
+    @property
+    def snapshot_may_copy_in_background(self) -> bool:
+        """Whether this disk's snapshot may need to finish a background copy before it can be read.
+
+        Yes for Premium SSD v2 and Ultra disks, and for a disk whose SKU is not known (its snapshot says);
+        no for the other SKUs, whose snapshots Azure documents as readable at once.
+        """
+        return self.sku is None or copies_in_background(self.sku)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "resourceGroup": self.resource_group,
@@ -180,6 +200,9 @@ class DiskRef:
             "location": self.location,
             "sizeBytes": self.size_bytes,
         }
+        if self.sku is not None:
+            data["sku"] = self.sku
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> DiskRef:
@@ -192,6 +215,7 @@ class DiskRef:
             subscription_id=_str(data, "subscriptionId", "disk"),
             location=_str(data, "location", "disk"),
             size_bytes=_int(data, "sizeBytes", "disk", 512, 2**50),
+            sku=_optional_str(data, "sku", "disk") or None,
         )
 
 
@@ -294,6 +318,8 @@ class DiskStatus:
     bytes_copied: int = 0
     bytes_total: int = 0
     reason: str | None = None
+    #: A Premium SSD v2 / Ultra snapshot's background copy, in percent, once the disk waited for one.
+    snapshot_copy_percent: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (what ``set_custom_status`` stores)."""
@@ -305,6 +331,8 @@ class DiskStatus:
         }
         if self.reason is not None:
             data["reason"] = self.reason
+        if self.snapshot_copy_percent is not None:
+            data["snapshotCopyPercent"] = self.snapshot_copy_percent
         return data
 
     @classmethod
@@ -318,6 +346,7 @@ class DiskStatus:
             bytes_copied=_optional_int(data, "bytesCopied", where) or 0,
             bytes_total=_optional_int(data, "bytesTotal", where) or 0,
             reason=_optional_str(data, "reason", where),
+            snapshot_copy_percent=_optional_percent(data, "snapshotCopyPercent", where),
         )
 
     @classmethod
@@ -553,6 +582,15 @@ def _optional_int(data: dict[str, Any], key: str, where: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidInputError(f"{where}.{key}", "must be a whole number, 0 or more, or null")
     return value
+
+
+def _optional_percent(data: dict[str, Any], key: str, where: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise InvalidInputError(f"{where}.{key}", "must be a number from 0 to 100, or null")
+    return float(value)
 
 
 def _str_tuple(data: dict[str, Any], key: str, where: str) -> tuple[str, ...]:

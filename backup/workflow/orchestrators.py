@@ -178,6 +178,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         )
         snapshot_id = op["snapshotId"]
         op = yield from _wait_for_operation(context, op, deadline, options, "snapshot creation")
+        yield from _wait_for_snapshot_ready(context, disk, snapshot_id, options, phase)
 
         # 2. Read access; the SAS stays inside the operation, out of this history.
         phase("grant")
@@ -311,6 +312,45 @@ def _wait_for_operation(
         else:
             op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
     return op
+
+
+def _wait_for_snapshot_ready(
+    context: df.DurableOrchestrationContext,
+    disk: DiskRef,
+    snapshot_id: str,
+    options: RunOptions,
+    phase: Callable[..., None],
+) -> Orchestration:
+    """Wait until a Premium SSD v2 / Ultra snapshot has finished its background copy (phase
+    ``snapshot-copy``, its percent in the disk's status): Azure grants no access to it before.
+
+    Snapshots of the other SKUs are readable as soon as they exist, so for them nothing is asked. The
+    deadline (``snapshotCopyTimeoutMinutes``) runs from the start of this wait.
+    """
+    if not disk.snapshot_may_copy_in_background:
+        return
+    phase("snapshot-copy")
+    deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_copy_timeout_minutes)
+    delay: float | None = None
+    while True:
+        state = yield context.call_activity(act.SNAPSHOT_READINESS, {"snapshotId": snapshot_id})
+        percent = state.get("completionPercent")
+        if state["ready"]:
+            if delay is not None:  # it was waited for: the status keeps how that wait ended
+                phase("snapshot-copy", snapshot_copy_percent=percent)
+            return
+        phase("snapshot-copy", snapshot_copy_percent=percent)
+        delay = next_delay(
+            delay, options.poll_initial_seconds, options.poll_max_seconds, state.get("retryAfter")
+        )
+        progress = "no progress reported" if percent is None else f"at {percent:g}%"
+        access = state.get("accessState")
+        yield from _sleep(
+            context,
+            delay,
+            deadline,
+            f"the snapshot's background copy ({progress}" + (f", {access})" if access else ")"),
+        )
 
 
 def _wait_for_copy(

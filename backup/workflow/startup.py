@@ -89,6 +89,7 @@ def run_options(settings: Settings, *, keep_snapshot: bool | None = None) -> Run
         poll_max_seconds=settings.poll_max_seconds,
         snapshot_timeout_minutes=settings.snapshot_timeout_minutes,
         copy_timeout_minutes=settings.copy_timeout_minutes,
+        snapshot_copy_timeout_minutes=settings.snapshot_copy_timeout_minutes,
     )
 
 

@@ -142,6 +142,19 @@ def operation_not_allowed(message: str, *, target: str | None = None) -> ArmErro
     return ArmError(409, "OperationNotAllowed", message, target=target)
 
 
+def background_copy_in_progress(name: str, percent: float, *, target: str | None = None) -> ArmError:
+    """409 ``OperationNotAllowed``: a Premium SSD v2 / Ultra snapshot is used before its background copy
+    completed. Azure documents the rule ("The value of the property must be 100 before you can use the
+    snapshot for restoring disk or generate a SAS URI"), not the error: this code is our choice."""
+    return ArmError(
+        409,
+        "OperationNotAllowed",
+        f"The snapshot '{name}' cannot be used until its background copy completes "
+        f"(completionPercent {percent:g}).",
+        target=target,
+    )
+
+
 def property_change_not_allowed(prop: str) -> ArmError:
     """409 when a PUT on an existing resource tries to change an immutable property."""
     return ArmError(

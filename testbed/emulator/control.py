@@ -20,6 +20,7 @@ from testbed.emulator import arm_errors
 from testbed.emulator.arm_errors import ArmError
 from testbed.emulator.pages import PAGE_SIZE, PageMap, churn, fill_sparse
 from testbed.emulator.resources import (
+    DISK_SKUS,
     GIB,
     ManagedResource,
     ResourceKey,
@@ -186,6 +187,7 @@ def _config(emulator: ComputeEmulator) -> dict[str, Any]:
         "page_size": settings.page_size,
         "retry_after": settings.retry_after,
         "copy_pending_polls": emulator.data_plane.copy_pending_polls,
+        "background_copy_polls": settings.background_copy_polls,
     }
 
 
@@ -212,6 +214,8 @@ def _create_disk(emulator: ComputeEmulator, key: ResourceKey, request: dict[str,
     ):
         raise InvalidInputError("tags", "must be an object of string values")
     sku = _optional_str(request, "sku") or "Standard_LRS"
+    if sku not in DISK_SKUS:
+        raise InvalidInputError("sku", f"must be one of {', '.join(sorted(DISK_SKUS))}; got {sku!r}")
     group = emulator.service.ensure_resource_group(key.resource_group)
     resource = ManagedResource(
         key=key,

@@ -51,6 +51,23 @@ _SKU_TIERS = {
 }
 
 
+#: Disk SKUs (``DiskStorageAccountTypes`` in the spec).
+DISK_SKUS = frozenset(
+    {
+        "Standard_LRS",
+        "Premium_LRS",
+        "StandardSSD_LRS",
+        "UltraSSD_LRS",
+        "Premium_ZRS",
+        "StandardSSD_ZRS",
+        "PremiumV2_LRS",
+    }
+)
+#: Disk SKUs whose snapshots fill in the background before they can be used:
+#: Premium SSD v2 and Ultra (learn.microsoft.com: disks-incremental-snapshots, "Check snapshot status").
+BACKGROUND_COPY_SKUS = frozenset({"PremiumV2_LRS", "UltraSSD_LRS"})
+
+
 def is_valid_name(name: str) -> bool:
     """Whether ``name`` follows the spec's rule: a-z, A-Z, 0-9, ``_`` and ``-``, at most 80 characters."""
     return bool(_NAME.match(name))
@@ -144,11 +161,47 @@ class ManagedResource:
     sas_expires_at: datetime | None = None
     #: Client-supplied properties echoed back (``osType``, ``networkAccessPolicy``...).
     extra_properties: dict[str, Any] = field(default_factory=dict)
+    #: Snapshots of Premium SSD v2 / Ultra disks: a background copy, counted in GETs of the snapshot once
+    #: it is created (``copy_polls_left`` of ``copy_polls_total`` still to go; none left = complete).
+    background_copy: bool = False
+    copy_polls_total: int = 0
+    copy_polls_left: int = 0
+    #: Asked for with ``creationData.instantAccessDurationMinutes`` (Premium SSD v2 / Ultra only).
+    instant_access: bool = False
 
     @property
     def id(self) -> str:
         """The ARM resource id."""
         return self.key.id
+
+    @property
+    def copying(self) -> bool:
+        """Whether a background copy is still running (or has not begun: the snapshot is being created)."""
+        return self.background_copy and (self.provisioning_state != "Succeeded" or self.copy_polls_left > 0)
+
+    def completion_percent(self) -> float:
+        """The background copy's ``completionPercent`` (0 until the snapshot is created)."""
+        if self.provisioning_state != "Succeeded":
+            return 0.0
+        if self.copy_polls_total <= 0:
+            return 100.0
+        done = self.copy_polls_total - self.copy_polls_left
+        return round(100.0 * done / self.copy_polls_total, 1)
+
+    def access_state(self) -> str:
+        """``snapshotAccessState`` as the instant-access page's table gives it for this snapshot's state."""
+        if self.background_copy:
+            if self.copying:
+                created = self.provisioning_state == "Succeeded"
+                return "InstantAccess" if self.instant_access and created else "Pending"
+            return "AvailableWithInstantAccess" if self.instant_access else "Available"
+        return "Available" if self.provisioning_state == "Succeeded" else "Pending"
+
+    @property
+    def readable(self) -> bool:
+        """Whether its data may be read (a SAS granted, a copy to another region made): not while a
+        background copy runs, even in ``InstantAccess``, which serves only new disks."""
+        return not self.copying
 
     def has_active_sas(self, now: datetime | None = None) -> bool:
         """Whether a SAS granted on this resource is still in force."""
@@ -178,9 +231,9 @@ def render(resource: ManagedResource, now: datetime | None = None) -> dict[str, 
         properties["incremental"] = resource.incremental
         if resource.family_id is not None:
             properties["incrementalSnapshotFamilyId"] = resource.family_id
-        properties["snapshotAccessState"] = (
-            "Available" if resource.provisioning_state == "Succeeded" else "Pending"
-        )
+        properties["snapshotAccessState"] = resource.access_state()
+        if resource.background_copy:
+            properties["completionPercent"] = resource.completion_percent()
     body: dict[str, Any] = {
         "name": resource.key.name,
         "id": resource.id,

@@ -12,6 +12,11 @@ Rules modelled (Azure's, see ``docs/emulator.md`` for the sources and what is le
 - incremental snapshots of one disk share its ``incrementalSnapshotFamilyId``; at most 500 per disk;
 - at most 5 snapshots of one family hold an active SAS at once (the 6th grant: 409 OperationNotAllowed);
 - a disk or snapshot with an active SAS cannot be deleted (409 OperationNotAllowed): revoke first;
+- an incremental snapshot of a Premium SSD v2 / Ultra disk copies in the background after its creation:
+  ``completionPercent`` rises over ``background_copy_polls`` GETs of it, its ``snapshotAccessState`` is
+  ``Pending`` (``InstantAccess`` if asked for) until then; meanwhile it cannot be granted access, copied,
+  or (unless instant access) restored (409 OperationNotAllowed), and a disk has at most 3 such pending
+  snapshots;
 - Import needs ``storageAccountId`` naming the account that holds ``sourceUri``;
 - DELETE of something absent answers 204, as ARM does.
 """
@@ -34,6 +39,7 @@ from testbed.emulator.faults import FaultPlan
 from testbed.emulator.operations import Operation, Outcome, failure_error
 from testbed.emulator.pages import PageMap
 from testbed.emulator.resources import (
+    BACKGROUND_COPY_SKUS,
     GIB,
     ManagedResource,
     ResourceKey,
@@ -53,6 +59,8 @@ log = get_logger(__name__)
 #: Azure's limits on incremental snapshots and their SAS (learn.microsoft.com, incremental snapshots).
 MAX_INCREMENTAL_PER_DISK = 500
 MAX_ACTIVE_SAS_PER_FAMILY = 5
+#: Pending (background-copying) snapshots a Premium SSD v2 / Ultra disk may have at once.
+MAX_PENDING_BACKGROUND_COPIES = 3
 #: How many operations the emulator remembers; past that, the oldest finished ones are forgotten (their
 #: status URLs then answer 404, as Azure's do once an operation's record expires).
 MAX_KEPT_OPERATIONS = 2000
@@ -117,11 +125,13 @@ class Settings:
     operation_polls: int = 2
     page_size: int = 2
     retry_after: int = 1
+    #: GETs of a new Premium SSD v2 / Ultra snapshot until its background copy completes (0: at once).
+    background_copy_polls: int = 3
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply ``{"operation_polls": 3, ...}``; raises ``ValueError`` naming a bad field."""
         for name, value in changes.items():
-            if name not in ("operation_polls", "page_size", "retry_after"):
+            if name not in ("operation_polls", "page_size", "retry_after", "background_copy_polls"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer")
@@ -211,10 +221,15 @@ class ComputeService:
     # -- GET and lists ------------------------------------------------------------------------------
 
     def get(self, key: ResourceKey) -> Reply:
-        """``Disks_Get`` / ``Snapshots_Get``."""
-        self.find(key)
+        """``Disks_Get`` / ``Snapshots_Get``; a GET of a created snapshot advances its background copy."""
+        resource = self.find(key)
+        created = resource.provisioning_state == "Succeeded"
         self._advance_operations_on(key)
-        return Reply(200, render(self.find(key)))
+        resource = self.find(key)
+        if created:
+            with self._lock:
+                resource.copy_polls_left = max(0, resource.copy_polls_left - 1)
+        return Reply(200, render(resource))
 
     def list(
         self,
@@ -358,6 +373,7 @@ class ComputeService:
         if size_gb is not None and size_gb <= 0:
             raise arm_errors.invalid_parameter("properties.diskSizeGB", "diskSizeGB must be positive.")
         family_id: str | None = None
+        background_copy = False
         incremental = bool(properties.get("incremental", False)) and not is_disk
         if canonical == "Empty":
             if size_gb is None:
@@ -368,7 +384,7 @@ class ComputeService:
         elif canonical == "Import":
             content = self._import(creation)
         else:
-            source = self._copy_source(creation)
+            source = self._copy_source(creation, for_disk=is_disk)
             creation["sourceUniqueId"] = source.unique_id
             if is_disk:
                 content = source.content.copy()
@@ -376,6 +392,11 @@ class ComputeService:
                 content = source.content.frozen()
                 if incremental:
                     family_id = self._incremental_family(source)
+                    background_copy = (
+                        source.key.resource_type == "disks" and source.sku_name in BACKGROUND_COPY_SKUS
+                    )
+                    if background_copy:
+                        self._check_pending_copies(source, family_id)
         if size_gb is not None and size_gb * GIB != content.size:
             if size_gb * GIB < content.size:
                 raise arm_errors.invalid_parameter(
@@ -406,7 +427,27 @@ class ComputeService:
             incremental=incremental,
             family_id=str(uuid.uuid4()) if is_disk else family_id,
             extra_properties=echoed,
+            background_copy=background_copy,
+            copy_polls_total=self.settings.background_copy_polls if background_copy else 0,
+            copy_polls_left=self.settings.background_copy_polls if background_copy else 0,
+            instant_access=background_copy and creation.get("instantAccessDurationMinutes") is not None,
         )
+
+    def _check_pending_copies(self, disk: ManagedResource, family_id: str | None) -> None:
+        with self._lock:
+            pending = sum(
+                1
+                for r in self._resources.values()
+                if r.background_copy
+                and r.family_id == family_id
+                and r.copying
+                and r.provisioning_state != "Failed"  # a failed creation holds no copy
+            )
+        if pending >= MAX_PENDING_BACKGROUND_COPIES:
+            raise arm_errors.operation_not_allowed(
+                f"The disk '{disk.key.name}' already has {pending} snapshots whose background copy is in "
+                f"progress; at most {MAX_PENDING_BACKGROUND_COPIES} may be pending at once.",
+            )
 
     def _incremental_family(self, source: ManagedResource) -> str | None:
         family = source.family_id
@@ -421,7 +462,7 @@ class ComputeService:
             )
         return family
 
-    def _copy_source(self, creation: dict[str, Any]) -> ManagedResource:
+    def _copy_source(self, creation: dict[str, Any], *, for_disk: bool) -> ManagedResource:
         source_id = creation.get("sourceResourceId")
         target = "properties.creationData.sourceResourceId"
         if not source_id:
@@ -438,6 +479,11 @@ class ComputeService:
             raise arm_errors.operation_not_allowed(
                 f"The source '{source.key.name}' is in provisioning state {source.provisioning_state}.",
                 target=target,
+            )
+        # An instant-access snapshot can restore disks while it copies; nothing else can use it yet.
+        if source.copying and not (for_disk and source.instant_access):
+            raise arm_errors.background_copy_in_progress(
+                source.key.name, source.completion_percent(), target=target
             )
         return source
 
@@ -523,6 +569,8 @@ class ComputeService:
                 f"'{key.name}' is in provisioning state {resource.provisioning_state}; "
                 "access cannot be granted."
             )
+        if not resource.readable:
+            raise arm_errors.background_copy_in_progress(key.name, resource.completion_percent())
         operation_name = "Disks_GrantAccess" if key.resource_type == "disks" else "Snapshots_GrantAccess"
         family = resource.family_id if key.resource_type == "snapshots" else None
         with self._grant_lock:
