@@ -204,6 +204,8 @@ def test_azure_yaml_deploys_the_function_app_from_the_repository_root() -> None:
     # A few keys of a small file: parsed by hand rather than adding a YAML package.
     assert re.search(r"^name: diskbackup$", text, re.M)
     assert re.search(r"^infra:\n  provider: bicep\n  path: infra\n  module: main$", text, re.M)
+    # Older azd deleted pre-existing resource groups the deployment touched: the disks' own groups.
+    assert re.search(r'^requiredVersions:\n  azd: ">= 1\.24\.1"$', text, re.M)
     service = re.search(r"^services:\n  (\w+):\n((?:    .*\n)+)", text, re.M)
     assert service is not None
     body = dict(line.strip().split(": ", 1) for line in service.group(2).splitlines())
