@@ -26,7 +26,7 @@ param backupLocation string = ''
 @description('Resource group of the app; empty = rg-<environmentName>.')
 param resourceGroupName string = ''
 
-@description('Resource group of the backup Storage account; empty = rg-<environmentName>-backups.')
+@description('An existing resource group for the backup Storage account: azd down leaves it and the backups alone, and the account is locked against deletion. Empty = rg-<environmentName>-backups, created and deleted with the app.')
 param backupResourceGroupName string = ''
 
 @description('Redundancy of the backup Storage account (page blobs: LRS, GRS or RA-GRS).')
@@ -36,9 +36,6 @@ param backupResourceGroupName string = ''
   'Standard_RAGRS'
 ])
 param backupStorageSku string = 'Standard_LRS'
-
-@description('Lock the backup Storage account against deletion (azd down then leaves it and its resource group).')
-param protectBackups bool = true
 
 @description('Days deleted or overwritten backup blobs stay restorable (blob soft delete).')
 @minValue(1)
@@ -144,7 +141,9 @@ var tags = {
   'azd-env-name': environmentName
 }
 var appGroupName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
-var backupGroupName = empty(backupResourceGroupName) ? 'rg-${environmentName}-backups' : backupResourceGroupName
+// Backups kept apart from the app live in a group azd did not create, so `azd down` never deletes it.
+var keepBackups = !empty(backupResourceGroupName)
+var backupGroupName = keepBackups ? backupResourceGroupName : 'rg-${environmentName}-backups'
 var backupRegion = empty(backupLocation) ? location : backupLocation
 var disksSubscription = empty(disksSubscriptionId) ? subscription().subscriptionId : disksSubscriptionId
 var diskGroups = split(diskResourceGroupIds, ',')
@@ -159,7 +158,7 @@ resource appGroup 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   tags: tags
 }
 
-resource backupGroup 'Microsoft.Resources/resourceGroups@2022-09-01' = {
+resource backupGroup 'Microsoft.Resources/resourceGroups@2022-09-01' = if (!keepBackups) {
   name: backupGroupName
   location: backupRegion
   tags: tags
@@ -201,7 +200,10 @@ module hostStorage 'modules/host-storage.bicep' = {
 
 module backupStorage 'modules/backup-storage.bicep' = {
   name: 'backup-storage'
-  scope: backupGroup
+  scope: resourceGroup(backupGroupName)
+  dependsOn: [
+    backupGroup
+  ]
   params: {
     name: 'stbackup${token}'
     location: backupRegion
@@ -210,7 +212,7 @@ module backupStorage 'modules/backup-storage.bicep' = {
     containerName: backupContainer
     catalogTableName: catalogTable
     softDeleteDays: backupSoftDeleteDays
-    protectFromDeletion: protectBackups
+    protectFromDeletion: keepBackups
     principalId: identity.outputs.principalId
   }
 }
@@ -306,6 +308,6 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = appGroup.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
-output BACKUP_RESOURCE_GROUP string = backupGroup.name
+output BACKUP_RESOURCE_GROUP string = backupGroupName
 output BACKUP_STORAGE_ACCOUNT string = backupStorage.outputs.name
 output BACKUP_BLOB_ENDPOINT string = backupStorage.outputs.blobEndpoint

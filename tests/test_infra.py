@@ -344,10 +344,29 @@ def test_backup_account_may_live_in_another_region_than_the_app() -> None:
     assert is_ref(region["true_value"], "location") and is_ref(region["false_value"], "backupLocation")
     backup = main["modules"]["backupStorage"]["config"]
     assert is_ref(backup["params"]["location"], "backupRegion")
-    assert is_ref(backup["scope"], "backupGroup")
     assert is_ref(resource(main, "backupGroup")["body"]["location"], "backupRegion")
     app = main["modules"]["functionApp"]["config"]
     assert is_ref(app["params"]["location"], "location")
+
+
+def test_backups_kept_apart_live_in_a_group_azd_did_not_create_and_are_locked() -> None:
+    main = bicep(MAIN)
+    assert main["parameters"]["backupResourceGroupName"]["default"] == ""
+    keep = variable(main, "keepBackups")["operator"]
+    assert keep["type"] == "not" and function(keep["operands"]["bool_value"], "empty") == {
+        "item_to_test": "backupResourceGroupName"
+    }
+    # azd down deletes the resource groups its deployment created, and only those: with a group of
+    # their own the backups are not created (so not deleted) with the app ...
+    group = resource(main, "backupGroup")["config"]["condition"]["operator"]
+    assert group["type"] == "not" and is_ref(group["operands"]["bool_value"], "keepBackups")
+    backup = main["modules"]["backupStorage"]["config"]
+    assert function(backup["scope"], "resource_group") == {
+        "resource_group_name": "backupGroupName",
+        "subscription_id": None,
+    }
+    # ... and there the account is locked against deletion.
+    assert is_ref(backup["params"]["protectFromDeletion"], "keepBackups")
 
 
 def test_backup_container_and_table_are_the_ones_the_app_is_told() -> None:

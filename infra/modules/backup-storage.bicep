@@ -29,8 +29,8 @@ param catalogTableName string
 @maxValue(365)
 param softDeleteDays int = 14
 
-@description('Lock the account against deletion, so that tearing the app down cannot take the backups with it.')
-param protectFromDeletion bool = true
+@description('Lock the account against deletion (for backups kept in a resource group of their own).')
+param protectFromDeletion bool = false
 
 @description('Principal (object) id of the app\'s identity.')
 param principalId string
