@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 
 .PHONY: install test test-fast demo dev lint bench clean
 
@@ -15,6 +17,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $@
 
 install: $(STAMP) $(NODE_STAMP)
@@ -32,12 +39,15 @@ demo: install
 dev: install
 	$(BIN)/python -m testbed.devenv
 
-lint: install
+# checkov reads the Bicep offline (--skip-download): every check passes or is skipped with its reason
+# written next to the resource (`// checkov:skip=ID: why`).
+lint: install $(CHECKOV_STAMP)
 	$(BIN)/ruff check backup testbed tests bench function_app.py
 	$(BIN)/mypy
+	$(CHECKOV_VENV)/bin/checkov --directory infra --framework bicep --compact --quiet --skip-download
 
 bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .dev .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .dev .pytest_cache .mypy_cache .ruff_cache
