@@ -40,6 +40,7 @@ from backup.errors import (
     NotFoundError,
     PreconditionFailedError,
     ThrottledError,
+    UnexpectedResponseError,
 )
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from testbed.emulator.dataplane import DataPlane
@@ -467,8 +468,9 @@ def test_parse_page_list() -> None:
         "<Other/>",
         "not xml",
         '<!DOCTYPE x [<!ENTITY a "b">]><PageList/>',
+        "<PageList><PageRange><Start>\u00b2</Start><End>511</End></PageRange></PageList>",  # not ASCII
     ):
-        with pytest.raises(InvalidInputError):
+        with pytest.raises(UnexpectedResponseError):
             parse_page_list(bad)
 
 

@@ -25,7 +25,7 @@ from backup.azure.compute import (
     validate_run_id,
 )
 from backup.azure.resource_id import disk_id, validate_new_name
-from backup.errors import InvalidInputError
+from backup.errors import InvalidInputError, UnexpectedResponseError
 
 SPEC = Path(__file__).parent / "spec"
 SUB = "5f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"
@@ -202,12 +202,12 @@ def test_a_snapshot_still_copying_is_not_ready() -> None:
 )
 def test_malformed_disk_bodies_are_refused(change: dict[str, Any], field: str) -> None:
     body = _example("examples-2026-03-02/diskExamples/Disk_Get.json") | change
-    with pytest.raises(InvalidInputError) as caught:
+    with pytest.raises(UnexpectedResponseError) as caught:
         Disk.from_arm(body)
     assert caught.value.field == field
 
 
 def test_a_snapshot_id_is_not_a_disk() -> None:
     body = _example("examples-2025-01-02/snapshotExamples/Snapshot_GetIncrementalSnapshot.json")
-    with pytest.raises(InvalidInputError, match="must be a disk ID"):
+    with pytest.raises(UnexpectedResponseError, match="must be a disk ID"):
         Disk.from_arm(body)

@@ -24,7 +24,7 @@ from backup.azure.lro import (
     classify_poll,
     extract_result,
 )
-from backup.errors import InvalidInputError, OperationFailedError
+from backup.errors import DiskBackupError, InvalidInputError, OperationFailedError, UnexpectedResponseError
 
 BASE = "https://management.azure.com/subscriptions/5f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"
 SNAP = f"{BASE}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/s1?api-version=2026-03-02"
@@ -214,24 +214,47 @@ def test_default_retry_after_is_configurable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "url", "status_code", "headers", "field"),
+    ("method", "url", "status_code", "headers", "field", "error"),
     [
-        ("POST", GRANT, 202, {}, "Location header"),
-        ("DELETE", SNAP, 202, {"Retry-After": "1"}, "Location header"),
-        ("GET", SNAP, 200, {}, "method"),
-        ("PUT", SNAP, 400, {}, "status code"),
-        ("PUT", SNAP, 302, {"Location": LOCATION}, "status code"),
-        ("PUT", "/relative/path", 200, {}, "request url"),
-        ("POST", GRANT, 202, {"Location": "/subscriptions/x/operations/1"}, "Location header"),
-        ("POST", GRANT, 202, {"Azure-AsyncOperation": "ftp://example/op"}, "Azure-AsyncOperation header"),
+        # Answers off the spec are Azure's fault ...
+        ("POST", GRANT, 202, {}, "Location header", UnexpectedResponseError),
+        ("DELETE", SNAP, 202, {"Retry-After": "1"}, "Location header", UnexpectedResponseError),
+        ("PUT", SNAP, 400, {}, "status code", UnexpectedResponseError),
+        ("PUT", SNAP, 302, {"Location": LOCATION}, "status code", UnexpectedResponseError),
+        (
+            "POST",
+            GRANT,
+            202,
+            {"Location": "/subscriptions/x/operations/1"},
+            "Location header",
+            UnexpectedResponseError,
+        ),
+        (
+            "POST",
+            GRANT,
+            202,
+            {"Azure-AsyncOperation": "ftp://example/op"},
+            "Azure-AsyncOperation header",
+            UnexpectedResponseError,
+        ),
+        # ... requests that are no long-running operation are the caller's.
+        ("GET", SNAP, 200, {}, "method", InvalidInputError),
+        ("PUT", "/relative/path", 200, {}, "request url", InvalidInputError),
     ],
 )
 def test_initial_answers_that_are_refused(
-    method: str, url: str, status_code: int, headers: dict[str, str], field: str
+    method: str,
+    url: str,
+    status_code: int,
+    headers: dict[str, str],
+    field: str,
+    error: type[DiskBackupError],
 ) -> None:
-    with pytest.raises(InvalidInputError) as caught:
+    with pytest.raises(error) as caught:
         classify_initial(method, url, status_code, headers, None)
-    assert caught.value.field == field
+    assert getattr(caught.value, "field", None) == field
+    if error is UnexpectedResponseError:
+        assert not isinstance(caught.value, InvalidInputError)
 
 
 # -- polling the Azure-AsyncOperation URL ---------------------------------------------------------
@@ -355,7 +378,7 @@ def test_async_operation_poll(
     [(200, {}), (200, None), (200, {"status": ""}), (200, {"status": 3}), (204, None)],
 )
 def test_async_status_bodies_that_are_refused(status_code: int, body: Any) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(UnexpectedResponseError):
         classify_poll(_async("POST"), status_code, {}, body)
 
 
@@ -454,7 +477,7 @@ def test_location_poll(
 
 def test_location_server_error_is_not_a_verdict() -> None:
     # 5xx is the transport's business (retried, then raised); here it is refused, not read as Failed.
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(UnexpectedResponseError):
         classify_poll(_location("POST"), 500, {}, None)
 
 
@@ -509,7 +532,7 @@ def test_location_result_is_read_from_the_final_get() -> None:
 
 def test_extract_result_refuses_a_status_body_without_output() -> None:
     status = classify_poll(_async("POST"), 200, {}, {"status": "Succeeded", "properties": {"output": {}}})
-    with pytest.raises(InvalidInputError, match=r"properties\.output"):
+    with pytest.raises(UnexpectedResponseError, match=r"properties\.output"):
         extract_result(status, {"status": "Succeeded"})
 
 
@@ -519,7 +542,7 @@ def test_revoke_through_the_async_url_has_an_empty_location_result() -> None:
     status = classify_poll(_async("POST"), 200, {}, {"status": "Succeeded"})
     assert status.result_source is ResultSource.RESOURCE
     assert extract_result(status, None) is None
-    with pytest.raises(InvalidInputError, match="JSON object"):
+    with pytest.raises(UnexpectedResponseError, match="JSON object"):
         extract_result(status, ["not", "an", "object"])
 
 

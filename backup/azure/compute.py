@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from backup.azure.arm import ArmClient
@@ -45,7 +46,7 @@ from backup.azure.resource_id import (
     validate_resource_group,
     validate_subscription_id,
 )
-from backup.errors import InvalidInputError
+from backup.errors import InvalidInputError, UnexpectedResponseError
 from backup.redact import get_logger
 
 __all__ = [
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 API_VERSION = "2026-03-02"
 GIB = 1 << 30
@@ -188,10 +191,10 @@ class Disk:
 
     @classmethod
     def from_arm(cls, body: Any) -> Disk:
-        """Read an ARM ``Disk`` body; raise :class:`InvalidInputError` naming what is missing."""
+        """Read an ARM ``Disk`` body; :class:`UnexpectedResponseError` names what is wrong in it."""
         data, properties = _resource_body(body, "disk")
         return cls(
-            id=str(parse_disk_id(data["id"], "disk.id")),
+            id=_answered_id(parse_disk_id, data["id"], "disk.id"),
             name=data["name"],
             location=data["location"],
             size_bytes=_size_bytes(properties),
@@ -240,13 +243,13 @@ class Snapshot:
 
     @classmethod
     def from_arm(cls, body: Any) -> Snapshot:
-        """Read an ARM ``Snapshot`` body; raise :class:`InvalidInputError` naming what is missing."""
+        """Read an ARM ``Snapshot`` body; :class:`UnexpectedResponseError` names what is wrong in it."""
         data, properties = _resource_body(body, "snapshot")
         creation = properties.get("creationData")
         creation = creation if isinstance(creation, Mapping) else {}
         percent = properties.get("completionPercent")
         return cls(
-            id=str(parse_snapshot_id(data["id"], "snapshot.id")),
+            id=_answered_id(parse_snapshot_id, data["id"], "snapshot.id"),
             name=data["name"],
             location=data["location"],
             incremental=properties.get("incremental") is True,
@@ -286,7 +289,9 @@ class ComputeClient:
     def get_disk(self, disk_id: str | ResourceId) -> Disk:
         """The disk ``disk_id``; :class:`~backup.errors.NotFoundError` if it does not exist."""
         rid = _as_id(disk_id, "disks", "disk id")
-        return Disk.from_arm(self.arm.get(rid.path, api_version=API_VERSION))
+        body = self.arm.get(rid.path, api_version=API_VERSION)
+        with self._reading("GET", rid.path):
+            return Disk.from_arm(body)
 
     def list_disks(
         self,
@@ -300,7 +305,7 @@ class ComputeClient:
         ARM's disk list has no tag filter, so :func:`matches_tags` is applied here, page by page.
         """
         return [
-            Disk.from_arm(item)
+            _read_listed(Disk.from_arm, item)
             for item in self._list("disks", subscription_id, resource_group)
             if tags is None or matches_tags(_tags(item), tags)
         ]
@@ -347,7 +352,9 @@ class ComputeClient:
     def get_snapshot(self, snapshot_id: str | ResourceId) -> Snapshot:
         """The snapshot ``snapshot_id``; :class:`~backup.errors.NotFoundError` if it does not exist."""
         rid = _as_id(snapshot_id, "snapshots", "snapshot id")
-        return Snapshot.from_arm(self.arm.get(rid.path, api_version=API_VERSION))
+        body = self.arm.get(rid.path, api_version=API_VERSION)
+        with self._reading("GET", rid.path):
+            return Snapshot.from_arm(body)
 
     def list_snapshots(
         self,
@@ -358,7 +365,7 @@ class ComputeClient:
     ) -> list[Snapshot]:
         """Every snapshot of a subscription or resource group with all ``tags`` (filtered here)."""
         return [
-            Snapshot.from_arm(item)
+            _read_listed(Snapshot.from_arm, item)
             for item in self._list("snapshots", subscription_id, resource_group)
             if tags is None or matches_tags(_tags(item), tags)
         ]
@@ -425,12 +432,13 @@ class ComputeClient:
             raise InvalidInputError("grant", "is not a grant-access (beginGetAccess) operation")
         result = self.arm.fetch_result(grant)
         sas = result.get("accessSAS") if result else None
-        if not isinstance(sas, str) or not sas:
-            raise InvalidInputError("grant result", "has no accessSAS")
-        parts = urlsplit(sas)
-        if parts.scheme not in ("https", "http") or not parts.netloc or not parts.query:
-            # Never show the value: it may be a SAS that is merely malformed.
-            raise InvalidInputError("grant result", "accessSAS is not a URL with a SAS token")
+        with self._reading("GET", grant.result_url):
+            if not isinstance(sas, str) or not sas:
+                raise UnexpectedResponseError("grant result", "has no accessSAS")
+            parts = urlsplit(sas)
+            if parts.scheme not in ("https", "http") or not parts.netloc or not parts.query:
+                # Never show the value: it may be a SAS that is merely malformed.
+                raise UnexpectedResponseError("grant result", "accessSAS is not a URL with a SAS token")
         return sas
 
     def begin_revoke_access(self, resource_id: str | ResourceId) -> LroStatus:
@@ -445,6 +453,17 @@ class ComputeClient:
         return self.arm.poll(operation)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, method: str, path_or_url: str | None) -> Iterator[None]:
+        """An :class:`UnexpectedResponseError` about a body read here names the request it answered."""
+        try:
+            yield
+        except UnexpectedResponseError as exc:
+            url = path_or_url
+            if url is not None and url.startswith("/"):
+                url = self.arm.url(url, API_VERSION)
+            raise exc.for_request(method=method, url=url, request_id=None) from None
 
     def _list(self, kind: str, subscription_id: str, resource_group: str | None) -> Iterator[dict[str, Any]]:
         scope = f"/subscriptions/{validate_subscription_id(subscription_id)}"
@@ -513,12 +532,30 @@ def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
     return dict(tags)
 
 
+def _answered_id(parse: Callable[[str, str], ResourceId], value: str, field: str) -> str:
+    """A resource ID ARM answered with, parsed: a malformed one is ARM's fault, not the caller's."""
+    try:
+        return str(parse(value, field))
+    except InvalidInputError as exc:
+        raise UnexpectedResponseError(exc.field, exc.problem) from None
+
+
+def _read_listed(read: Callable[[Any], T], item: Any) -> T:
+    """One item of a list answer, read; an unreadable one names itself (its ID, when it has one)."""
+    try:
+        return read(item)
+    except UnexpectedResponseError as exc:
+        shown = item.get("id") if isinstance(item, Mapping) else None
+        where = f"list item {shown}" if isinstance(shown, str) else "list item"
+        raise UnexpectedResponseError(f"{where}: {exc.field}", exc.problem) from None
+
+
 def _resource_body(body: Any, what: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     if not isinstance(body, Mapping):
-        raise InvalidInputError(what, "expected a JSON object")
+        raise UnexpectedResponseError(what, "expected a JSON object")
     for name in ("id", "name", "location"):
         if not isinstance(body.get(name), str) or not body[name]:
-            raise InvalidInputError(f"{what}.{name}", "missing or not a string")
+            raise UnexpectedResponseError(f"{what}.{name}", "missing or not a string")
     properties = body.get("properties")
     return body, properties if isinstance(properties, Mapping) else {}
 
