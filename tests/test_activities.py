@@ -23,7 +23,13 @@ from backup.azure.odata import eq
 from backup.azure.page_range import PageRange
 from backup.catalog import RUN_PARTITION, disk_partition
 from backup.clients import AzureClients, build_clients
-from backup.errors import CopyFailedError, InvalidInputError, OperationFailedError, VerificationError
+from backup.errors import (
+    CopyFailedError,
+    InvalidInputError,
+    OperationFailedError,
+    UnexpectedResponseError,
+    VerificationError,
+)
 from backup.settings import Settings
 from backup.workflow import activities
 from backup.workflow import activity_names as act
@@ -413,6 +419,23 @@ def test_a_failed_operation_makes_the_activity_raise(corner: Corner) -> None:
     started = activities.begin_snapshot(corner.clients, snapshot_input(disk))
     with pytest.raises(OperationFailedError, match="InternalDiskManagementError"):
         corner.finish(started)
+
+
+def test_a_malformed_answer_makes_the_activity_raise_azures_error_not_the_callers(corner: Corner) -> None:
+    disk = corner.make_disk("d1")
+    corner.fault(
+        operation="Snapshots_CreateOrUpdate",
+        action="malformed",
+        resource_name=snapshot_name(RUN, disk["id"]),
+    )
+    with pytest.raises(UnexpectedResponseError) as caught:
+        activities.begin_snapshot(corner.clients, snapshot_input(disk))
+    error = caught.value
+    assert not isinstance(error, InvalidInputError)
+    assert (error.field, error.method) == ("response body", "PUT")
+    assert error.request_id and error.request_id in str(error)
+    assert "api-version" not in str(error)  # the URL is shown without its query
+    assert corner.snapshots() == []  # the call did nothing; repeating it later is safe
 
 
 # -- input from outside -----------------------------------------------------------------------------------
