@@ -80,6 +80,7 @@ def _expect_unexpected(action: Callable[[], object], field: str) -> UnexpectedRe
         (_json(["a", "list"]), "response body"),
         (_json(_disk_body(location=None)), "disk.location"),
         (_json(_disk_body(id="/subscriptions/x/oops")), "disk.id"),
+        (_json(_disk_body(id=DISK.replace("/d1", "/.."))), "disk.id"),
     ],
 )
 def test_a_disk_read_that_is_not_a_disk(answer: Answer, field: str) -> None:

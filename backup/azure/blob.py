@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from backup.azure.names import validate_container_name
 from backup.azure.page_range import PAGE_SIZE, PageRange
 from backup.azure.transport import Authorizer, Transport, error_from_response, reading, unexpected_response
 from backup.errors import InvalidInputError, UnexpectedResponseError
@@ -60,7 +61,6 @@ STORAGE_API_VERSION = "2025-01-05"
 #: The largest page blob Azure allows.
 MAX_PAGE_BLOB_SIZE = 8 * 1024**4
 
-_CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*")
 _METADATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 # Snapshot timestamps look like 2024-01-02T03:04:05.1234567Z.
@@ -90,10 +90,7 @@ class ContainerAddress:
         ``endpoint`` is ``https://<account>.blob.core.windows.net`` on Azure or path-style
         ``http://127.0.0.1:<port>/<account>`` on Azurite and the emulator front.
         """
-        if not _CONTAINER_NAME.fullmatch(container):
-            raise InvalidInputError(
-                "container", f"{container!r} is not 3-63 lowercase letters, digits and single hyphens"
-            )
+        validate_container_name(container)
         return cls(f"{_validated_endpoint(endpoint)}/{container}", authorize)
 
     def blob(self, name: str) -> BlobAddress:

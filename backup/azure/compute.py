@@ -35,6 +35,12 @@ from urllib.parse import urlsplit
 
 from backup.azure.arm import ArmClient
 from backup.azure.lro import LroStatus
+from backup.azure.names import (
+    MAX_TAG_VALUE_LENGTH,
+    validate_new_compute_name,
+    validate_tag_name,
+    validate_tag_value,
+)
 from backup.azure.resource_id import (
     ResourceId,
     ResourceType,
@@ -42,7 +48,6 @@ from backup.azure.resource_id import (
     parse_resource_id,
     parse_snapshot_id,
     parse_storage_account_id,
-    validate_new_name,
     validate_resource_group,
     validate_subscription_id,
 )
@@ -79,7 +84,9 @@ TAG_RUN_ID = "runId"
 TAG_SOURCE_DISK = "sourceDiskId"
 CREATED_BY = "diskbackup"
 #: ARM's limit on a tag value's length.
-MAX_TAG_VALUE = 256
+MAX_TAG_VALUE = MAX_TAG_VALUE_LENGTH
+#: ARM's limit on the tags of one resource (tag-resources, Limitations).
+MAX_TAGS = 50
 #: GrantAccessData.durationInSeconds is an int32.
 MAX_GRANT_SECONDS = 2**31 - 1
 #: Snapshots of these disk types are copied in the background: wait for completionPercent 100.
@@ -118,12 +125,12 @@ def snapshot_name(run_id: str, disk_id: str | ResourceId) -> str:
     disk = disk_id if isinstance(disk_id, ResourceId) else parse_disk_id(disk_id)
     digest = hashlib.sha256(f"{run_id}\n{disk.key}".encode()).hexdigest()[:_HASH_LENGTH]
     run_part = _NOT_NAME_CHAR.sub("-", run_id)[:_RUN_PART_MAX]
-    # Azure wants a name to start with a letter or digit; a disk name from Azure may not (we accept
-    # those on reading), so leading punctuation is dropped.
-    disk_part = _NOT_NAME_CHAR.sub("-", disk.name).lstrip("-_") or "disk"
+    # A disk's name starts with a letter or digit (backup.azure.names), so this name does too; the
+    # periods Azure allows in it are not in the spec's characters for names we create.
+    disk_part = _NOT_NAME_CHAR.sub("-", disk.name)
     room = 80 - len(run_part) - len(digest) - 2
     name = f"{disk_part[:room]}-{run_part}-{digest}"
-    return validate_new_name(name, "snapshot name")
+    return validate_new_compute_name(name, "snapshot name")
 
 
 def source_disk_tag(disk_id: str | ResourceId) -> str:
@@ -510,7 +517,7 @@ def _as_id(value: str | ResourceId, kind: ResourceType | None, field: str) -> Re
 
 def _as_new_id(value: str | ResourceId, kind: ResourceType, field: str) -> ResourceId:
     rid = _as_id(value, kind, field)
-    validate_new_name(rid.name, f"{field}: name")
+    validate_new_compute_name(rid.name, f"{field}: name")
     return rid
 
 
@@ -522,13 +529,11 @@ def _blob_url(value: str) -> str:
 
 
 def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    if len(tags) > 50:
-        raise InvalidInputError("tags", "at most 50 tags per resource")
+    if len(tags) > MAX_TAGS:
+        raise InvalidInputError("tags", f"at most {MAX_TAGS} tags per resource")
     for name, value in tags.items():
-        if not isinstance(name, str) or not 1 <= len(name) <= 512 or any(c in name for c in "<>%&\\?/"):
-            raise InvalidInputError("tags", f"invalid tag name {name!r}")
-        if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
-            raise InvalidInputError("tags", f"tag {name!r}: the value must be a string of at most 256 chars")
+        validate_tag_name(name, "tags")
+        validate_tag_value(value, f"tags.{name}")
     return dict(tags)
 
 

@@ -32,6 +32,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from backup.azure.names import validate_table_name
 from backup.azure.odata import Filter, format_datetime, literal, property_name
 from backup.azure.transport import Authorizer, Transport, error_from_response, reading, unexpected_response
 from backup.errors import InvalidInputError, UnexpectedResponseError
@@ -58,7 +59,6 @@ MAX_PAGE_SIZE = 1000
 
 EntityValue = str | bool | int | float | datetime | uuid.UUID | bytes
 
-_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 _KEY_FORBIDDEN = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
 _SYSTEM_PROPERTIES = frozenset({"PartitionKey", "RowKey", "Timestamp"})
 _EDM_DATETIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,7}))?Z")
@@ -245,8 +245,7 @@ class TableClient:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise InvalidInputError("table endpoint", f"{endpoint!r} is not an http(s) URL without query")
-        if not _TABLE_NAME.fullmatch(table) or table.lower() == "tables":
-            raise InvalidInputError("table", f"{table!r} is not 3-63 letters/digits starting with a letter")
+        validate_table_name(table)
         self.endpoint = endpoint.rstrip("/")
         self.table = table
         self._authorize = authorize
