@@ -60,23 +60,23 @@ class Route:
 
 
 ROUTES = (
-    Route(re.compile(f"^{_SUB}{_TYPE}/?$", re.I), {"GET": "{Type}_List"}),
-    Route(re.compile(f"^{_SUB}{_RG}{_TYPE}/?$", re.I), {"GET": "{Type}_ListByResourceGroup"}),
+    Route(re.compile(f"{_SUB}{_TYPE}/?", re.I), {"GET": "{Type}_List"}),
+    Route(re.compile(f"{_SUB}{_RG}{_TYPE}/?", re.I), {"GET": "{Type}_ListByResourceGroup"}),
     Route(
-        re.compile(f"^{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/?$", re.I),
+        re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/?", re.I),
         {"GET": "{Type}_Get", "PUT": "{Type}_CreateOrUpdate", "DELETE": "{Type}_Delete"},
     ),
     Route(
-        re.compile(f"^{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/beginGetAccess$", re.I),
+        re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/beginGetAccess", re.I),
         {"POST": "{Type}_GrantAccess"},
     ),
     Route(
-        re.compile(f"^{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/endGetAccess$", re.I),
+        re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/endGetAccess", re.I),
         {"POST": "{Type}_RevokeAccess"},
     ),
     Route(
         re.compile(
-            rf"^{_SUB}/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/DiskOperations/(?P<op>[^/]+)$",
+            rf"{_SUB}/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/DiskOperations/(?P<op>[^/]+)",
             re.I,
         ),
         {"GET": STATUS_OPERATION},
@@ -398,7 +398,7 @@ class ComputeEmulator:
 
 def _route(method: str, path: str) -> tuple[re.Match[str], str]:
     for route in ROUTES:
-        match = route.pattern.match(path)
+        match = route.pattern.fullmatch(path)
         if match is None:
             continue
         template = route.verbs.get(method)
