@@ -1,8 +1,12 @@
 """The pure classification of long-running ARM operations, case by case.
 
-Cases come from the ARM RPC async API reference (summarised in shared/reference/arm/NOTES.md §4), the
-DiskRP 2026-03-02 spec and examples (202 + Location + Retry-After; final-state-via location), and
-observed Compute behaviour (Azure-AsyncOperation as well; grant's SAS at properties.output.accessSAS).
+Cases come from ARM's "Asynchronous API Reference" (Azure/azure-resource-manager-rpc,
+``v1.0/async-api-reference.md``: a Location URL answers 202 until done and then the operation's own
+result; an Azure-AsyncOperation URL answers a status body whose terminal words are Succeeded, Failed
+and Canceled; 60 s between polls without Retry-After), the DiskRP 2026-03-02 spec and examples
+(``testbed/emulator/spec``: 202 + Location + Retry-After; final-state-via location), and observed Compute
+behaviour (Azure-AsyncOperation as well; the grant's SAS at ``properties.output.accessSAS``, as reported
+in Azure/azure-sdk-for-js issue 17499).
 """
 
 from __future__ import annotations
