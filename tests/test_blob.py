@@ -3,7 +3,8 @@
 What plain Azurite (3.37.0, as pinned) cannot prove runs against the emulator's data-plane front (the
 session ``proving_ground``; ``docs/emulator.md`` says why it exists): a correct page-range diff between two
 snapshot SAS URLs (Azurite answers the full current ranges, never a ClearRange), Put Page From URL
-(Azurite: 501) and Get Page Ranges marker paging (Azurite ignores maxresults). The marker loop is also tested at a seam we own, the Transport.
+(Azurite: 501) and Get Page Ranges marker paging (Azurite ignores maxresults). The marker loop is also
+tested at a seam we own, the Transport.
 """
 
 from __future__ import annotations
