@@ -29,7 +29,7 @@ from backup.azure.odata import and_, decode_key, encode_key, eq
 from backup.azure.table import Entity, EntityValue, TableClient, UpsertMode
 from backup.errors import InvalidInputError, NotFoundError
 from backup.redact import get_logger, redact, strip_query
-from backup.workflow.models import RestorePointRecord, RunSummary, iso
+from backup.workflow.models import RestorePointRecord, RunSummary, iso, parse_iso
 
 log = get_logger(__name__)
 
@@ -51,13 +51,7 @@ def parse_time(value: Any, field: str) -> datetime:
         return value.astimezone(UTC)
     if not isinstance(value, str):
         raise InvalidInputError(field, "must be an ISO 8601 time")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInputError(field, f"{value!r} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise InvalidInputError(field, "must carry a time zone")
-    return parsed.astimezone(UTC)
+    return parse_iso(value, field)
 
 
 def inverted_time(when: datetime) -> str:

@@ -5,6 +5,8 @@
     ├── InvalidInputError   (ValueError)  a caller's input is malformed (HTTP body, resource ID,
     │                                     catalog row, range)                             not retryable
     ├── TransportError                    no HTTP answer: connection refused/reset, timeout  retryable
+    ├── UnexpectedResponseError           Azure answered, but not as the service documents  not retryable
+    │                                     (body, header, status code, link, LRO status, page list, entity)
     ├── AzureHttpError                    Azure answered with an error status               see subclasses
     │   ├── BadRequestError               400                                           not retryable
     │   ├── AuthenticationError           401, 403                                      not retryable
@@ -20,13 +22,16 @@
 
 Each class says in ``retryable`` whether repeating the same request may succeed. Error text never holds
 a secret: messages and body excerpts pass through :func:`backup.redact.redact` when the error is built.
+
+``InvalidInputError`` is the caller's fault (the HTTP API answers 400); ``UnexpectedResponseError`` is
+Azure's (or something between us and Azure): the HTTP API answers 502 and the disk's run fails with it.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from backup.redact import redact
+from backup.redact import redact, strip_query
 
 __all__ = [
     "AuthenticationError",
@@ -44,6 +49,7 @@ __all__ = [
     "ServerError",
     "ThrottledError",
     "TransportError",
+    "UnexpectedResponseError",
     "VerificationError",
     "http_error_class",
 ]
@@ -86,6 +92,47 @@ class TransportError(DiskBackupError):
     retryable = True
 
 
+class UnexpectedResponseError(DiskBackupError):
+    """Azure answered, but not as the service documents; ``field`` names what was wrong. Not retryable."""
+
+    # Not retryable: a service (or a proxy before it) that answers off its spec tends to answer the same
+    # way again, so repeating costs time and hides the fault. ``method``, ``url`` (query removed) and
+    # ``request_id`` (x-ms-request-id) say which request got the answer, when known.
+
+    def __init__(
+        self,
+        field: str,
+        problem: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.field = field
+        # One line, whatever the answer held: it ends up in one-line reasons and CLI messages.
+        self.problem = " ".join(redact(problem).split())
+        self.method = method
+        self.url = strip_query(url) if url else None
+        self.request_id = request_id
+        where = f"{method} {self.url}: " if method and self.url else ""
+        text = f"{where}unexpected answer from Azure: {field}: {self.problem}"
+        if request_id:
+            text += f" (x-ms-request-id {request_id})"
+        super().__init__(text)
+
+    def for_request(
+        self, *, method: str | None, url: str | None, request_id: str | None
+    ) -> UnexpectedResponseError:
+        """The same error, naming the request that got the answer (what it already names is kept)."""
+        return UnexpectedResponseError(
+            self.field,
+            self.problem,
+            method=self.method or method,
+            url=self.url or url,
+            request_id=self.request_id or request_id,
+        )
+
+
 class AzureHttpError(DiskBackupError):
     """Azure answered with an error status.
 
@@ -111,7 +158,7 @@ class AzureHttpError(DiskBackupError):
         self.error_message = redact(error_message) if error_message else None
         self.request_id = request_id
         self.method = method
-        self.url = _strip_query(url) if url else None
+        self.url = strip_query(url) if url else None
         self.body_excerpt = redact(body_excerpt[:500]) if body_excerpt else None
         self.retry_after = retry_after
         where = f"{method} {self.url}: " if method and self.url else ""
@@ -203,7 +250,3 @@ _BY_STATUS: dict[int, type[AzureHttpError]] = {
 def http_error_class(status: int) -> type[AzureHttpError]:
     """The most specific :class:`AzureHttpError` subclass for an HTTP status."""
     return _BY_STATUS.get(status, AzureHttpError)
-
-
-def _strip_query(url: str) -> str:
-    return url.split("?", 1)[0]

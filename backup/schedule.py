@@ -31,7 +31,7 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("month", 1, 12, _MONTHS),
     ("day-of-week", 0, 7, _DAYS),
 )
-_ITEM = re.compile(r"^(?P<base>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>[0-9]+))?$")
+_ITEM = re.compile(r"(?P<base>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>[0-9]+))?")
 # Limits how far back or forward an occurrence is searched: 8 years covers every valid expression
 # (29 February on a Monday recurs within 28 years, but such schedules are not worth a slow search).
 _SEARCH_DAYS = 366 * 8
@@ -154,7 +154,7 @@ def parse_schedule(expression: str) -> Schedule:
 def _parse_field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> frozenset[int]:
     values: set[int] = set()
     for item in text.split(","):
-        match = _ITEM.match(item)
+        match = _ITEM.fullmatch(item)
         if not match:
             raise InvalidInputError(
                 "schedule", f"{name} field {text!r}: {item!r} is not a value, range or step"

@@ -16,18 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from backup.azure.resource_id import parse_disk_id, validate_resource_group, validate_subscription_id
+from backup.azure.names import (
+    validate_container_name,
+    validate_resource_group_name,
+    validate_storage_account_name,
+    validate_table_name,
+    validate_tag_name,
+    validate_tag_value,
+    validate_task_hub_name,
+)
+from backup.azure.resource_id import parse_disk_id, validate_subscription_id
 from backup.azure.transport import is_loopback_url
 from backup.errors import ConfigurationError, InvalidInputError
 from backup.schedule import Schedule, parse_schedule
 
 T = TypeVar("T")
-
-_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
-_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_TABLE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
-_TASK_HUB = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,44}$")
-_TAG = re.compile(r"^(?P<name>[^=<>%&\\?/]{1,512})=(?P<value>.{0,256})$")
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class Settings:
                 problem = exc.problem if isinstance(exc, InvalidInputError) else str(exc)
                 raise ConfigurationError(name, problem) from None
 
-        account = read("BACKUP_STORAGE_ACCOUNT", _account)
+        account = read("BACKUP_STORAGE_ACCOUNT", validate_storage_account_name)
         assert account is not None
         selectors = ("BACKUP_SELECT_TAG", "BACKUP_SELECT_RESOURCE_GROUP", "BACKUP_SELECT_DISK_IDS")
         selection_settings = [name for name in selectors if raw(name)]
@@ -226,11 +229,9 @@ class Settings:
             or f"https://{account}.blob.core.windows.net",
             "table_endpoint": read("BACKUP_TABLE_ENDPOINT", _endpoint)
             or f"https://{account}.table.core.windows.net",
-            "container": read("BACKUP_CONTAINER", _pattern(_CONTAINER, "3-63 lowercase letters, digits, -")),
-            "catalog_table": read(
-                "BACKUP_CATALOG_TABLE", _pattern(_TABLE, "3-63 letters/digits, letter first")
-            ),
-            "task_hub": read("BACKUP_TASK_HUB", _pattern(_TASK_HUB, "3-45 letters/digits, letter first")),
+            "container": read("BACKUP_CONTAINER", validate_container_name),
+            "catalog_table": read("BACKUP_CATALOG_TABLE", validate_table_name),
+            "task_hub": read("BACKUP_TASK_HUB", validate_task_hub_name),
             "schedule": read("BACKUP_SCHEDULE", parse_schedule),
             "max_parallel": read("BACKUP_MAX_PARALLEL", _int_between(1, 50)),
             "select_tag": select_tag,
@@ -256,21 +257,6 @@ _SPECS = {spec.name: spec for spec in SETTINGS}
 
 def _guid(value: str) -> str:
     return validate_subscription_id(value, "value").lower()
-
-
-def _account(value: str) -> str:
-    if not _ACCOUNT.match(value):
-        raise ValueError(f"{value!r} is not a storage account name (3-24 lowercase letters and digits)")
-    return value
-
-
-def _pattern(regex: re.Pattern[str], rule: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if not regex.match(value):
-            raise ValueError(f"{value!r} is not valid ({rule})")
-        return value
-
-    return parse
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
@@ -322,16 +308,19 @@ def _endpoint(value: str) -> str:
 
 
 def parse_tag_selector(value: str) -> tuple[str, str]:
-    """``name=value`` into ``(name, value)``; tag names are 1-512 chars without ``<>%&\\?/``."""
-    match = _TAG.match(value)
-    if not match:
-        raise InvalidInputError("tag", f"{value!r} is not name=value (name 1-512 chars without <>%&\\?/)")
-    return match.group("name"), match.group("value")
+    """``name=value`` into ``(name, value)``, split at the first ``=``, each under Azure's tag rules.
+
+    So a selector's tag name never holds ``=``; the value may (it is everything after the first one).
+    """
+    name, sep, tag_value = value.partition("=")
+    if not sep:
+        raise InvalidInputError("tag", f"{value[:80]!r} is not name=value")
+    return validate_tag_name(name, "tag"), validate_tag_value(tag_value, "tag")
 
 
 def parse_resource_group_name(value: str) -> str:
-    """A resource group name per ARM's rules (:func:`backup.azure.resource_id.validate_resource_group`)."""
-    return validate_resource_group(value, "resourceGroup")
+    """A resource group name (:func:`backup.azure.names.validate_resource_group_name`)."""
+    return validate_resource_group_name(value, "resourceGroup")
 
 
 def _disk_id_list(value: str) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from backup.errors import (
     CopyFailedError,
     InvalidInputError,
     OperationFailedError,
+    UnexpectedResponseError,
     VerificationError,
 )
 from backup.settings import Settings
@@ -419,6 +420,23 @@ def test_a_failed_operation_makes_the_activity_raise(corner: Corner) -> None:
     started = activities.begin_snapshot(corner.clients, snapshot_input(disk))
     with pytest.raises(OperationFailedError, match="InternalDiskManagementError"):
         corner.finish(started)
+
+
+def test_a_malformed_answer_makes_the_activity_raise_azures_error_not_the_callers(corner: Corner) -> None:
+    disk = corner.make_disk("d1")
+    corner.fault(
+        operation="Snapshots_CreateOrUpdate",
+        action="malformed",
+        resource_name=snapshot_name(RUN, disk["id"]),
+    )
+    with pytest.raises(UnexpectedResponseError) as caught:
+        activities.begin_snapshot(corner.clients, snapshot_input(disk))
+    error = caught.value
+    assert not isinstance(error, InvalidInputError)
+    assert (error.field, error.method) == ("response body", "PUT")
+    assert error.request_id and error.request_id in str(error)
+    assert "api-version" not in str(error)  # the URL is shown without its query
+    assert corner.snapshots() == []  # the call did nothing; repeating it later is safe
 
 
 # -- a snapshot's background copy (Premium SSD v2 / Ultra) -------------------------------------------------

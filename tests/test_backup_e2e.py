@@ -261,6 +261,40 @@ def test_failing_disks_fail_alone_and_access_is_always_revoked(
     _assert_no_secrets(bed, caplog, issued)
 
 
+def test_a_malformed_answer_from_azure_fails_its_disk_with_a_clear_reason(bed: Bed) -> None:
+    ids = [bed.make_disk(f"disk{i}", 2 << 20, 0.1, 20 + i) for i in range(2)]
+    run_id = "manual-20261126T010000Z-malformed"
+    # Disk 0: ARM answers its snapshot PUT with a gateway's HTML page and a 200.
+    bed.control(
+        "POST",
+        "/faults",
+        {
+            "operation": "Snapshots_CreateOrUpdate",
+            "action": "malformed",
+            "resource_name": snapshot_name(run_id, ids[0]),
+        },
+    )
+    run = RunInput.from_json(
+        {
+            "trigger": "http",
+            "selection": {"kind": "resourceGroup", "resourceGroup": bed.resource_group},
+            "options": _options(bed.settings),
+        }
+    )
+    bed.host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id=run_id)
+    status = bed.host.wait_for_completion(run_id, timeout=120)
+
+    assert status.runtime_status == "Completed", status.output
+    summary = status.output
+    assert (summary["succeeded"], summary["failed"]) == (1, 1)
+    failed = {r["diskId"]: r for r in summary["disks"]}[ids[0]]
+    assert (failed["status"], failed["phase"]) == ("Failed", "snapshot")
+    reason = failed["reason"]
+    assert "unexpected answer from Azure" in reason and "response body" in reason, reason
+    assert "x-ms-request-id" in reason and "api-version" not in reason
+    assert bed.active_grants() == []
+
+
 def _options(settings: Settings) -> dict[str, Any]:
     from backup.workflow.startup import run_options
 

@@ -1,9 +1,10 @@
 """Blob REST (backup/azure/blob.py) against a real Azurite: every operation, success and failure paths.
 
-What plain Azurite cannot prove (reference/azurite.md) runs against the emulator's data-plane front (the
-session ``proving_ground``): a correct page-range diff between two snapshot SAS URLs (Azurite answers the
-full current ranges, never a ClearRange), Put Page From URL (Azurite: 501) and Get Page Ranges marker
-paging (Azurite ignores maxresults). The marker loop is also tested at a seam we own, the Transport.
+What plain Azurite (3.37.0, as pinned) cannot prove runs against the emulator's data-plane front (the
+session ``proving_ground``; ``docs/emulator.md`` says why it exists): a correct page-range diff between two
+snapshot SAS URLs (Azurite answers the full current ranges, never a ClearRange), Put Page From URL
+(Azurite: 501) and Get Page Ranges marker paging (Azurite ignores maxresults). The marker loop is also
+tested at a seam we own, the Transport.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from backup.errors import (
     NotFoundError,
     PreconditionFailedError,
     ThrottledError,
+    UnexpectedResponseError,
 )
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from testbed.emulator.dataplane import DataPlane
@@ -467,8 +469,9 @@ def test_parse_page_list() -> None:
         "<Other/>",
         "not xml",
         '<!DOCTYPE x [<!ENTITY a "b">]><PageList/>',
+        "<PageList><PageRange><Start>\u00b2</Start><End>511</End></PageRange></PageList>",  # not ASCII
     ):
-        with pytest.raises(InvalidInputError):
+        with pytest.raises(UnexpectedResponseError):
             parse_page_list(bad)
 
 

@@ -23,7 +23,7 @@ from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.azure.table import EntityValue, TableClient, UpsertMode
 from backup.catalog import RUN_PARTITION, Catalog, RestorePoint, RunRecord, disk_partition, inverted_time
 from backup.errors import InvalidInputError, NotFoundError
-from backup.workflow.models import RestorePointRecord, RunSummary
+from backup.workflow.models import RestorePointRecord, RunSummary, iso
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 
 SIGNER = SharedKeyAuthorizer(DEV_ACCOUNT, DEV_ACCOUNT_KEY, service=StorageService.TABLE)
@@ -48,10 +48,6 @@ def record_run(catalog: Catalog, data: Any) -> RunRecord:
 def record_point(catalog: Catalog, data: Any) -> RestorePoint:
     """Record a restore point as the ``record_restore_point`` activity does."""
     return catalog.record_restore_point(RestorePointRecord.from_json(data))
-
-
-def iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def run_summary(run_id: str, started: datetime, status: str = "Succeeded", **extra: Any) -> dict[str, Any]:

@@ -125,6 +125,27 @@ def test_config_and_fault_requests_are_validated(proving_ground: ProvingGround, 
     )
 
 
+def test_a_malformed_fault_answers_200_with_a_page_that_is_not_json(
+    proving_ground: ProvingGround, rg: str
+) -> None:
+    # Not through the spec-checking client of test_emulator_arm.py: this answer is off the spec on purpose.
+    proving_ground.control("PUT", f"/resourceGroups/{rg}/disks/md", {"size_bytes": MIB})
+    fault = {"operation": "Disks_Get", "action": "malformed", "resource_name": "md"}
+    assert proving_ground.control("POST", "/faults", fault)["faults"][0]["action"] == "malformed"
+    url = f"{proving_ground.arm_endpoint}{proving_ground.disk_id('md', rg)}?api-version=2026-03-02"
+    headers = {"Authorization": f"Bearer {proving_ground.arm_token}"}
+
+    def get() -> requests.Response:
+        return requests.get(url, headers=headers, verify=str(proving_ground.arm_ca_cert), timeout=60)
+
+    garbled = get()
+    assert garbled.status_code == 200 and garbled.headers["Content-Type"] == "text/html"
+    assert garbled.headers["x-ms-request-id"] and garbled.content.startswith(b"<html>")
+    with pytest.raises(ValueError):
+        garbled.json()
+    assert get().json()["name"] == "md"  # the next call is answered as usual
+
+
 def test_a_disk_with_an_active_sas_is_not_written(proving_ground: ProvingGround, rg: str) -> None:
     proving_ground.control("PUT", f"/resourceGroups/{rg}/disks/busy", {"size_bytes": MIB})
     proving_ground.control("PATCH", "/config", {"operation_polls": 0})

@@ -14,6 +14,7 @@ from testbed.emulator.operations import Operation, failure_error
 from testbed.emulator.resources import (
     ResourceKey,
     is_valid_name,
+    is_valid_resource_group,
     normalize_location,
     parse_compute_id,
     parse_storage_account_id,
@@ -144,10 +145,15 @@ def test_keys_compare_case_insensitively_and_ids_are_canonical() -> None:
         ("has.dot", False),
         ("", False),
         ("sp ace", False),
+        ("disk\n", False),  # fullmatch: '$' would let a trailing newline through
     ],
 )
 def test_name_rule(name: str, ok: bool) -> None:
     assert is_valid_name(name) is ok
+
+
+def test_resource_group_rule_refuses_a_trailing_newline() -> None:
+    assert is_valid_resource_group("rg-1") and not is_valid_resource_group("rg-1\n")
 
 
 def test_small_helpers() -> None:

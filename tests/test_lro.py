@@ -1,8 +1,12 @@
 """The pure classification of long-running ARM operations, case by case.
 
-Cases come from the ARM RPC async API reference (summarised in shared/reference/arm/NOTES.md §4), the
-DiskRP 2026-03-02 spec and examples (202 + Location + Retry-After; final-state-via location), and
-observed Compute behaviour (Azure-AsyncOperation as well; grant's SAS at properties.output.accessSAS).
+Cases come from ARM's "Asynchronous API Reference" (Azure/azure-resource-manager-rpc,
+``v1.0/async-api-reference.md``: a Location URL answers 202 until done and then the operation's own
+result; an Azure-AsyncOperation URL answers a status body whose terminal words are Succeeded, Failed
+and Canceled; 60 s between polls without Retry-After), the DiskRP 2026-03-02 spec and examples
+(``testbed/emulator/spec``: 202 + Location + Retry-After; final-state-via location), and observed Compute
+behaviour (Azure-AsyncOperation as well; the grant's SAS at ``properties.output.accessSAS``, as reported
+in Azure/azure-sdk-for-js issue 17499).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from backup.azure.lro import (
     classify_poll,
     extract_result,
 )
-from backup.errors import InvalidInputError, OperationFailedError
+from backup.errors import DiskBackupError, InvalidInputError, OperationFailedError, UnexpectedResponseError
 
 BASE = "https://management.azure.com/subscriptions/5f1c2d3e-aaaa-4bbb-8ccc-0123456789ab"
 SNAP = f"{BASE}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/s1?api-version=2026-03-02"
@@ -214,24 +218,47 @@ def test_default_retry_after_is_configurable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "url", "status_code", "headers", "field"),
+    ("method", "url", "status_code", "headers", "field", "error"),
     [
-        ("POST", GRANT, 202, {}, "Location header"),
-        ("DELETE", SNAP, 202, {"Retry-After": "1"}, "Location header"),
-        ("GET", SNAP, 200, {}, "method"),
-        ("PUT", SNAP, 400, {}, "status code"),
-        ("PUT", SNAP, 302, {"Location": LOCATION}, "status code"),
-        ("PUT", "/relative/path", 200, {}, "request url"),
-        ("POST", GRANT, 202, {"Location": "/subscriptions/x/operations/1"}, "Location header"),
-        ("POST", GRANT, 202, {"Azure-AsyncOperation": "ftp://example/op"}, "Azure-AsyncOperation header"),
+        # Answers off the spec are Azure's fault ...
+        ("POST", GRANT, 202, {}, "Location header", UnexpectedResponseError),
+        ("DELETE", SNAP, 202, {"Retry-After": "1"}, "Location header", UnexpectedResponseError),
+        ("PUT", SNAP, 400, {}, "status code", UnexpectedResponseError),
+        ("PUT", SNAP, 302, {"Location": LOCATION}, "status code", UnexpectedResponseError),
+        (
+            "POST",
+            GRANT,
+            202,
+            {"Location": "/subscriptions/x/operations/1"},
+            "Location header",
+            UnexpectedResponseError,
+        ),
+        (
+            "POST",
+            GRANT,
+            202,
+            {"Azure-AsyncOperation": "ftp://example/op"},
+            "Azure-AsyncOperation header",
+            UnexpectedResponseError,
+        ),
+        # ... requests that are no long-running operation are the caller's.
+        ("GET", SNAP, 200, {}, "method", InvalidInputError),
+        ("PUT", "/relative/path", 200, {}, "request url", InvalidInputError),
     ],
 )
 def test_initial_answers_that_are_refused(
-    method: str, url: str, status_code: int, headers: dict[str, str], field: str
+    method: str,
+    url: str,
+    status_code: int,
+    headers: dict[str, str],
+    field: str,
+    error: type[DiskBackupError],
 ) -> None:
-    with pytest.raises(InvalidInputError) as caught:
+    with pytest.raises(error) as caught:
         classify_initial(method, url, status_code, headers, None)
-    assert caught.value.field == field
+    assert getattr(caught.value, "field", None) == field
+    if error is UnexpectedResponseError:
+        assert not isinstance(caught.value, InvalidInputError)
 
 
 # -- polling the Azure-AsyncOperation URL ---------------------------------------------------------
@@ -355,7 +382,7 @@ def test_async_operation_poll(
     [(200, {}), (200, None), (200, {"status": ""}), (200, {"status": 3}), (204, None)],
 )
 def test_async_status_bodies_that_are_refused(status_code: int, body: Any) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(UnexpectedResponseError):
         classify_poll(_async("POST"), status_code, {}, body)
 
 
@@ -454,7 +481,7 @@ def test_location_poll(
 
 def test_location_server_error_is_not_a_verdict() -> None:
     # 5xx is the transport's business (retried, then raised); here it is refused, not read as Failed.
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(UnexpectedResponseError):
         classify_poll(_location("POST"), 500, {}, None)
 
 
@@ -509,7 +536,7 @@ def test_location_result_is_read_from_the_final_get() -> None:
 
 def test_extract_result_refuses_a_status_body_without_output() -> None:
     status = classify_poll(_async("POST"), 200, {}, {"status": "Succeeded", "properties": {"output": {}}})
-    with pytest.raises(InvalidInputError, match=r"properties\.output"):
+    with pytest.raises(UnexpectedResponseError, match=r"properties\.output"):
         extract_result(status, {"status": "Succeeded"})
 
 
@@ -519,7 +546,7 @@ def test_revoke_through_the_async_url_has_an_empty_location_result() -> None:
     status = classify_poll(_async("POST"), 200, {}, {"status": "Succeeded"})
     assert status.result_source is ResultSource.RESOURCE
     assert extract_result(status, None) is None
-    with pytest.raises(InvalidInputError, match="JSON object"):
+    with pytest.raises(UnexpectedResponseError, match="JSON object"):
         extract_result(status, ["not", "an", "object"])
 
 

@@ -67,6 +67,12 @@ def test_resource_group_with_parentheses_and_unicode_letters() -> None:
         (DISK.replace("data-disk_01", "d" * 81), "at most 80 characters"),
         (DISK.replace("data-disk_01", "data disk"), "only letters"),
         (DISK.replace("data-disk_01", "disk%2F1"), "only letters"),
+        # '.' and '..' would turn the ARM path into the disk list (or its parent).
+        (DISK.replace("data-disk_01", "."), "starting with a letter or digit"),
+        (DISK.replace("data-disk_01", ".."), "starting with a letter or digit"),
+        (DISK.replace("data-disk_01", "disk."), "ending with a letter, digit or '_'"),
+        (DISK.replace("data-disk_01", "-disk"), "starting with a letter or digit"),
+        (DISK + "\n", "only letters"),
     ],
 )
 def test_invalid_ids_are_refused_with_a_reason(value: str, fragment: str) -> None:
@@ -134,7 +140,9 @@ def test_constructor_validates_too() -> None:
 
 _guids = st.uuids().map(str)
 _groups = st.from_regex(r"[-\w.()]{0,89}[-\w()]", fullmatch=True).filter(lambda s: len(s) <= 90)
-_names = st.from_regex(r"[A-Za-z0-9_.-]{1,80}", fullmatch=True)
+# Azure's rule for disk and snapshot names (backup.azure.names): a letter or digit first, a letter,
+# digit or '_' last.
+_names = st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,78}[A-Za-z0-9_])?", fullmatch=True)
 _types = st.sampled_from(["disks", "snapshots"])
 
 

@@ -57,7 +57,11 @@ def test_overrides_parse() -> None:
         ({"BACKUP_STORAGE_ACCOUNT": "acct"}, "BACKUP_SUBSCRIPTION_ID", "required"),
         ({"BACKUP_SUBSCRIPTION_ID": SUB}, "BACKUP_STORAGE_ACCOUNT", "required"),
         ({**BASE, "BACKUP_SUBSCRIPTION_ID": "not-a-guid"}, "BACKUP_SUBSCRIPTION_ID", "GUID"),
-        ({**BASE, "BACKUP_STORAGE_ACCOUNT": "Bad_Name"}, "BACKUP_STORAGE_ACCOUNT", "storage account name"),
+        (
+            {**BASE, "BACKUP_STORAGE_ACCOUNT": "Bad_Name"},
+            "BACKUP_STORAGE_ACCOUNT",
+            "3-24 lowercase letters and digits",
+        ),
         ({**BASE, "BACKUP_ARM_ENDPOINT": "http://management.azure.com"}, "BACKUP_ARM_ENDPOINT", "https"),
         ({**BASE, "BACKUP_BLOB_ENDPOINT": "https://x/?sig=abc"}, "BACKUP_BLOB_ENDPOINT", "query"),
         ({**BASE, "BACKUP_ARM_TOKEN": "t"}, "BACKUP_ARM_TOKEN", "loopback"),
@@ -66,7 +70,7 @@ def test_overrides_parse() -> None:
         ({**BASE, "BACKUP_MAX_PARALLEL": "0"}, "BACKUP_MAX_PARALLEL", "outside 1-50"),
         ({**BASE, "BACKUP_MAX_PARALLEL": "four"}, "BACKUP_MAX_PARALLEL", "whole number"),
         ({**BASE, "BACKUP_CONTAINER": "Backups"}, "BACKUP_CONTAINER", "lowercase"),
-        ({**BASE, "BACKUP_CATALOG_TABLE": "1table"}, "BACKUP_CATALOG_TABLE", "letter first"),
+        ({**BASE, "BACKUP_CATALOG_TABLE": "1table"}, "BACKUP_CATALOG_TABLE", "starting with a letter"),
         ({**BASE, "BACKUP_KEEP_SNAPSHOTS": "maybe"}, "BACKUP_KEEP_SNAPSHOTS", "true or false"),
         (
             {**BASE, "BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES": "10081"},

@@ -28,6 +28,7 @@ from backup.errors import (
     InvalidInputError,
     NotFoundError,
     PreconditionFailedError,
+    UnexpectedResponseError,
 )
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 
@@ -277,15 +278,22 @@ def test_entity_from_json_reads_annotations() -> None:
     ],
 )
 def test_entity_from_json_refuses_malformed(item: dict[str, object]) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(UnexpectedResponseError):
         entity_from_json(item)
 
 
 @pytest.mark.parametrize(
-    "text", ["2024-01-02T03:04:05", "2024-01-02 03:04:05Z", "2024-01-02T03:04:05.12345678Z"]
+    "text",
+    [
+        "2024-01-02T03:04:05",
+        "2024-01-02 03:04:05Z",
+        "2024-01-02T03:04:05.12345678Z",
+        "2024-13-02T03:04:05Z",  # the shape, but no such month
+        "2024-01-02T03:04:05Z\n",
+    ],
 )
 def test_parse_edm_datetime_refuses(text: str) -> None:
-    with pytest.raises(InvalidInputError):
+    with pytest.raises(UnexpectedResponseError):
         parse_edm_datetime(text)
 
 

@@ -30,7 +30,7 @@ import azure.functions as func
 
 from backup.azure.resource_id import parse_disk_id
 from backup.catalog import Catalog
-from backup.errors import AzureHttpError, InvalidInputError, TransportError
+from backup.errors import AzureHttpError, InvalidInputError, TransportError, UnexpectedResponseError
 from backup.redact import get_logger, redact
 from backup.settings import Settings
 from backup.workflow.models import (
@@ -170,11 +170,18 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 async def guarded(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
-    """Run a handler; turn caller mistakes into 400s and our own faults into a bare 500 or 503."""
+    """Run a handler: caller mistakes become 400, off-spec Azure answers 502, our own faults 500 or 503."""
     try:
         return await handler()
     except InvalidInputError as exc:
         return error_response(400, "InvalidInput", exc.problem, exc.field)
+    except UnexpectedResponseError as exc:
+        # Not the caller's fault: a backend answered off its spec. The request's URL stays in the log;
+        # the caller gets what was wrong and the request id to quote.
+        log.warning("a backend answered unexpectedly: %s", exc)
+        request_id = f" (x-ms-request-id {exc.request_id})" if exc.request_id else ""
+        message = f"a backing service answered unexpectedly: {exc.field}: {exc.problem}{request_id}"
+        return error_response(502, "BadGateway", message)
     except (TransportError, AzureHttpError) as exc:
         log.warning("a backend did not answer: %s", exc)
         return error_response(503, "BackendUnavailable", "a backing service did not answer; try again later")

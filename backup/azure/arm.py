@@ -36,7 +36,7 @@ from backup.azure.lro import (
     classify_poll,
     extract_result,
 )
-from backup.azure.transport import Transport, is_loopback_url
+from backup.azure.transport import Transport, is_loopback_url, reading, unexpected_response
 from backup.errors import InvalidInputError
 from backup.redact import get_logger, strip_query
 
@@ -107,9 +107,10 @@ class ArmClient:
 
     def get(self, path: str, *, api_version: str, query: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET ``path``; the JSON object it answers."""
-        body = self._json(self._send("GET", self.url(path, api_version, query)))
+        response = self._send("GET", self.url(path, api_version, query))
+        body = self._json(response)
         if not isinstance(body, dict):
-            raise InvalidInputError("response body", f"GET {path}: expected a JSON object")
+            raise unexpected_response(response, "response body", "expected a JSON object")
         return body
 
     def put(
@@ -145,23 +146,27 @@ class ArmClient:
         """Each page's ``value`` list, following ``nextLink`` until there is none.
 
         A ``nextLink`` must stay on the endpoint's origin (the bearer token goes with it) and must not
-        repeat (a server bug would otherwise loop forever).
+        repeat (a server bug would otherwise loop forever); either is an
+        :class:`~backup.errors.UnexpectedResponseError`.
         """
         url: str | None = self.url(path, api_version, query)
         seen: set[str] = set()
         while url is not None:
             seen.add(url)
-            body = self._json(self._send("GET", url))
+            response = self._send("GET", url)
+            body = self._json(response)
             if not isinstance(body, dict) or not isinstance(body.get("value", []), list):
-                raise InvalidInputError("response body", f"GET {path}: expected {{'value': [...]}}")
+                raise unexpected_response(response, "response body", "expected {'value': [...]}")
             page = [item for item in body.get("value", []) if isinstance(item, dict)]
             next_link = body.get("nextLink")
             if next_link is None or next_link == "":
                 url = None
             else:
-                url = self._same_origin(next_link, "nextLink")
+                url = self._same_origin(next_link, "nextLink", response)
                 if url in seen:
-                    raise InvalidInputError("nextLink", f"repeats an earlier page: {strip_query(url)}")
+                    raise unexpected_response(
+                        response, "nextLink", f"repeats an earlier page: {strip_query(url)}"
+                    )
             yield page
 
     # -- long-running operations -----------------------------------------------------------------------
@@ -186,15 +191,16 @@ class ArmClient:
             idempotent = method != "POST"
         url = self.url(path, api_version)
         response = self._send(method, url, body, idempotent=idempotent)
-        status = classify_initial(
-            method,
-            url,
-            response.status_code,
-            response.headers,
-            self._json(response),
-            default_retry_after=self.default_retry_after,
-        )
-        self._check_status_urls(status)
+        with reading(response):
+            status = classify_initial(
+                method,
+                url,
+                response.status_code,
+                response.headers,
+                self._json(response),
+                default_retry_after=self.default_retry_after,
+            )
+        self._check_status_urls(status, response)
         self._log_step(status)
         return status
 
@@ -207,14 +213,15 @@ class ArmClient:
         url = self._same_origin(status.poll_url, "poll_url")
         ok: Container[int] | None = _LOCATION_VERDICTS if status.poll_kind is PollKind.LOCATION else None
         response = self._send("GET", url, ok=ok)
-        following = classify_poll(
-            status,
-            response.status_code,
-            response.headers,
-            self._json(response, lenient=True),
-            default_retry_after=self.default_retry_after,
-        )
-        self._check_status_urls(following)
+        with reading(response):
+            following = classify_poll(
+                status,
+                response.status_code,
+                response.headers,
+                self._json(response, lenient=True),
+                default_retry_after=self.default_retry_after,
+            )
+        self._check_status_urls(following, response)
         self._log_step(following)
         return following
 
@@ -235,7 +242,8 @@ class ArmClient:
                 "secret); it cannot be fetched again",
             )
         response = self._send("GET", self._same_origin(status.result_url, "result_url"))
-        return extract_result(status, self._json(response))
+        with reading(response):
+            return extract_result(status, self._json(response))
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -280,23 +288,27 @@ class ArmClient:
         except ValueError:
             if lenient:
                 return None
-            where = f"{response.request.method} {strip_query(response.request.url or '')}"
-            raise InvalidInputError("response body", f"{where}: not JSON") from None
+            raise unexpected_response(response, "response body", "is not JSON") from None
 
-    def _same_origin(self, url: str, field: str) -> str:
+    def _same_origin(self, url: str, field: str, response: requests.Response | None = None) -> str:
+        """``url`` if it is on the endpoint's origin; else the caller's error, or Azure's when a
+        ``response`` handed it over."""
         if not isinstance(url, str) or _origin(url) != self._origin:
             shown = strip_query(url) if isinstance(url, str) else repr(url)
-            raise InvalidInputError(field, f"{shown} is not on the ARM endpoint {self.endpoint}")
+            problem = f"{shown} is not on the ARM endpoint {self.endpoint}"
+            if response is not None:
+                raise unexpected_response(response, field, problem)
+            raise InvalidInputError(field, problem)
         return url
 
-    def _check_status_urls(self, status: LroStatus) -> None:
+    def _check_status_urls(self, status: LroStatus, response: requests.Response) -> None:
         for field, url in (
             ("poll_url", status.poll_url),
             ("location_url", status.location_url),
             ("result_url", status.result_url),
         ):
             if url is not None:
-                self._same_origin(url, field)
+                self._same_origin(url, field, response)
 
     @staticmethod
     def _log_step(status: LroStatus) -> None:

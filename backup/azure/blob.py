@@ -27,14 +27,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, TypeGuard
 from urllib.parse import quote, urlsplit
 
 import requests
 
+from backup.azure.names import validate_container_name
 from backup.azure.page_range import PAGE_SIZE, PageRange
-from backup.azure.transport import Authorizer, Transport, error_from_response
-from backup.errors import InvalidInputError
+from backup.azure.transport import Authorizer, Transport, error_from_response, reading, unexpected_response
+from backup.errors import InvalidInputError, UnexpectedResponseError
 from backup.redact import get_logger, strip_query
 
 log = get_logger(__name__)
@@ -60,7 +61,6 @@ STORAGE_API_VERSION = "2025-01-05"
 #: The largest page blob Azure allows.
 MAX_PAGE_BLOB_SIZE = 8 * 1024**4
 
-_CONTAINER_NAME = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*")
 _METADATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 # Snapshot timestamps look like 2024-01-02T03:04:05.1234567Z.
@@ -90,10 +90,7 @@ class ContainerAddress:
         ``endpoint`` is ``https://<account>.blob.core.windows.net`` on Azure or path-style
         ``http://127.0.0.1:<port>/<account>`` on Azurite and the emulator front.
         """
-        if not _CONTAINER_NAME.fullmatch(container):
-            raise InvalidInputError(
-                "container", f"{container!r} is not 3-63 lowercase letters, digits and single hyphens"
-            )
+        validate_container_name(container)
         return cls(f"{_validated_endpoint(endpoint)}/{container}", authorize)
 
     def blob(self, name: str) -> BlobAddress:
@@ -249,11 +246,11 @@ def _xml(text: str) -> ET.Element:
     # The standard library parser expands internal entities; service answers never declare any, so a
     # DOCTYPE is refused rather than parsed (what defusedxml would do, without the dependency).
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise InvalidInputError("response body", "XML with a DOCTYPE is not accepted")
+        raise UnexpectedResponseError("response body", "XML with a DOCTYPE is not accepted")
     try:
         return ET.fromstring(text)  # noqa: S314 -- see above
     except ET.ParseError as exc:
-        raise InvalidInputError("response body", f"malformed XML: {exc}") from None
+        raise UnexpectedResponseError("response body", f"malformed XML: {exc}") from None
 
 
 def parse_storage_error(response: requests.Response) -> tuple[str | None, str | None]:
@@ -271,18 +268,25 @@ def parse_storage_error(response: requests.Response) -> tuple[str | None, str | 
 
 
 def parse_page_list(text: str) -> tuple[list[PageRange], list[PageRange], str | None]:
-    """A Get Page Ranges answer: page ranges, clear ranges (in order) and the NextMarker, if any."""
+    """A Get Page Ranges answer: page ranges, clear ranges (in order) and the NextMarker, if any.
+
+    Anything else is an :class:`~backup.errors.UnexpectedResponseError`.
+    """
     root = _xml(text)
     if root.tag != "PageList":
-        raise InvalidInputError("response body", f"expected a PageList, got {root.tag}")
+        raise UnexpectedResponseError("response body", f"expected a PageList, got {root.tag[:100]}")
     pages: list[PageRange] = []
     clears: list[PageRange] = []
     for element in root:
         if element.tag in ("PageRange", "ClearRange"):
             start, end = element.findtext("Start"), element.findtext("End")
-            if start is None or end is None or not start.isdigit() or not end.isdigit():
-                raise InvalidInputError("response body", f"{element.tag} without numeric Start/End")
-            (pages if element.tag == "PageRange" else clears).append(PageRange(int(start), int(end)))
+            if not _is_number(start) or not _is_number(end):
+                raise UnexpectedResponseError("response body", f"{element.tag} without numeric Start/End")
+            try:
+                found = PageRange(int(start), int(end))
+            except InvalidInputError as exc:
+                raise UnexpectedResponseError(f"response body: {element.tag}", exc.message) from None
+            (pages if element.tag == "PageRange" else clears).append(found)
     marker = (root.findtext("NextMarker") or "").strip()
     return pages, clears, marker or None
 
@@ -291,8 +295,8 @@ def _copy_progress(value: str | None) -> tuple[int, int] | None:
     if not value:
         return None
     copied, _, total = value.partition("/")
-    if not copied.isdigit() or not total.isdigit():
-        raise InvalidInputError("x-ms-copy-progress", f"{value!r} is not 'copied/total'")
+    if not _is_number(copied) or not _is_number(total):
+        raise UnexpectedResponseError("x-ms-copy-progress", f"{value[:100]!r} is not 'copied/total'")
     return int(copied), int(total)
 
 
@@ -302,19 +306,33 @@ def _copy_status(value: str | None) -> CopyStatus | None:
     try:
         return CopyStatus(value)
     except ValueError:
-        raise InvalidInputError("x-ms-copy-status", f"unknown status {value!r}") from None
+        raise UnexpectedResponseError("x-ms-copy-status", f"unknown status {value[:100]!r}") from None
 
 
-def _http_time(value: str | None) -> datetime | None:
-    return parsedate_to_datetime(value) if value else None
+def _http_time(value: str | None, header: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        raise UnexpectedResponseError(header, f"{value[:100]!r} is not an HTTP date") from None
+
+
+def _is_number(text: str | None) -> TypeGuard[str]:
+    # str.isdigit() also admits digits int() refuses (superscripts): ASCII digits only.
+    return text is not None and re.fullmatch(r"[0-9]+", text) is not None
 
 
 def properties_from_headers(headers: Mapping[str, str]) -> BlobProperties:
-    """:class:`BlobProperties` from Get Blob Properties' answer headers (case-insensitive mapping)."""
-    last_modified = _http_time(headers.get("Last-Modified"))
+    """:class:`BlobProperties` from Get Blob Properties' answer headers (case-insensitive mapping).
+
+    Headers that are missing or not what the service documents are an
+    :class:`~backup.errors.UnexpectedResponseError`.
+    """
+    last_modified = _http_time(headers.get("Last-Modified"), "Last-Modified")
     size = headers.get("Content-Length", "")
-    if last_modified is None or not size.isdigit():
-        raise InvalidInputError(
+    if last_modified is None or not _is_number(size):
+        raise UnexpectedResponseError(
             "response headers", "Get Blob Properties without Content-Length/Last-Modified"
         )
     metadata = {
@@ -330,13 +348,15 @@ def properties_from_headers(headers: Mapping[str, str]) -> BlobProperties:
         last_modified=last_modified,
         metadata=metadata,
         blob_type=headers.get("x-ms-blob-type"),
-        sequence_number=int(sequence) if sequence and sequence.isdigit() else None,
+        sequence_number=int(sequence) if _is_number(sequence) else None,
         copy_id=headers.get("x-ms-copy-id"),
         copy_status=_copy_status(headers.get("x-ms-copy-status")),
         copy_progress=_copy_progress(headers.get("x-ms-copy-progress")),
         copy_status_description=headers.get("x-ms-copy-status-description"),
         copy_source=strip_query(source) if source else None,
-        copy_completion_time=_http_time(headers.get("x-ms-copy-completion-time")),
+        copy_completion_time=_http_time(
+            headers.get("x-ms-copy-completion-time"), "x-ms-copy-completion-time"
+        ),
     )
 
 
@@ -524,10 +544,14 @@ class BlobClient:
         while True:
             request_params = dict(params, marker=marker) if marker else params
             response = self._send("GET", blob, params=request_params, headers=headers)
-            more_pages, more_clears, marker = parse_page_list(response.text)
+            with reading(response):
+                more_pages, more_clears, marker = parse_page_list(response.text)
             pages.extend(more_pages)
             clears.extend(more_clears)
-            blob_size = int(response.headers.get("x-ms-blob-content-length", "0") or 0)
+            size_header = response.headers.get("x-ms-blob-content-length") or "0"
+            if not _is_number(size_header):
+                raise unexpected_response(response, "x-ms-blob-content-length", f"{size_header[:100]!r}")
+            blob_size = int(size_header)
             if marker is None:
                 break
         return PageRangeDiff(tuple(pages), tuple(clears), blob_size)
@@ -537,8 +561,10 @@ class BlobClient:
         response = self._send("GET", blob, headers={"x-ms-range": page_range.header()}, ok=(200, 206))
         data = response.content
         if len(data) != page_range.length:
-            raise InvalidInputError(
-                "response body", f"{len(data)} bytes for {page_range.header()} ({page_range.length} expected)"
+            raise unexpected_response(
+                response,
+                "response body",
+                f"{len(data)} bytes for {page_range.header()} ({page_range.length} expected)",
             )
         return data
 
@@ -554,10 +580,11 @@ class BlobClient:
         headers = {"x-ms-copy-source": source.source_url(), **_metadata_headers(metadata or {})}
         response = self._send("PUT", destination, headers=headers)
         copy_id = response.headers.get("x-ms-copy-id")
-        status = _copy_status(response.headers.get("x-ms-copy-status"))
+        with reading(response):
+            status = _copy_status(response.headers.get("x-ms-copy-status"))
         if not copy_id or status is None:
-            raise InvalidInputError(
-                "response headers", "Copy Blob answered without x-ms-copy-id/x-ms-copy-status"
+            raise unexpected_response(
+                response, "response headers", "Copy Blob answered without x-ms-copy-id/x-ms-copy-status"
             )
         log.info("copy %s into %s: %s", copy_id, destination.display_url, status.value)
         return CopyStarted(copy_id, status)
@@ -578,7 +605,8 @@ class BlobClient:
     def get_properties(self, blob: BlobAddress) -> BlobProperties:
         """Get Blob Properties (HEAD): size, ETag, metadata, copy state."""
         response = self._send("HEAD", blob)
-        return properties_from_headers(response.headers)
+        with reading(response):
+            return properties_from_headers(response.headers)
 
     def set_metadata(
         self, blob: BlobAddress, metadata: Mapping[str, str], *, if_match: str | None = None
@@ -597,7 +625,9 @@ class BlobClient:
         )
         snapshot = response.headers.get("x-ms-snapshot", "")
         if not _SNAPSHOT.fullmatch(snapshot):
-            raise InvalidInputError("x-ms-snapshot", f"{snapshot!r} is not a snapshot timestamp")
+            raise unexpected_response(
+                response, "x-ms-snapshot", f"{snapshot[:100]!r} is not a snapshot timestamp"
+            )
         return snapshot
 
     def delete(self, blob: BlobAddress, *, snapshots: Literal["include", "only"] | None = "include") -> None:

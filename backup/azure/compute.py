@@ -31,13 +31,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from backup.azure.arm import ArmClient
 from backup.azure.lro import LroStatus
+from backup.azure.names import (
+    MAX_TAG_VALUE_LENGTH,
+    validate_new_compute_name,
+    validate_tag_name,
+    validate_tag_value,
+)
 from backup.azure.resource_id import (
     ResourceId,
     ResourceType,
@@ -45,11 +52,10 @@ from backup.azure.resource_id import (
     parse_resource_id,
     parse_snapshot_id,
     parse_storage_account_id,
-    validate_new_name,
     validate_resource_group,
     validate_subscription_id,
 )
-from backup.errors import InvalidInputError
+from backup.errors import InvalidInputError, UnexpectedResponseError
 from backup.redact import get_logger
 
 __all__ = [
@@ -76,6 +82,8 @@ __all__ = [
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
+
 API_VERSION = "2026-03-02"
 GIB = 1 << 30
 
@@ -84,7 +92,9 @@ TAG_RUN_ID = "runId"
 TAG_SOURCE_DISK = "sourceDiskId"
 CREATED_BY = "diskbackup"
 #: ARM's limit on a tag value's length.
-MAX_TAG_VALUE = 256
+MAX_TAG_VALUE = MAX_TAG_VALUE_LENGTH
+#: ARM's limit on the tags of one resource (tag-resources, Limitations).
+MAX_TAGS = 50
 #: GrantAccessData.durationInSeconds is an int32.
 MAX_GRANT_SECONDS = 2**31 - 1
 #: Snapshots of these disk types are copied in the background and cannot be read (granted, downloaded,
@@ -135,12 +145,12 @@ def snapshot_name(run_id: str, disk_id: str | ResourceId) -> str:
     disk = disk_id if isinstance(disk_id, ResourceId) else parse_disk_id(disk_id)
     digest = hashlib.sha256(f"{run_id}\n{disk.key}".encode()).hexdigest()[:_HASH_LENGTH]
     run_part = _NOT_NAME_CHAR.sub("-", run_id)[:_RUN_PART_MAX]
-    # Azure wants a name to start with a letter or digit; a disk name from Azure may not (we accept
-    # those on reading), so leading punctuation is dropped.
-    disk_part = _NOT_NAME_CHAR.sub("-", disk.name).lstrip("-_") or "disk"
+    # A disk's name starts with a letter or digit (backup.azure.names), so this name does too; the
+    # periods Azure allows in it are not in the spec's characters for names we create.
+    disk_part = _NOT_NAME_CHAR.sub("-", disk.name)
     room = 80 - len(run_part) - len(digest) - 2
     name = f"{disk_part[:room]}-{run_part}-{digest}"
-    return validate_new_name(name, "snapshot name")
+    return validate_new_compute_name(name, "snapshot name")
 
 
 def source_disk_tag(disk_id: str | ResourceId) -> str:
@@ -236,10 +246,10 @@ class Disk:
 
     @classmethod
     def from_arm(cls, body: Any) -> Disk:
-        """Read an ARM ``Disk`` body; raise :class:`InvalidInputError` naming what is missing."""
+        """Read an ARM ``Disk`` body; :class:`UnexpectedResponseError` names what is wrong in it."""
         data, properties = _resource_body(body, "disk")
         return cls(
-            id=str(parse_disk_id(data["id"], "disk.id")),
+            id=_answered_id(parse_disk_id, data["id"], "disk.id"),
             name=data["name"],
             location=data["location"],
             size_bytes=_size_bytes(properties),
@@ -289,12 +299,12 @@ class Snapshot:
 
     @classmethod
     def from_arm(cls, body: Any) -> Snapshot:
-        """Read an ARM ``Snapshot`` body; raise :class:`InvalidInputError` naming what is missing."""
+        """Read an ARM ``Snapshot`` body; :class:`UnexpectedResponseError` names what is wrong in it."""
         data, properties = _resource_body(body, "snapshot")
         creation = properties.get("creationData")
         creation = creation if isinstance(creation, Mapping) else {}
         return cls(
-            id=str(parse_snapshot_id(data["id"], "snapshot.id")),
+            id=_answered_id(parse_snapshot_id, data["id"], "snapshot.id"),
             name=data["name"],
             location=data["location"],
             incremental=properties.get("incremental") is True,
@@ -335,7 +345,9 @@ class ComputeClient:
     def get_disk(self, disk_id: str | ResourceId) -> Disk:
         """The disk ``disk_id``; :class:`~backup.errors.NotFoundError` if it does not exist."""
         rid = _as_id(disk_id, "disks", "disk id")
-        return Disk.from_arm(self.arm.get(rid.path, api_version=API_VERSION))
+        body = self.arm.get(rid.path, api_version=API_VERSION)
+        with self._reading("GET", rid.path):
+            return Disk.from_arm(body)
 
     def list_disks(
         self,
@@ -349,7 +361,7 @@ class ComputeClient:
         ARM's disk list has no tag filter, so :func:`matches_tags` is applied here, page by page.
         """
         return [
-            Disk.from_arm(item)
+            _read_listed(Disk.from_arm, item)
             for item in self._list("disks", subscription_id, resource_group)
             if tags is None or matches_tags(_tags(item), tags)
         ]
@@ -396,7 +408,9 @@ class ComputeClient:
     def get_snapshot(self, snapshot_id: str | ResourceId) -> Snapshot:
         """The snapshot ``snapshot_id``; :class:`~backup.errors.NotFoundError` if it does not exist."""
         rid = _as_id(snapshot_id, "snapshots", "snapshot id")
-        return Snapshot.from_arm(self.arm.get(rid.path, api_version=API_VERSION))
+        body = self.arm.get(rid.path, api_version=API_VERSION)
+        with self._reading("GET", rid.path):
+            return Snapshot.from_arm(body)
 
     def list_snapshots(
         self,
@@ -407,7 +421,7 @@ class ComputeClient:
     ) -> list[Snapshot]:
         """Every snapshot of a subscription or resource group with all ``tags`` (filtered here)."""
         return [
-            Snapshot.from_arm(item)
+            _read_listed(Snapshot.from_arm, item)
             for item in self._list("snapshots", subscription_id, resource_group)
             if tags is None or matches_tags(_tags(item), tags)
         ]
@@ -474,12 +488,13 @@ class ComputeClient:
             raise InvalidInputError("grant", "is not a grant-access (beginGetAccess) operation")
         result = self.arm.fetch_result(grant)
         sas = result.get("accessSAS") if result else None
-        if not isinstance(sas, str) or not sas:
-            raise InvalidInputError("grant result", "has no accessSAS")
-        parts = urlsplit(sas)
-        if parts.scheme not in ("https", "http") or not parts.netloc or not parts.query:
-            # Never show the value: it may be a SAS that is merely malformed.
-            raise InvalidInputError("grant result", "accessSAS is not a URL with a SAS token")
+        with self._reading("GET", grant.result_url):
+            if not isinstance(sas, str) or not sas:
+                raise UnexpectedResponseError("grant result", "has no accessSAS")
+            parts = urlsplit(sas)
+            if parts.scheme not in ("https", "http") or not parts.netloc or not parts.query:
+                # Never show the value: it may be a SAS that is merely malformed.
+                raise UnexpectedResponseError("grant result", "accessSAS is not a URL with a SAS token")
         return sas
 
     def begin_revoke_access(self, resource_id: str | ResourceId) -> LroStatus:
@@ -494,6 +509,17 @@ class ComputeClient:
         return self.arm.poll(operation)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self, method: str, path_or_url: str | None) -> Iterator[None]:
+        """An :class:`UnexpectedResponseError` about a body read here names the request it answered."""
+        try:
+            yield
+        except UnexpectedResponseError as exc:
+            url = path_or_url
+            if url is not None and url.startswith("/"):
+                url = self.arm.url(url, API_VERSION)
+            raise exc.for_request(method=method, url=url, request_id=None) from None
 
     def _list(self, kind: str, subscription_id: str, resource_group: str | None) -> Iterator[dict[str, Any]]:
         scope = f"/subscriptions/{validate_subscription_id(subscription_id)}"
@@ -540,7 +566,7 @@ def _as_id(value: str | ResourceId, kind: ResourceType | None, field: str) -> Re
 
 def _as_new_id(value: str | ResourceId, kind: ResourceType, field: str) -> ResourceId:
     rid = _as_id(value, kind, field)
-    validate_new_name(rid.name, f"{field}: name")
+    validate_new_compute_name(rid.name, f"{field}: name")
     return rid
 
 
@@ -552,22 +578,38 @@ def _blob_url(value: str) -> str:
 
 
 def _checked_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    if len(tags) > 50:
-        raise InvalidInputError("tags", "at most 50 tags per resource")
+    if len(tags) > MAX_TAGS:
+        raise InvalidInputError("tags", f"at most {MAX_TAGS} tags per resource")
     for name, value in tags.items():
-        if not isinstance(name, str) or not 1 <= len(name) <= 512 or any(c in name for c in "<>%&\\?/"):
-            raise InvalidInputError("tags", f"invalid tag name {name!r}")
-        if not isinstance(value, str) or len(value) > MAX_TAG_VALUE:
-            raise InvalidInputError("tags", f"tag {name!r}: the value must be a string of at most 256 chars")
+        validate_tag_name(name, "tags")
+        validate_tag_value(value, f"tags.{name}")
     return dict(tags)
+
+
+def _answered_id(parse: Callable[[str, str], ResourceId], value: str, field: str) -> str:
+    """A resource ID ARM answered with, parsed: a malformed one is ARM's fault, not the caller's."""
+    try:
+        return str(parse(value, field))
+    except InvalidInputError as exc:
+        raise UnexpectedResponseError(exc.field, exc.problem) from None
+
+
+def _read_listed(read: Callable[[Any], T], item: Any) -> T:
+    """One item of a list answer, read; an unreadable one names itself (its ID, when it has one)."""
+    try:
+        return read(item)
+    except UnexpectedResponseError as exc:
+        shown = item.get("id") if isinstance(item, Mapping) else None
+        where = f"list item {shown}" if isinstance(shown, str) else "list item"
+        raise UnexpectedResponseError(f"{where}: {exc.field}", exc.problem) from None
 
 
 def _resource_body(body: Any, what: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
     if not isinstance(body, Mapping):
-        raise InvalidInputError(what, "expected a JSON object")
+        raise UnexpectedResponseError(what, "expected a JSON object")
     for name in ("id", "name", "location"):
         if not isinstance(body.get(name), str) or not body[name]:
-            raise InvalidInputError(f"{what}.{name}", "missing or not a string")
+            raise UnexpectedResponseError(f"{what}.{name}", "missing or not a string")
     properties = body.get("properties")
     return body, properties if isinstance(properties, Mapping) else {}
 

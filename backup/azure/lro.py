@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from backup.azure.retry import parse_retry_after
-from backup.errors import InvalidInputError, OperationFailedError
+from backup.errors import InvalidInputError, OperationFailedError, UnexpectedResponseError
 from backup.redact import redact
 
 __all__ = [
@@ -179,16 +179,16 @@ class _AsyncOperation:
 
     @staticmethod
     def polling_url(request_url: str, headers: Mapping[str, str]) -> str:
-        return _url(headers["azure-asyncoperation"], "Azure-AsyncOperation header")
+        return _answered_url(headers["azure-asyncoperation"], "Azure-AsyncOperation header")
 
     @staticmethod
     def progress(status_code: int, body: Any) -> _Progress:
         if status_code not in (200, 201, 202):
-            raise InvalidInputError(
+            raise UnexpectedResponseError(
                 "operation status", f"expected HTTP 200 from the Azure-AsyncOperation URL, got {status_code}"
             )
         if not isinstance(body, Mapping) or not isinstance(body.get("status"), str) or not body["status"]:
-            raise InvalidInputError("operation status body", "has no 'status'")
+            raise UnexpectedResponseError("operation status body", "has no 'status'")
         state = _state(body["status"])
         if state in (LroState.FAILED, LroState.CANCELED):
             code, message = _error_of(body)
@@ -220,7 +220,7 @@ class _Location:
 
     @staticmethod
     def polling_url(request_url: str, headers: Mapping[str, str]) -> str:
-        return _url(headers["location"], "Location header")
+        return _answered_url(headers["location"], "Location header")
 
     @staticmethod
     def progress(status_code: int, body: Any) -> _Progress:
@@ -231,7 +231,9 @@ class _Location:
         if 400 <= status_code < 500:
             code, message = _error_of(body)
             return _Progress(LroState.FAILED, code, message or f"HTTP {status_code} from the Location URL")
-        raise InvalidInputError("operation status", f"unexpected HTTP {status_code} from the Location URL")
+        raise UnexpectedResponseError(
+            "operation status", f"unexpected HTTP {status_code} from the Location URL"
+        )
 
     @staticmethod
     def result(status: LroStatus, body: Any) -> tuple[ResultSource, str | None]:
@@ -267,7 +269,9 @@ class _ProvisioningState:
         elif status_code == 204:
             state = LroState.SUCCEEDED
         else:
-            raise InvalidInputError("operation status", f"unexpected HTTP {status_code} from the resource")
+            raise UnexpectedResponseError(
+                "operation status", f"unexpected HTTP {status_code} from the resource"
+            )
         if state in (LroState.FAILED, LroState.CANCELED):
             return _Progress(state, None, f"provisioningState is {provisioning}")
         return _Progress(state)
@@ -296,16 +300,19 @@ def classify_initial(
     """The state of an operation after the answer to the request that started it.
 
     ``headers`` in any case; ``body`` the parsed JSON (``None`` when empty). Raises
-    :class:`InvalidInputError` for an answer that neither starts nor finishes an operation.
+    :class:`~backup.errors.UnexpectedResponseError` for an answer that neither starts nor finishes an
+    operation, and :class:`InvalidInputError` for a request that is not a long-running one.
     """
     method = method.upper()
     if method not in _LRO_METHODS:
         raise InvalidInputError("method", f"a long-running operation is one of {sorted(_LRO_METHODS)}")
     request_url = _url(request_url, "request url")
     if status_code not in _STARTED:
-        raise InvalidInputError("status code", f"HTTP {status_code} neither starts nor finishes an operation")
+        raise UnexpectedResponseError(
+            "status code", f"HTTP {status_code} neither starts nor finishes an operation"
+        )
     headers = _lower(headers)
-    location = _url(headers["location"], "Location header") if "location" in headers else None
+    location = _answered_url(headers["location"], "Location header") if "location" in headers else None
     base = LroStatus(
         method=method, resource_url=request_url, state=LroState.IN_PROGRESS, location_url=location
     )
@@ -324,7 +331,7 @@ def classify_initial(
 
     # Status code alone.
     if status_code == 202:
-        raise InvalidInputError(
+        raise UnexpectedResponseError(
             "Location header", "HTTP 202 Accepted without Azure-AsyncOperation or Location: nothing to poll"
         )
     has_body = isinstance(body, Mapping) and bool(body)
@@ -353,7 +360,7 @@ def classify_poll(
     status = previous
     if previous.poll_kind is PollKind.LOCATION and status_code == 202 and "location" in headers:
         # ARM may move the operation on; follow it, as azure-core does.
-        status = replace(status, poll_url=_url(headers["location"], "Location header"))
+        status = replace(status, poll_url=_answered_url(headers["location"], "Location header"))
     progress = strategy.progress(status_code, body)
     return _advance(status, strategy, progress, headers, body, default_retry_after)
 
@@ -367,7 +374,7 @@ def extract_result(status: LroStatus, body: Any) -> dict[str, Any] | None:
         properties = body.get("properties") if isinstance(body, Mapping) else None
         output = properties.get("output") if isinstance(properties, Mapping) else None
         if not isinstance(output, Mapping):
-            raise InvalidInputError("operation status body", "has no properties.output")
+            raise UnexpectedResponseError("operation status body", "has no properties.output")
         return dict(output)
     if status.result_source is ResultSource.RESOURCE:
         if body is None:
@@ -375,7 +382,7 @@ def extract_result(status: LroStatus, body: Any) -> dict[str, Any] | None:
             # result has a body (revoke answers 200 without one): an empty answer is "no result".
             return None
         if not isinstance(body, Mapping):
-            raise InvalidInputError("operation result", "expected a JSON object")
+            raise UnexpectedResponseError("operation result", "expected a JSON object")
         return dict(body)
     return None
 
@@ -447,10 +454,22 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {str(k).lower(): v for k, v in headers.items()}
 
 
-def _url(value: str, field: str) -> str:
+def _is_absolute_url(value: object) -> bool:
     parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.netloc:
+    return parts is not None and parts.scheme in ("https", "http") and bool(parts.netloc)
+
+
+def _url(value: str, field: str) -> str:
+    """A URL we were given (a request URL, a status from an orchestration)."""
+    if not _is_absolute_url(value):
         raise InvalidInputError(field, f"must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _answered_url(value: str, field: str) -> str:
+    """A URL Azure answered with (Location, Azure-AsyncOperation)."""
+    if not _is_absolute_url(value):
+        raise UnexpectedResponseError(field, f"must be an absolute http(s) URL, got {value!r}")
     return value
 
 

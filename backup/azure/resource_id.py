@@ -9,15 +9,10 @@ ARM treats every part of an ID case-insensitively (keywords, provider, type, eve
 case a resource was created with. So parsing accepts any case, :class:`ResourceId` keeps the names' case
 as given and writes the keywords in their canonical case, and two IDs compare equal regardless of case.
 
-Name rules, and where they come from:
-
-- subscription: a GUID (ARM's ``SubscriptionIdParameter``).
-- resource group: 1-90 characters of letters, digits, ``_ - . ( )``, not ending in a period (ARM's
-  ``^[-\\w\\._\\(\\)]+$``, where ``\\w`` admits Unicode letters and digits).
-- disk and snapshot names: the DiskRP spec says "a-z, A-Z, 0-9, _ and -, at most 80 characters"; Azure's
-  naming rules also admit periods, starting with a letter or digit and ending with one or ``_``. An ID
-  that comes *from* Azure is accepted under the wider rule (a real disk named ``data.1`` must still be
-  backed up); a name *we* create must satisfy both (:func:`validate_new_name`).
+Name rules (resource group, disk and snapshot names, storage account names) are Azure's, kept in
+:mod:`backup.azure.names` with their sources: an ID names its resource under the rule Azure applies
+(a disk named ``data.1`` is a disk, ``.`` and ``..`` are none), and a name *we* create must also fit
+the DiskRP spec's narrower characters (:func:`validate_new_name`).
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from backup.azure import names
 from backup.errors import InvalidInputError
 
 __all__ = [
@@ -46,18 +42,13 @@ __all__ = [
 ]
 
 COMPUTE_PROVIDER = "Microsoft.Compute"
-MAX_NAME_LENGTH = 80
-MAX_RESOURCE_GROUP_LENGTH = 90
+MAX_NAME_LENGTH = names.MAX_COMPUTE_NAME_LENGTH
+MAX_RESOURCE_GROUP_LENGTH = names.MAX_RESOURCE_GROUP_LENGTH
 
 ResourceType = Literal["disks", "snapshots"]
 _TYPES: dict[str, ResourceType] = {"disks": "disks", "snapshots": "snapshots"}
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# \w is Unicode-aware in Python as in .NET, which is what ARM's pattern runs on.
-_RESOURCE_GROUP = re.compile(r"[-\w.()]+")
-_NAME_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
-_NEW_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?")
-_STORAGE_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 def validate_subscription_id(value: str, field: str = "subscription id") -> str:
@@ -70,48 +61,25 @@ def validate_subscription_id(value: str, field: str = "subscription id") -> str:
 
 
 def validate_resource_group(value: str, field: str = "resource group") -> str:
-    """Return ``value`` if it is a valid resource group name, else raise :class:`InvalidInputError`."""
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(field, "must not be empty")
-    if len(value) > MAX_RESOURCE_GROUP_LENGTH:
-        raise InvalidInputError(field, f"at most {MAX_RESOURCE_GROUP_LENGTH} characters, got {len(value)}")
-    if not _RESOURCE_GROUP.fullmatch(value):
-        raise InvalidInputError(
-            field, f"only letters, digits, '_', '-', '.', '(' and ')' are allowed, got {value!r}"
-        )
-    if value.endswith("."):
-        raise InvalidInputError(field, f"must not end with a period, got {value!r}")
-    return value
+    """Return ``value`` if it is a resource group name (the rule: :mod:`backup.azure.names`)."""
+    return names.validate_resource_group_name(value, field)
 
 
 def validate_name(value: str, field: str = "name") -> str:
-    """Return ``value`` if it is a disk or snapshot name Azure may have created, else raise.
+    """Return ``value`` if it is a disk or snapshot name under Azure's rule, else raise.
 
-    The wider rule (periods allowed): used for names read from IDs that Azure handed us.
+    The rule is :func:`backup.azure.names.validate_disk_name` (snapshots share it): periods allowed, a
+    letter or digit first, a letter, digit or ``_`` last.
     """
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(field, "must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidInputError(field, f"at most {MAX_NAME_LENGTH} characters, got {len(value)}")
-    if not _NAME_CHARS.fullmatch(value):
-        raise InvalidInputError(field, f"only letters, digits, '_', '-' and '.' are allowed, got {value!r}")
-    return value
+    return names.validate_disk_name(value, field)
 
 
 def validate_new_name(value: str, field: str = "name") -> str:
     """Return ``value`` if it is safe as the name of a disk or snapshot we create, else raise.
 
-    Both the spec's character set (letters, digits, ``_``, ``-``; at most 80) and Azure's naming rules
-    (start with a letter or digit, end with one or ``_``).
+    :func:`backup.azure.names.validate_new_compute_name`: Azure's rule and the spec's characters.
     """
-    validate_name(value, field)
-    if not _NEW_NAME.fullmatch(value):
-        raise InvalidInputError(
-            field,
-            "must use only letters, digits, '_' and '-', start with a letter or digit and end with "
-            f"a letter, digit or '_', got {value!r}",
-        )
-    return value
+    return names.validate_new_compute_name(value, field)
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,7 +98,10 @@ class ResourceId:
             raise InvalidInputError(
                 "resource type", f"must be 'disks' or 'snapshots', got {self.resource_type!r}"
             )
-        validate_name(self.name, f"{self.resource_type[:-1]} name")
+        if self.resource_type == "disks":
+            names.validate_disk_name(self.name, "disk name")
+        else:
+            names.validate_snapshot_name(self.name, "snapshot name")
 
     def __str__(self) -> str:
         return (
@@ -193,7 +164,10 @@ def parse_resource_id(
         raise InvalidInputError(field, f"must be a {expected_type[:-1]} ID, got a {resource_type[:-1]} ID")
     subscription = validate_subscription_id(parts[1], f"{field}: subscription id")
     group = validate_resource_group(parts[3], f"{field}: resource group")
-    name = validate_name(parts[7], f"{field}: name")
+    if resource_type == "disks":
+        name = names.validate_disk_name(parts[7], f"{field}: name")
+    else:
+        name = names.validate_snapshot_name(parts[7], f"{field}: name")
     return ResourceId(subscription, group, resource_type, name)
 
 
@@ -237,8 +211,7 @@ def parse_storage_account_id(value: str, field: str = "storage account id") -> s
         raise InvalidInputError(field, f"{shape}, got {value!r}")
     subscription = validate_subscription_id(parts[1], f"{field}: subscription id")
     group = validate_resource_group(parts[3], f"{field}: resource group")
-    if not _STORAGE_ACCOUNT_NAME.fullmatch(parts[7]):
-        raise InvalidInputError(f"{field}: name", f"3-24 lowercase letters and digits, got {parts[7]!r}")
+    names.validate_storage_account_name(parts[7], f"{field}: name")
     return (
         f"/subscriptions/{subscription}/resourceGroups/{group}"
         f"/providers/Microsoft.Storage/storageAccounts/{parts[7]}"

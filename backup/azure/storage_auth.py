@@ -40,6 +40,7 @@ from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
 from backup.azure.credentials import TokenProvider
+from backup.azure.names import validate_storage_account_name
 from backup.errors import InvalidInputError
 from backup.redact import get_logger
 
@@ -87,7 +88,6 @@ _LITE_STANDARD_HEADERS: tuple[str, ...] = ("content-md5", "content-type", "date"
 _TABLE_STANDARD_HEADERS: tuple[str, ...] = ("content-md5", "content-type")
 
 # Azure account names: 3-24 lowercase letters and digits.
-_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 # An HTTP header name is a "token" (RFC 9110 section 5.6.2).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -308,9 +308,7 @@ class SharedKeyAuthorizer:
         lite: bool = False,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        if not _ACCOUNT_NAME.fullmatch(account_name):
-            raise InvalidInputError("account_name", f"{account_name!r} is not 3-24 lowercase letters/digits")
-        self.account_name = account_name
+        self.account_name = validate_storage_account_name(account_name, "account_name")
         self.service = StorageService(service)
         self.lite = lite
         self.scheme = "SharedKeyLite" if lite else "SharedKey"

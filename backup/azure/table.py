@@ -32,9 +32,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from backup.azure.names import validate_table_name
 from backup.azure.odata import Filter, format_datetime, literal, property_name
-from backup.azure.transport import Authorizer, Transport, error_from_response
-from backup.errors import InvalidInputError
+from backup.azure.transport import Authorizer, Transport, error_from_response, reading, unexpected_response
+from backup.errors import InvalidInputError, UnexpectedResponseError
 from backup.redact import get_logger
 
 log = get_logger(__name__)
@@ -58,7 +59,6 @@ MAX_PAGE_SIZE = 1000
 
 EntityValue = str | bool | int | float | datetime | uuid.UUID | bytes
 
-_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
 _KEY_FORBIDDEN = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
 _SYSTEM_PROPERTIES = frozenset({"PartitionKey", "RowKey", "Timestamp"})
 _EDM_DATETIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,7}))?Z")
@@ -151,10 +151,15 @@ def parse_edm_datetime(text: str) -> datetime:
     """An Edm.DateTime as the service writes it (``...T...[.fffffff]Z``) as a UTC datetime (to the µs)."""
     match = _EDM_DATETIME.fullmatch(text) if isinstance(text, str) else None
     if match is None:
-        raise InvalidInputError("Edm.DateTime", f"{text!r} is not a UTC timestamp")
+        raise UnexpectedResponseError("Edm.DateTime", f"{text!r:.100} is not a UTC timestamp")
     year, month, day, hour, minute, second, fraction = match.groups()
     micros = int((fraction or "0").ljust(7, "0")[:6])  # 100 ns ticks: the seventh digit is dropped
-    return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=UTC)
+    try:
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tzinfo=UTC
+        )
+    except ValueError:  # the shape of a timestamp, but no such day or time (month 13, hour 24)
+        raise UnexpectedResponseError("Edm.DateTime", f"{text!r} is not a valid time") from None
 
 
 def _from_json_value(name: str, value: Any, edm_type: str | None) -> EntityValue:
@@ -178,14 +183,23 @@ def _from_json_value(name: str, value: Any, edm_type: str | None) -> EntityValue
             return bool(value)
     except (ValueError, TypeError, binascii.Error):
         pass
-    raise InvalidInputError(f"property {name}", f"cannot read {value!r} as {edm_type or 'a JSON value'}")
+    raise UnexpectedResponseError(
+        f"property {name}", f"cannot read {value!r:.100} as {edm_type or 'a JSON value'}"
+    )
 
 
 def entity_from_json(item: Mapping[str, Any], etag: str | None = None) -> Entity:
-    """An :class:`Entity` from the service's minimal-metadata JSON (its ETag from ``odata.etag``)."""
+    """An :class:`Entity` from the service's minimal-metadata JSON (its ETag from ``odata.etag``).
+
+    An entity that is not what the service documents is an :class:`~backup.errors.UnexpectedResponseError`.
+    """
+    if not isinstance(item, Mapping):
+        raise UnexpectedResponseError(
+            "response body", f"an entity must be a JSON object, not {type(item).__name__}"
+        )
     partition_key, row_key = item.get("PartitionKey"), item.get("RowKey")
     if not isinstance(partition_key, str) or not isinstance(row_key, str):
-        raise InvalidInputError("response body", "entity without PartitionKey/RowKey")
+        raise UnexpectedResponseError("response body", "entity without PartitionKey/RowKey")
     timestamp = item.get("Timestamp")
     properties: dict[str, EntityValue] = {}
     for name, value in item.items():
@@ -231,8 +245,7 @@ class TableClient:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
             raise InvalidInputError("table endpoint", f"{endpoint!r} is not an http(s) URL without query")
-        if not _TABLE_NAME.fullmatch(table) or table.lower() == "tables":
-            raise InvalidInputError("table", f"{table!r} is not 3-63 letters/digits starting with a letter")
+        validate_table_name(table)
         self.endpoint = endpoint.rstrip("/")
         self.table = table
         self._authorize = authorize
@@ -337,7 +350,8 @@ class TableClient:
         if select is not None:
             url += "?$select=" + quote(_select(select), safe="")
         response = self._send("GET", url)
-        return entity_from_json(response.json(), etag=response.headers.get("ETag"))
+        with reading(response):
+            return entity_from_json(_json_object(response), etag=response.headers.get("ETag"))
 
     def query(
         self,
@@ -368,6 +382,7 @@ class TableClient:
             params["$select"] = _select(select)
         remaining = top
         continuation: dict[str, str] = {}
+        seen: set[tuple[str, str]] = set()
         while True:
             request_params = dict(params)
             per_page = min(x for x in (page_size, remaining, MAX_PAGE_SIZE) if x is not None)
@@ -376,8 +391,13 @@ class TableClient:
             request_params.update(continuation)
             query = "&".join(f"{name}={quote(value, safe='')}" for name, value in request_params.items())
             response = self._send("GET", f"{self.endpoint}/{self.table}()?{query}")
-            for item in response.json().get("value", []):
-                yield entity_from_json(item)
+            with reading(response):
+                items = _json_object(response).get("value", [])
+                if not isinstance(items, list):
+                    raise UnexpectedResponseError("response body", "'value' is not a list of entities")
+                entities = [entity_from_json(item) for item in items]
+            for entity in entities:
+                yield entity
                 if remaining is not None:
                     remaining -= 1
                     if remaining == 0:
@@ -386,6 +406,12 @@ class TableClient:
             next_rk = response.headers.get("x-ms-continuation-NextRowKey")
             if not next_pk:
                 return
+            if (next_pk, next_rk or "") in seen:
+                # The service never hands out one continuation twice: following it would loop forever.
+                raise unexpected_response(
+                    response, "x-ms-continuation-NextPartitionKey", "repeats an earlier page"
+                )
+            seen.add((next_pk, next_rk or ""))
             continuation = {"NextPartitionKey": next_pk}
             if next_rk:
                 continuation["NextRowKey"] = next_rk
@@ -395,6 +421,17 @@ class TableClient:
         if not etag:
             raise InvalidInputError("etag", "is required (use '*' to delete unconditionally)")
         self._send("DELETE", self._entity_url(partition_key, row_key), headers={"If-Match": etag})
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    """The answer's body as a JSON object; anything else is Azure's fault, not the caller's."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        raise UnexpectedResponseError("response body", "is not JSON") from None
+    if not isinstance(body, dict):
+        raise UnexpectedResponseError("response body", f"must be a JSON object, not {type(body).__name__}")
+    return body
 
 
 def _select(names: Sequence[str]) -> str:

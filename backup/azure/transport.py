@@ -13,7 +13,8 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
-from collections.abc import Callable, Container, MutableMapping
+from collections.abc import Callable, Container, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from backup.azure.retry import RetryPolicy, parse_retry_after, should_retry_status
-from backup.errors import AzureHttpError, TransportError, http_error_class
+from backup.errors import AzureHttpError, TransportError, UnexpectedResponseError, http_error_class
 from backup.redact import get_logger, redact, strip_query
 
 log = get_logger(__name__)
@@ -79,6 +80,29 @@ def error_from_response(
         body_excerpt=_text_excerpt(response),
         retry_after=parse_retry_after(response.headers),
     )
+
+
+def unexpected_response(response: requests.Response, field: str, problem: str) -> UnexpectedResponseError:
+    """An :class:`UnexpectedResponseError` about ``response``, naming its request and request id."""
+    return UnexpectedResponseError(field, problem).for_request(**_request_of(response))
+
+
+@contextmanager
+def reading(response: requests.Response) -> Iterator[None]:
+    """While reading ``response``, an :class:`UnexpectedResponseError` raised gets its request named."""
+    try:
+        yield
+    except UnexpectedResponseError as exc:
+        raise exc.for_request(**_request_of(response)) from None
+
+
+def _request_of(response: requests.Response) -> dict[str, str | None]:
+    request = response.request
+    return {
+        "method": request.method if request is not None else None,
+        "url": request.url if request is not None else None,
+        "request_id": response.headers.get("x-ms-request-id"),
+    }
 
 
 def _text_excerpt(response: requests.Response) -> str | None:

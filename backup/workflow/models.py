@@ -508,6 +508,20 @@ def iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
+def parse_iso(value: str, field: str) -> datetime:
+    """An ISO 8601 time with its zone (what :func:`iso` writes, or any offset) as an aware UTC datetime.
+
+    :class:`~backup.errors.InvalidInputError` names ``field`` if it is no such time.
+    """
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(field, f"{value[:40]!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInputError(field, "must carry a time zone")
+    return parsed.astimezone(UTC)
+
+
 def sub_orchestration_id(run_id: str, index: int) -> str:
     """The instance id of the disk orchestration for disk ``index`` of run ``run_id``.
 
@@ -557,12 +571,7 @@ def _bool(data: dict[str, Any], key: str, where: str) -> bool:
 def _time(data: dict[str, Any], key: str, where: str) -> str:
     """An ISO 8601 time with its zone (``...Z``), kept as written."""
     value = _str(data, key, where)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInputError(f"{where}.{key}", f"{value[:40]!r} is not an ISO 8601 time") from None
-    if parsed.tzinfo is None:
-        raise InvalidInputError(f"{where}.{key}", "must carry a time zone")
+    parse_iso(value, f"{where}.{key}")
     return value
 
 

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from backup.azure.names import validate_tag_name, validate_tag_value
 from backup.azure.resource_id import parse_disk_id
 from backup.errors import InvalidInputError
-from backup.settings import Settings, parse_resource_group_name, parse_tag_selector
+from backup.settings import Settings, parse_resource_group_name
 from backup.workflow.models import RunInput, RunOptions, Selection, Trigger
 
 #: At most this many disk IDs in one explicit selection.
@@ -56,15 +57,21 @@ def disk_ids_selection(values: Sequence[object], field: str = "diskIds") -> Sele
 
 
 def tag_selection(name: object, value: object, field: str = "tag") -> Selection:
-    """Every disk carrying tag ``name`` with ``value`` (Azure's tag-name rules)."""
+    """Every disk carrying tag ``name`` with ``value`` (Azure's tag rules, :mod:`backup.azure.names`).
+
+    Name and value are checked as given, never joined and split again. A name holding ``=`` is refused:
+    Azure allows one, but the selection could not be written as ``BACKUP_SELECT_TAG`` or ``--tag``
+    (``name=value``), so the three doors would disagree.
+    """
     if not isinstance(name, str) or not isinstance(value, str):
         raise InvalidInputError(field, "name and value must be strings")
     try:
-        tag_name, tag_value = parse_tag_selector(f"{name}={value}")
+        tag_name = validate_tag_name(name)
+        tag_value = validate_tag_value(value)
     except InvalidInputError as exc:
-        raise InvalidInputError(field, exc.problem) from None
-    if tag_name != name:  # an '=' in the name would have moved into the value
-        raise InvalidInputError(field, f"tag name {name!r} may not contain '='")
+        raise InvalidInputError(field, f"{exc.field}: {exc.problem}") from None
+    if "=" in tag_name:
+        raise InvalidInputError(field, f"tag name {tag_name[:80]!r} may not contain '='")
     return Selection(kind="tag", tag_name=tag_name, tag_value=tag_value)
 
 

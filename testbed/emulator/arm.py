@@ -9,7 +9,7 @@ in front of a :class:`~testbed.emulator.service.ComputeService`, and the control
 2. ``api-version`` present and ``2026-03-02`` (400 ``MissingApiVersionParameter`` /
    ``NoRegisteredProviderFound``);
 3. the route named by the spec's path (404 ``InvalidResourceType`` otherwise, 405 for another verb);
-4. injected call faults (429 with ``Retry-After``, 500, or a TCP reset);
+4. injected call faults (429 with ``Retry-After``, 500, a TCP reset, or a malformed 200);
 5. the operation itself.
 
 Long-running answers are 202 with ``Location`` (``...&monitor=true``), ``Azure-AsyncOperation`` and
@@ -60,23 +60,23 @@ class Route:
 
 
 ROUTES = (
-    Route(re.compile(f"^{_SUB}{_TYPE}/?$", re.I), {"GET": "{Type}_List"}),
-    Route(re.compile(f"^{_SUB}{_RG}{_TYPE}/?$", re.I), {"GET": "{Type}_ListByResourceGroup"}),
+    Route(re.compile(f"{_SUB}{_TYPE}/?", re.I), {"GET": "{Type}_List"}),
+    Route(re.compile(f"{_SUB}{_RG}{_TYPE}/?", re.I), {"GET": "{Type}_ListByResourceGroup"}),
     Route(
-        re.compile(f"^{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/?$", re.I),
+        re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/?", re.I),
         {"GET": "{Type}_Get", "PUT": "{Type}_CreateOrUpdate", "DELETE": "{Type}_Delete"},
     ),
     Route(
-        re.compile(f"^{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/beginGetAccess$", re.I),
+        re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/beginGetAccess", re.I),
         {"POST": "{Type}_GrantAccess"},
     ),
     Route(
-        re.compile(f"^{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/endGetAccess$", re.I),
+        re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/endGetAccess", re.I),
         {"POST": "{Type}_RevokeAccess"},
     ),
     Route(
         re.compile(
-            rf"^{_SUB}/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/DiskOperations/(?P<op>[^/]+)$",
+            rf"{_SUB}/providers/Microsoft\.Compute/locations/(?P<loc>[^/]+)/DiskOperations/(?P<op>[^/]+)",
             re.I,
         ),
         {"GET": STATUS_OPERATION},
@@ -87,6 +87,14 @@ _COMPUTE_PATH = re.compile(r"/providers/Microsoft\.Compute/(?P<type>[^/?]+)", re
 
 class _Reset(Exception):
     """Answer this request by resetting the connection (an injected fault)."""
+
+
+class _Malformed(Exception):
+    """Answer this request 200 with an HTML page instead of ARM's JSON (an injected fault)."""
+
+
+#: What a ``malformed`` fault answers: a page a gateway in the way might send, with a 200.
+MALFORMED_PAGE = b"<html><body><h1>Welcome</h1><p>an answer off ARM's spec (injected fault)</p></body></html>"
 
 
 class _Server(ThreadingHTTPServer):
@@ -154,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         except _Reset:
             self._reset_connection()
+        except _Malformed:
+            headers = {"Content-Type": "text/html", "x-ms-request-id": str(uuid.uuid4())}
+            self._send(200, MALFORMED_PAGE, headers)
         except ArmError as error:
             self._send_arm(error.status, error.body(), error.headers)
         except Exception:
@@ -319,6 +330,8 @@ class ComputeEmulator:
             log.info("injected fault on %s (%s): %s", operation_id, name, fault.action)
             if fault.action == "reset":
                 raise _Reset()
+            if fault.action == "malformed":
+                raise _Malformed()
             if fault.action == "429":
                 raise arm_errors.too_many_requests(fault.retry_after)
             raise arm_errors.internal_error()
@@ -385,7 +398,7 @@ class ComputeEmulator:
 
 def _route(method: str, path: str) -> tuple[re.Match[str], str]:
     for route in ROUTES:
-        match = route.pattern.match(path)
+        match = route.pattern.fullmatch(path)
         if match is None:
             continue
         template = route.verbs.get(method)

@@ -38,9 +38,9 @@ PREFIX = "/_emulator"
 MAX_READ = 64 << 20
 
 _RESOURCE = re.compile(
-    r"^/resourceGroups/(?P<rg>[^/]+)/(?P<type>disks|snapshots)/(?P<name>[^/]+)(?:/(?P<action>[a-z-]+))?/?$"
+    r"/resourceGroups/(?P<rg>[^/]+)/(?P<type>disks|snapshots)/(?P<name>[^/]+)(?:/(?P<action>[a-z-]+))?/?"
 )
-_GROUP = re.compile(r"^/resourceGroups/(?P<rg>[^/]+)/?$")
+_GROUP = re.compile(r"/resourceGroups/(?P<rg>[^/]+)/?")
 
 Answer = tuple[int, str, bytes]
 
@@ -98,7 +98,7 @@ def _handle(emulator: ComputeEmulator, method: str, path: str, query: dict[str, 
     if path == "/reset" and method == "POST":
         service.reset()
         return _json(200, {"reset": True})
-    group = _GROUP.match(path)
+    group = _GROUP.fullmatch(path)
     if group is not None:
         if method != "PUT":
             return _not_allowed(method)
@@ -106,7 +106,7 @@ def _handle(emulator: ComputeEmulator, method: str, path: str, query: dict[str, 
         location = _optional_str(request, "location") or "westus"
         made = service.ensure_resource_group(group["rg"], location)
         return _json(200, {"name": made.name, "location": made.location})
-    match = _RESOURCE.match(path)
+    match = _RESOURCE.fullmatch(path)
     if match is None:
         return _json(404, {"error": {"code": "NotFound", "message": f"no control route {path}"}})
     kind: ResourceType = "disks" if match["type"] == "disks" else "snapshots"

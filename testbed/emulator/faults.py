@@ -2,8 +2,9 @@
 
 Two kinds, both consumed in the order they were added and optionally limited to one resource name:
 
-- a *call fault* answers the next ``count`` calls of an operation with 429 (``Retry-After``), 500, or
-  a connection reset, before the call does anything;
+- a *call fault* answers the next ``count`` calls of an operation with 429 (``Retry-After``), 500, a
+  connection reset, or ``malformed``: 200 with an HTML page where ARM's JSON belongs (what a proxy or
+  gateway in the way might send), before the call does anything;
 - an *outcome fault* lets the next ``count`` long-running operations of that kind be accepted as usual
   and then end ``Failed`` or ``Canceled`` with an error.
 
@@ -21,7 +22,7 @@ from typing import Any, Literal, cast
 from backup.errors import InvalidInputError
 from testbed.emulator.operations import STATUS_OPERATION
 
-CallAction = Literal["429", "500", "reset"]
+CallAction = Literal["429", "500", "reset", "malformed"]
 OutcomeAction = Literal["Failed", "Canceled"]
 
 #: Every operation the emulator serves, by the spec's operationId.
@@ -64,7 +65,7 @@ class Fault:
     """One injected fault; ``remaining`` counts the calls (or operations) it still applies to."""
 
     operation: str
-    action: str  # "429" | "500" | "reset" | "Failed" | "Canceled"
+    action: str  # "429" | "500" | "reset" | "malformed" | "Failed" | "Canceled"
     remaining: int
     resource_name: str | None = None
     retry_after: int = 1
@@ -138,8 +139,10 @@ def parse_fault(request: Any) -> Fault:
             "operation", f"must be one of {', '.join(sorted(OPERATIONS))}; got {operation!r}"
         )
     action = request.get("action")
-    if action not in ("429", "500", "reset", "Failed", "Canceled"):
-        raise InvalidInputError("action", f"must be 429, 500, reset, Failed or Canceled; got {action!r}")
+    if action not in ("429", "500", "reset", "malformed", "Failed", "Canceled"):
+        raise InvalidInputError(
+            "action", f"must be 429, 500, reset, malformed, Failed or Canceled; got {action!r}"
+        )
     if action in ("Failed", "Canceled") and operation not in LONG_RUNNING:
         raise InvalidInputError(
             "action", f"{operation} is not a long-running operation; it cannot end {action}"

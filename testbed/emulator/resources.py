@@ -24,18 +24,18 @@ ResourceType = Literal["disks", "snapshots"]
 GIB = 1 << 30
 
 #: Name rule of both path parameters (``diskName``, ``snapshotName``) in the spec.
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 #: Resource group names (types.json ``ResourceGroupNameParameter``).
-_RESOURCE_GROUP = re.compile(r"^[-\w._()]{1,90}$")
+_RESOURCE_GROUP = re.compile(r"[-\w._()]{1,90}")
 
 _COMPUTE_ID = re.compile(
-    r"^/?subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/"
-    r"(?P<type>disks|snapshots)/(?P<name>[^/]+)/?$",
+    r"/?subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Compute/"
+    r"(?P<type>disks|snapshots)/(?P<name>[^/]+)/?",
     re.IGNORECASE,
 )
 _STORAGE_ACCOUNT_ID = re.compile(
-    r"^/?subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Storage/"
-    r"storageAccounts/(?P<name>[^/]+)/?$",
+    r"/?subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Storage/"
+    r"storageAccounts/(?P<name>[^/]+)/?",
     re.IGNORECASE,
 )
 
@@ -70,12 +70,12 @@ BACKGROUND_COPY_SKUS = frozenset({"PremiumV2_LRS", "UltraSSD_LRS"})
 
 def is_valid_name(name: str) -> bool:
     """Whether ``name`` follows the spec's rule: a-z, A-Z, 0-9, ``_`` and ``-``, at most 80 characters."""
-    return bool(_NAME.match(name))
+    return bool(_NAME.fullmatch(name))
 
 
 def is_valid_resource_group(name: str) -> bool:
     """Whether ``name`` is a well-formed resource group name (ARM's pattern, at most 90 characters)."""
-    return bool(_RESOURCE_GROUP.match(name)) and not name.endswith(".")
+    return bool(_RESOURCE_GROUP.fullmatch(name)) and not name.endswith(".")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class ResourceKey:
 
 def parse_compute_id(resource_id: str) -> ResourceKey | None:
     """A disk or snapshot id (with or without the leading ``/``, any case) as a key; ``None`` if not one."""
-    match = _COMPUTE_ID.match(resource_id.strip())
+    match = _COMPUTE_ID.fullmatch(resource_id.strip())
     if match is None:
         return None
     kind: ResourceType = "disks" if match["type"].lower() == "disks" else "snapshots"
@@ -116,7 +116,7 @@ def parse_compute_id(resource_id: str) -> ResourceKey | None:
 
 def parse_storage_account_id(resource_id: str) -> str | None:
     """The account name of a ``Microsoft.Storage/storageAccounts`` id, or ``None`` if it is not one."""
-    match = _STORAGE_ACCOUNT_ID.match(resource_id.strip())
+    match = _STORAGE_ACCOUNT_ID.fullmatch(resource_id.strip())
     return match["name"] if match else None
 
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from backup.errors import DiskBackupError
-from backup.redact import get_logger
+from backup.redact import get_logger, strip_query
 from testbed.emulator import arm_errors
 from testbed.emulator.faults import FaultPlan
 from testbed.emulator.operations import Operation, Outcome, failure_error
@@ -507,14 +507,14 @@ class ComputeService:
         uri_account = _account_of(str(source_uri))
         if uri_account is None or uri_account.lower() != account.lower():
             raise arm_errors.invalid_parameter(
-                target, f"The blob '{_no_query(str(source_uri))}' is not in storage account '{account}'."
+                target, f"The blob '{strip_query(str(source_uri))}' is not in storage account '{account}'."
             )
         try:
             return self.data_plane.read_blob(str(source_uri))
         except DiskBackupError as error:
             raise arm_errors.invalid_parameter(
                 "properties.creationData.sourceUri",
-                f"The blob '{_no_query(str(source_uri))}' could not be read: {error.message}",
+                f"The blob '{strip_query(str(source_uri))}' could not be read: {error.message}",
             ) from None
 
     # -- DELETE -------------------------------------------------------------------------------------
@@ -723,10 +723,6 @@ def _account_of(uri: str) -> str | None:
         segments = [s for s in parts.path.split("/") if s]
         return segments[0] if segments else None
     return host.split(".", 1)[0]
-
-
-def _no_query(uri: str) -> str:
-    return uri.split("?", 1)[0]
 
 
 def _encode_token(position: tuple[str, str]) -> str:

@@ -40,6 +40,7 @@ from typing import Any, TypeVar, cast
 from azure.durable_functions import DurableOrchestrationClient
 from azure.durable_functions.models.utils.df_serialization import df_dumps
 
+from backup.azure.names import validate_task_hub_name
 from backup.errors import (
     ConflictError,
     DeadlineExceededError,
@@ -166,8 +167,7 @@ class LocalHost:
             raise InvalidInputError(
                 "activity_workers", f"must be a positive integer, got {activity_workers!r}"
             )
-        if not task_hub or not task_hub.isascii() or not task_hub.replace("-", "").isalnum():
-            raise InvalidInputError("task_hub", f"must be letters, digits and dashes, got {task_hub!r}")
+        validate_task_hub_name(task_hub, "task_hub")
         self._index = FunctionIndex.from_app(app)
         self._clock: Clock = clock if clock is not None else RealClock()
         self._store = InstanceStore(store_dir) if store_dir is not None else None
