@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlsplit
 
 REDACTED = "REDACTED"
 
@@ -27,10 +28,32 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+#: Literal secrets that have no recognisable shape (a webhook URL's path), registered by the code that
+#: holds them (:func:`add_secret`). Replaced longest first, so one secret containing another goes whole.
+_LITERALS: tuple[str, ...] = ()
+
+
+def add_secret(secret: str) -> None:
+    """Treat ``secret`` (at least 8 characters) as a secret wherever it appears from now on."""
+    global _LITERALS
+    if len(secret) >= 8 and secret not in _LITERALS:
+        _LITERALS = tuple(sorted((*_LITERALS, secret), key=len, reverse=True))
+
+
+def add_url_secret(url: str) -> None:
+    """Treat a URL's path and query as secrets (a webhook's URL is its password; only its host is not)."""
+    parts = urlsplit(url)
+    for secret in (parts.path, parts.query):
+        add_secret(secret)
+
+
 def redact(text: str) -> str:
-    """Return ``text`` with SAS signatures, account keys and tokens replaced by ``REDACTED``."""
+    """Return ``text`` with SAS signatures, account keys, tokens and registered secrets replaced."""
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
+    for secret in _LITERALS:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     return text
 
 

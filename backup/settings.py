@@ -28,6 +28,7 @@ from backup.azure.names import (
 from backup.azure.resource_id import parse_disk_id, validate_subscription_id
 from backup.azure.transport import is_loopback_url
 from backup.errors import ConfigurationError, InvalidInputError
+from backup.redact import add_url_secret
 from backup.schedule import Schedule, parse_schedule
 
 T = TypeVar("T")
@@ -135,6 +136,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "720",
         "Deadline for a Premium SSD v2 / Ultra snapshot's background copy to complete (1-10080).",
     ),
+    SettingSpec(
+        "BACKUP_ALERT_WEBHOOK",
+        None,
+        "HTTPS URL (Teams, Slack or any JSON endpoint) told when a run ends other than Succeeded or a disk "
+        "has no recent good restore point; unset = no alerts.",
+        secret=True,
+    ),
+    SettingSpec(
+        "BACKUP_ALERT_STALE_HOURS",
+        "36",
+        "Alert when a disk's newest good restore point is older than this many hours (1-8760).",
+    ),
 )
 
 DEFAULT_SELECT_TAG = "diskbackup=enabled"
@@ -167,6 +180,8 @@ class Settings:
     snapshot_timeout_minutes: int = 60
     copy_timeout_minutes: int = 1440
     snapshot_copy_timeout_minutes: int = 720
+    alert_webhook: str | None = field(default=None, repr=False)
+    alert_stale_hours: int = 36
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -245,6 +260,8 @@ class Settings:
             "snapshot_copy_timeout_minutes": read(
                 "BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES", _int_between(1, 10080)
             ),
+            "alert_webhook": read("BACKUP_ALERT_WEBHOOK", _webhook),
+            "alert_stale_hours": read("BACKUP_ALERT_STALE_HOURS", _int_between(1, 8760)),
         }
         return cls(**values)
 
@@ -278,6 +295,19 @@ def _bool(value: str) -> bool:
     if lowered in ("false", "0", "no"):
         return False
     raise ValueError(f"{value!r} is not true or false")
+
+
+def _webhook(value: str) -> str:
+    """An https URL (plain http only on a loopback host, for tests); its path and query become secrets."""
+    parts = urlsplit(value)
+    if parts.scheme == "http" and is_loopback_url(value):
+        pass
+    elif parts.scheme != "https":
+        raise ValueError("must be an https:// URL")
+    if not parts.hostname or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be an absolute URL with a host, without a fragment or user name")
+    add_url_secret(value)
+    return value
 
 
 def _existing_file(value: str) -> str:

@@ -105,6 +105,22 @@ param snapshotTimeoutMinutes int = 60
 @maxValue(20160)
 param copyTimeoutMinutes int = 1440
 
+@description('BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES: deadline for a Premium SSD v2 / Ultra snapshot\'s background copy.')
+@minValue(1)
+@maxValue(10080)
+param snapshotCopyTimeoutMinutes int = 720
+
+// -- alerts ------------------------------------------------------------------------------------------
+
+@description('BACKUP_ALERT_WEBHOOK: an HTTPS URL (Teams, Slack or any JSON endpoint) told when a run goes wrong; empty = no alerts. A secret: whoever holds it can post.')
+@secure()
+param alertWebhook string = ''
+
+@description('BACKUP_ALERT_STALE_HOURS: alert when a disk\'s newest good restore point is older than this.')
+@minValue(1)
+@maxValue(8760)
+param alertStaleHours int = 36
+
 // -- scale -------------------------------------------------------------------------------------------
 
 @description('Where Durable Functions keeps orchestration state: the host storage account (AzureStorage), or a Durable Task Scheduler for estates of thousands of disks.')
@@ -272,6 +288,9 @@ var backupSettings = {
   BACKUP_POLL_MAX_SECONDS: string(pollMaxSeconds)
   BACKUP_SNAPSHOT_TIMEOUT_MINUTES: string(snapshotTimeoutMinutes)
   BACKUP_COPY_TIMEOUT_MINUTES: string(copyTimeoutMinutes)
+  BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES: string(snapshotCopyTimeoutMinutes)
+  BACKUP_ALERT_WEBHOOK: alertWebhook
+  BACKUP_ALERT_STALE_HOURS: string(alertStaleHours)
 }
 
 // The switch to the Durable Task Scheduler: host.json's extensions.durableTask.storageProvider, set by

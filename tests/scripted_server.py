@@ -31,6 +31,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class ScriptedServer:
@@ -54,10 +55,9 @@ class ScriptedServer:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
+                received = self.rfile.read(length) if length else b""
                 with server._lock:
-                    server.seen.append(Seen(self.command, self.path, dict(self.headers.items())))
+                    server.seen.append(Seen(self.command, self.path, dict(self.headers.items()), received))
                     step = server.script.pop(0) if server.script else Answer(599, body="script ended")
                 answer = step(self.path) if callable(step) else step
                 body = answer.body.encode() if isinstance(answer.body, str) else answer.body

@@ -709,6 +709,8 @@ def test_numeric_parameters_have_the_apps_bounds() -> None:
         "pollMaxSeconds": (1, 3600),
         "snapshotTimeoutMinutes": (1, 1440),
         "copyTimeoutMinutes": (1, 20160),
+        "snapshotCopyTimeoutMinutes": (1, 10080),
+        "alertStaleHours": (1, 8760),
     }
     for name, (low, high) in bounds.items():
         declared = (decorator(params[name], "min_value"), decorator(params[name], "max_value"))

@@ -63,6 +63,7 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
     return {
         act.RESOLVE_SELECTION: record(act.RESOLVE_SELECTION, [_disk("a"), _disk("b"), _disk("c")]),
         act.RECORD_RUN: record(act.RECORD_RUN, {"ok": True}),
+        act.SEND_RUN_ALERT: record(act.SEND_RUN_ALERT, {"sent": False, "why": "no webhook configured"}),
         act.BEGIN_SNAPSHOT: record(
             act.BEGIN_SNAPSHOT, lambda d: {**done, "snapshotId": d["disk"]["id"] + "-snap"}
         ),

@@ -73,6 +73,10 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
         return activities.record_run(clients(), data)
 
     @bp.activity_trigger(input_name="data")
+    def send_run_alert(data: Any) -> Any:
+        return activities.send_run_alert(clients(), data)
+
+    @bp.activity_trigger(input_name="data")
     def begin_snapshot(data: Any) -> Any:
         return activities.begin_snapshot(clients(), data)
 

@@ -15,9 +15,10 @@ grant-access operation, handed to Copy Blob, never returned or logged.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from backup import vhd
+from backup import alerts, vhd
 from backup.azure.blob import BlobAddress, CopyStatus
 from backup.azure.compute import snapshot_name
 from backup.azure.lro import LroStatus
@@ -34,7 +35,7 @@ from backup.errors import (
 )
 from backup.redact import get_logger
 from backup.workflow import activity_names as act
-from backup.workflow.models import DiskRef, RestorePointRecord, RunSummary, Selection
+from backup.workflow.models import DiskRef, RestorePointRecord, RunSummary, Selection, parse_iso
 
 log = get_logger(__name__)
 
@@ -98,6 +99,39 @@ def record_restore_point(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Write a restore point (or a failed attempt) to the catalog; answers the blob URL it stored."""
     point = clients.catalog.record_restore_point(RestorePointRecord.from_json(data))
     return {"blobUrl": point.blob_url, "status": point.status}
+
+
+def send_run_alert(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """Tell the alert webhook about a finished run when it went wrong or a disk has gone stale.
+
+    ``data`` is ``{"summary": <RunSummary>, "asOf": <the run's end, ISO>}``: staleness is judged at the
+    orchestration's time, not this worker's clock. Only the run's failed disks can be stale (a disk
+    backed up tonight is not): for each, the catalog says when it last had a good restore point (or, if
+    never, when it was first attempted).
+    """
+    payload = _object(data)
+    summary = RunSummary.from_json(payload.get("summary"))
+    now = parse_iso(_text(payload, "asOf"), "asOf")
+    webhook = clients.settings.alert_webhook
+    if webhook is None:
+        return {"sent": False, "why": "no webhook configured"}
+    threshold = now - timedelta(hours=clients.settings.alert_stale_hours)
+    last_good: dict[str, datetime | None] = {}
+    for disk in summary.disks:
+        if disk.status != "Failed":
+            continue
+        points = clients.catalog.list_restore_points(disk.disk_id, include_failed=True, top=500).items
+        good = [p.finished_at for p in points if p.status == "Succeeded"]
+        if good:
+            last_good[disk.disk_id] = max(good)
+        elif points and min(p.started_at for p in points) < threshold:
+            last_good[disk.disk_id] = None  # attempted for longer than the threshold, never good
+    stale = alerts.stale_disks(last_good, now, clients.settings.alert_stale_hours)
+    message = alerts.build_alert(summary, stale, now)
+    if message is None:
+        return {"sent": False, "why": "nothing to report"}
+    attempts = alerts.send_alert(webhook, message)
+    return {"sent": True, "attempts": attempts, "failed": message["failedCount"], "stale": len(stale)}
 
 
 # -- ARM operations ---------------------------------------------------------------------------------------

@@ -74,7 +74,8 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
             started, status="Failed", finished_at=iso(context.current_utc_datetime), reason=reason
         )
         context.set_custom_status({"phase": "failed", "reason": reason})
-        return (yield from _record_run(context, failed)).to_json()
+        failed = yield from _record_run(context, failed)
+        return (yield from _alert(context, failed)).to_json()
 
     total = len(disks)
     yield context.call_activity(act.RECORD_RUN, replace(started, disk_count=total).to_json())
@@ -111,6 +112,7 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         reason=None if ordered else "the selection matched no disks",
     )
     summary = yield from _record_run(context, summary)
+    summary = yield from _alert(context, summary)
     context.set_custom_status(
         {"phase": "done", "disks": total, "succeeded": succeeded, "failed": total - succeeded}
     )
@@ -124,6 +126,17 @@ def _record_run(context: df.DurableOrchestrationContext, summary: RunSummary) ->
         yield context.call_activity(act.RECORD_RUN, summary.to_json())
     except Exception as exc:
         return replace(summary, warnings=(f"run not recorded in the catalog: {failure_reason(exc)}",))
+    return summary
+
+
+def _alert(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orchestration:
+    """Tell the alert webhook (if one is set) about a run that went wrong; a failure to alert is a warning
+    on the run, never its failure. Answers the summary to return."""
+    try:
+        alert = {"summary": summary.to_json(), "asOf": iso(context.current_utc_datetime)}
+        yield context.call_activity(act.SEND_RUN_ALERT, alert)
+    except Exception as exc:
+        return replace(summary, warnings=(*summary.warnings, f"alert not sent: {failure_reason(exc)}"))
     return summary
 
 
