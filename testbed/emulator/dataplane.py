@@ -170,7 +170,9 @@ class DataPlane:
 
     ``account_keys`` maps every Azurite account name to its key; it must include ``md_account``.
     ``clock`` (a seam for tests of expiry) gives the current UTC time. ``copy_pending_polls`` is how
-    many HEADs of a copy destination show ``pending`` before the copy's outcome.
+    many HEADs of a copy destination show ``pending`` before the copy's outcome. ``copy_source_verify``
+    is what the front trusts when it reads a Put Page From URL source over https itself (``requests``'
+    ``verify``: a CA bundle path, e.g. of an Azurite started with ``--oauth``, or True for the system's).
     """
 
     def __init__(
@@ -181,6 +183,7 @@ class DataPlane:
         account_keys: Mapping[str, str],
         clock: Callable[[], datetime] = _utc_now,
         copy_pending_polls: int = 3,
+        copy_source_verify: bool | str = True,
     ) -> None:
         if md_account not in account_keys:
             raise InvalidInputError("account_keys", f"must hold the key of the md account {md_account!r}")
@@ -188,6 +191,7 @@ class DataPlane:
             raise InvalidInputError("azurite", "must be running (no blob endpoint yet)")
         self.md_account = md_account
         self.copy_pending_polls = copy_pending_polls
+        self.copy_source_verify = copy_source_verify
         self._keys = dict(account_keys)
         self._clock = clock
         self._accounts = _AzuriteAccounts(azurite.blob_url, account_keys)
@@ -989,7 +993,9 @@ class DataPlane:
         if source_auth:
             headers["Authorization"] = source_auth
         try:
-            response = self._session.get(source, headers=headers, timeout=(10, 120))
+            response = self._session.get(
+                source, headers=headers, timeout=(10, 120), verify=self.copy_source_verify
+            )
         except requests.RequestException as error:
             log.warning("copy source %s unreachable: %s", strip_query(source), type(error).__name__)
             return storage_error(

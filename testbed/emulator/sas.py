@@ -170,19 +170,23 @@ def check_blob_sas(
     now: datetime,
     https: bool = False,
 ) -> SasProblem | None:
-    """Whether a service SAS (``sr=b`` for this blob, or ``sr=c`` for its container) allows ``permission``.
+    """Whether a service SAS allows ``permission``: ``sr=b`` this blob, ``sr=bs`` a snapshot of it (the
+    request's ``snapshot=`` is the signed one), ``sr=c`` its container.
 
     ``None`` when it does, else the problem Azure would answer with. Stored access policies (``si``) are
     not supported: the emulator never issues them, and a SAS naming one is refused.
     """
     resource = fields.get("sr", "")
-    if resource not in ("b", "c") or fields.get("si") or not fields.get("sp") or not fields.get("se"):
+    if resource not in ("b", "bs", "c") or fields.get("si") or not fields.get("sp") or not fields.get("se"):
         return SasProblem(
             403, _NOT_AUTHENTICATED, "The SAS is not a supported blob or container service SAS."
         )
+    if resource == "bs" and not fields.get("snapshot"):
+        # A blob-snapshot SAS signs the snapshot time; a request without one asks for the base blob.
+        return SasProblem(403, _NOT_AUTHENTICATED, "Signature did not match.")
     if fields.get("spr") == "https" and not https:
         return SasProblem(403, "AuthorizationProtocolMismatch", "This request is not authorized over HTTP.")
-    expected = service_sas_string_to_sign(fields, account, container, blob if resource == "b" else "")
+    expected = service_sas_string_to_sign(fields, account, container, "" if resource == "c" else blob)
     problem = _check_common(fields, expected, account_key, now)
     if problem is not None:
         return problem
