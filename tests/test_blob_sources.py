@@ -9,6 +9,7 @@ checks the token the front relays. No secret reaches an error or a log line.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -20,8 +21,11 @@ import pytest
 from azure.storage.blob import generate_blob_sas
 from test_storage_bearer import make_jwt
 
+from backup.azure.arm import ArmClient
 from backup.azure.blob import STORAGE_API_VERSION, BlobAddress, BlobClient, ContainerAddress
+from backup.azure.compute import ComputeClient, upload_size_for
 from backup.azure.credentials import StaticTokenProvider
+from backup.azure.lro import LroStatus
 from backup.azure.page_range import PageRange
 from backup.azure.storage_auth import (
     MAX_SAS_LIFETIME,
@@ -323,3 +327,61 @@ def test_a_source_token_is_never_sent_over_plain_http_or_beside_a_sas() -> None:
             secure, chunk, source, PageRange.at(0, 1024), StaticTokenProvider("t")
         )
     assert STORAGE_API_VERSION >= "2020-10-02"  # x-ms-copy-source-authorization's first version
+
+
+def test_a_disk_is_uploaded_from_a_source_read_with_a_token(
+    proving_ground: ProvingGround, oauth_azurite: tuple[Azurite, Path], front_trusts: None, unique_name: str
+) -> None:
+    # The restore path without Shared Key: the backup account's blob snapshot read with an Azure AD token.
+    server, cert = oauth_azurite
+    token = make_jwt()
+    tls = BlobClient(Transport(verify=str(cert), sleep=lambda _: None))
+    source_container = ContainerAddress.in_account(
+        server.blob_endpoint(), unique_name, BearerAuthorizer(StaticTokenProvider(token))
+    )
+    tls.create_container(source_container)
+    source = source_container.blob("disk.vhd")
+    size = 20 * 1024 * KIB
+    tls.create_page_blob(source, size + 512)
+    data = os.urandom(4 * 1024 * KIB)
+    tls.put_page(source, PageRange.at(8 * 1024 * KIB, len(data)), data)
+    snapshot = tls.snapshot(source)
+
+    arm = ArmClient(
+        proving_ground.arm_endpoint,
+        StaticTokenProvider(proving_ground.arm_token),
+        Transport(verify=str(proving_ground.arm_ca_cert), sleep=lambda _: None),
+        default_retry_after=0,
+    )
+    compute = ComputeClient(arm)
+    disk_id = proving_ground.disk_id(unique_name)
+
+    def done(status: LroStatus) -> LroStatus:
+        while not status.done:
+            status = compute.poll(status)
+        assert status.succeeded
+        return status
+
+    started = compute.begin_create_upload_disk(
+        disk_id, location="westus", upload_size_bytes=upload_size_for(size), sku="Standard_LRS",
+        restore_id=unique_name,
+    )  # fmt: skip
+    assert started.operation is not None
+    done(started.operation)
+    write_sas = compute.read_access_sas(done(compute.begin_grant_access(disk_id, 600, access="Write")))
+    target = BlobAddress.from_sas_url(write_sas)
+    client = BlobClient(Transport(sleep=lambda _: None))
+    chunk = PageRange.at(8 * 1024 * KIB, len(data))
+    client.put_page_from_url_with_token(
+        target, chunk, source.at_snapshot(snapshot), chunk, StaticTokenProvider(token)
+    )
+    done(compute.begin_revoke_access(disk_id))
+    digest = proving_ground.control(
+        "GET", f"/resourceGroups/{proving_ground.resource_group}/disks/{unique_name}/digest"
+    )
+    expected = bytes(8 * 1024 * KIB) + data + bytes(size - 12 * 1024 * KIB)
+    assert (digest["size"], digest["sha256"]) == (size, hashlib.sha256(expected).hexdigest())
+    deleting = compute.begin_delete_disk(disk_id, restore_id=unique_name)
+    assert deleting is not None
+    done(deleting)
+    tls.delete_container(source_container)
