@@ -4,8 +4,9 @@ Grant access answers with a *service SAS* for one blob (``sr=b``, read only) in 
 signed with that account's key; the front checks it on every request, and Azurite accepts it too, since
 the string-to-sign is the documented one. A write grant on a disk made for upload answers, as Azure does,
 a SAS naming a *stored access policy* (``si``) that holds its permissions and expiry
-(:func:`generate_policy_blob_sas`, :class:`StoredPolicy`). The front also checks the SAS a caller may put on the
-destination of Put Page From URL: a service SAS for a blob or container, or an account SAS.
+(:func:`generate_policy_blob_sas`, :class:`StoredPolicy`). The front also checks the SAS a caller may put
+on the destination of Put Page From URL: a service SAS for a blob (``sr=b``, or ``sr=bs`` for one of its
+snapshots) or container, or an account SAS.
 
 String-to-sign, version 2020-12-06 and later (Microsoft: "Create a service SAS", "Create an account
 SAS"); every field is on its own line, empty when absent::
