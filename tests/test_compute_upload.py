@@ -119,7 +119,7 @@ def create(
 def test_create_a_disk_for_upload(env: Env, unique_name: str) -> None:
     group = env.group(unique_name)
     disk_id = env.disk_id(group, "restored")
-    started = create(env, disk_id, tags={"env": "test"}, zone="2")
+    started = create(env, disk_id, tags={"env": "test", "RestoreID": "mine"}, zone="2")
     assert started.disk_id == disk_id and started.operation is not None
     disk = env.compute.get_disk(disk_id)
     assert (disk.state, disk.size_bytes, disk.create_option, disk.upload_size_bytes) == (

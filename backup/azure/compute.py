@@ -537,7 +537,9 @@ class ComputeClient:
             raise InvalidInputError("zone", f"must be an availability zone number like '1', got {zone!r}")
         claim = validate_run_id(restore_id)
         own_tags = {TAG_CREATED_BY: CREATED_BY, TAG_RESTORE_ID: claim}
-        all_tags = _checked_tags({**(tags or {}), **own_tags})
+        # Tag names are case-insensitive in ARM: a caller's "CreatedBy" must not stand beside ours.
+        theirs = {k: v for k, v in (tags or {}).items() if k.lower() not in {n.lower() for n in own_tags}}
+        all_tags = _checked_tags({**theirs, **own_tags})
         existing = self._own_upload_disk(rid, claim, upload_size)
         if existing is not None:
             return UploadDiskStarted(str(rid), None, existing.state, existing.provisioning_state)
