@@ -29,6 +29,7 @@ from backup.azure.resource_id import parse_disk_id, validate_subscription_id
 from backup.azure.transport import is_loopback_url
 from backup.errors import ConfigurationError, InvalidInputError
 from backup.redact import add_url_secret
+from backup.retention import DEFAULT_POLICY, DEFAULT_POLICY_TEXT, RetentionPolicy, parse_policy
 from backup.schedule import Schedule, parse_schedule
 
 T = TypeVar("T")
@@ -148,6 +149,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "36",
         "Alert when a disk's newest good restore point is older than this many hours (1-8760).",
     ),
+    SettingSpec(
+        "BACKUP_RETENTION",
+        DEFAULT_POLICY_TEXT,
+        "Restore points kept per disk: newest of each of the last N days/ISO weeks/months/years that have "
+        "one (kinds not named keep the default; the disk tag diskbackup-retention overrides per disk).",
+    ),
 )
 
 DEFAULT_SELECT_TAG = "diskbackup=enabled"
@@ -182,6 +189,7 @@ class Settings:
     snapshot_copy_timeout_minutes: int = 720
     alert_webhook: str | None = field(default=None, repr=False)
     alert_stale_hours: int = 36
+    retention: RetentionPolicy = DEFAULT_POLICY
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -262,6 +270,7 @@ class Settings:
             ),
             "alert_webhook": read("BACKUP_ALERT_WEBHOOK", _webhook),
             "alert_stale_hours": read("BACKUP_ALERT_STALE_HOURS", _int_between(1, 8760)),
+            "retention": read("BACKUP_RETENTION", _retention_policy),
         }
         return cls(**values)
 
@@ -351,6 +360,11 @@ def parse_tag_selector(value: str) -> tuple[str, str]:
 def parse_resource_group_name(value: str) -> str:
     """A resource group name (:func:`backup.azure.names.validate_resource_group_name`)."""
     return validate_resource_group_name(value, "resourceGroup")
+
+
+def _retention_policy(value: str) -> RetentionPolicy:
+    # Layered on the built-in default: a setting of "daily=30" keeps the default weeks, months, years.
+    return parse_policy(value, DEFAULT_POLICY)
 
 
 def _disk_id_list(value: str) -> tuple[str, ...]:

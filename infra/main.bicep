@@ -110,6 +110,9 @@ param copyTimeoutMinutes int = 1440
 @maxValue(10080)
 param snapshotCopyTimeoutMinutes int = 720
 
+@description('BACKUP_RETENTION: restore points kept per disk, e.g. daily=7,weekly=4,monthly=12,yearly=3 (a disk tag diskbackup-retention overrides).')
+param retention string = 'daily=7,weekly=4,monthly=12,yearly=3'
+
 // -- alerts ------------------------------------------------------------------------------------------
 
 @description('BACKUP_ALERT_WEBHOOK: an HTTPS URL (Teams, Slack or any JSON endpoint) told when a run goes wrong; empty = no alerts. A secret: whoever holds it can post.')
@@ -291,6 +294,7 @@ var backupSettings = {
   BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES: string(snapshotCopyTimeoutMinutes)
   BACKUP_ALERT_WEBHOOK: alertWebhook
   BACKUP_ALERT_STALE_HOURS: string(alertStaleHours)
+  BACKUP_RETENTION: retention
 }
 
 // The switch to the Durable Task Scheduler: host.json's extensions.durableTask.storageProvider, set by

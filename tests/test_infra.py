@@ -29,7 +29,7 @@ from pycep import BicepParser
 from pycep.models import BicepElement
 
 from backup.azure.arm import ArmClient
-from backup.azure.compute import ComputeClient
+from backup.azure.compute import ComputeClient, upload_size_for
 from backup.azure.credentials import StaticTokenProvider
 from backup.azure.lro import LroStatus
 from backup.azure.transport import Transport
@@ -603,6 +603,22 @@ def test_disk_operator_role_holds_exactly_the_actions_the_code_calls(
             _finish(compute, start())
     assert _finish(compute, compute.begin_grant_access(disk_id, 600)).succeeded
     assert _finish(compute, compute.begin_revoke_access(disk_id)).succeeded
+    # A restore by direct upload: a disk made for upload, written, finished, and deleted by its restore.
+    exercised |= {"begin_create_upload_disk", "get_disk_state", "begin_delete_disk"}
+    restore_id = f"infra-{unique_name}"
+    upload = compute.begin_create_upload_disk(
+        ground.disk_id(f"{unique_name}-up"),
+        location=ground.location,
+        upload_size_bytes=upload_size_for(20 << 20),
+        sku="Standard_LRS",
+        restore_id=restore_id,
+    )
+    assert upload.operation is not None and _finish(compute, upload.operation).succeeded
+    assert compute.get_disk_state(upload.disk_id) == "ReadyToUpload"
+    assert _finish(compute, compute.begin_grant_access(upload.disk_id, 600, access="Write")).succeeded
+    assert _finish(compute, compute.begin_revoke_access(upload.disk_id)).succeeded
+    deleting = compute.begin_delete_disk(upload.disk_id, restore_id=restore_id)
+    assert deleting is not None and _finish(compute, deleting).succeeded
     restore_actions = {action for method, url in transport.requests if (action := rbac_action(method, url))}
 
     assert exercised == public, f"ComputeClient methods this test does not call: {public - exercised}"
@@ -615,10 +631,9 @@ def test_disk_operator_role_holds_exactly_the_actions_the_code_calls(
     assert set(role_backup) == backup_actions
     assert not set(role_backup) & set(role_restore)
     assert set(role_restore) == RESTORE_ACTIONS
-    # Restore calls made today need nothing beyond backup's actions and the restore list; the list's
-    # remaining entry (deleting a disk) is for the restore command to come.
+    # Restore calls need nothing beyond backup's actions and the restore list, and use all of it.
     assert restore_actions - backup_actions <= RESTORE_ACTIONS
-    assert RESTORE_ACTIONS - restore_actions == {"Microsoft.Compute/disks/delete"}
+    assert RESTORE_ACTIONS - restore_actions == set()
 
 
 # -- settings ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from backup.errors import ConfigurationError
+from backup.retention import RetentionPolicy
 from backup.settings import SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,12 @@ def test_defaults() -> None:
     assert (settings.poll_initial_seconds, settings.poll_max_seconds) == (5, 60)
     assert settings.keep_snapshots is False
     assert settings.snapshot_copy_timeout_minutes == 720
+    assert settings.retention == RetentionPolicy(daily=7, weekly=4, monthly=12, yearly=3)
+
+
+def test_retention_names_only_what_it_changes() -> None:
+    settings = Settings.from_env({**BASE, "BACKUP_RETENTION": "daily=30, yearly=0"})
+    assert settings.retention == RetentionPolicy(daily=30, weekly=4, monthly=12, yearly=0)
 
 
 def test_overrides_parse() -> None:
@@ -78,6 +85,9 @@ def test_overrides_parse() -> None:
             "outside 1-10080",
         ),
         ({**BASE, "BACKUP_SELECT_TAG": "novalue"}, "BACKUP_SELECT_TAG", "name=value"),
+        ({**BASE, "BACKUP_RETENTION": "hourly=24"}, "BACKUP_RETENTION", "'hourly' is not a bucket kind"),
+        ({**BASE, "BACKUP_RETENTION": "daily=7,daily=8"}, "BACKUP_RETENTION", "more than once"),
+        ({**BASE, "BACKUP_RETENTION": "monthly=500"}, "BACKUP_RETENTION", "most allowed, 120"),
         ({**BASE, "BACKUP_SELECT_DISK_IDS": "/subscriptions/x"}, "BACKUP_SELECT_DISK_IDS", "expected /sub"),
         (
             {**BASE, "BACKUP_SELECT_TAG": "a=b", "BACKUP_SELECT_RESOURCE_GROUP": "rg"},

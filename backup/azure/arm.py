@@ -179,18 +179,20 @@ class ArmClient:
         api_version: str,
         body: Mapping[str, Any] | None = None,
         idempotent: bool | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> LroStatus:
         """Start a long-running operation with one request; its :class:`LroStatus`.
 
         ``idempotent`` defaults to True for PUT, PATCH and DELETE (they name their resource) and False
-        for POST. The answer's body is read only to classify it and is then dropped: it may be a
-        secret, and the status never carries it.
+        for POST. ``headers`` are sent too (ARM passes headers it does not reserve on to the resource
+        provider, e.g. ``If-None-Match``). The answer's body is read only to classify it and is then
+        dropped: it may be a secret, and the status never carries it.
         """
         method = method.upper()
         if idempotent is None:
             idempotent = method != "POST"
         url = self.url(path, api_version)
-        response = self._send(method, url, body, idempotent=idempotent)
+        response = self._send(method, url, body, idempotent=idempotent, headers=headers)
         with reading(response):
             status = classify_initial(
                 method,
@@ -255,16 +257,17 @@ class ArmClient:
         *,
         idempotent: bool | None = None,
         ok: Container[int] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        headers = {"Accept": "application/json", "x-ms-client-request-id": str(uuid.uuid4())}
+        sent = {"Accept": "application/json", "x-ms-client-request-id": str(uuid.uuid4()), **(headers or {})}
         data = None
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            sent["Content-Type"] = "application/json"
             data = json.dumps(body).encode("utf-8")
         return self.transport.request(
             method,
             url,
-            headers=headers,
+            headers=sent,
             body=data,
             authorize=self._authorize,
             idempotent=idempotent,

@@ -5,7 +5,16 @@ A blob is addressed by a :class:`BlobAddress`, one of two kinds:
 - a blob in an account we authorize for: ``BlobAddress.in_account(endpoint, container, name, authorize)``
   where ``authorize`` is a :mod:`backup.azure.storage_auth` authorizer (Shared Key or bearer);
 - a blob given by a full SAS URL: ``BlobAddress.from_sas_url(url)``; the SAS is the authorization. The
-  copy source and the page-range diff base are such URLs (a snapshot's grant-access SAS).
+  copy source and the page-range diff base are such URLs (a snapshot's grant-access SAS). A blob of our
+  own account becomes one with :meth:`BlobAddress.with_sas` and a SAS signed by
+  :meth:`backup.azure.storage_auth.SharedKeyAuthorizer.blob_sas`.
+
+The source of Put Page From URL is authorized either by a SAS in its URL
+(:meth:`BlobClient.put_page_from_url`) or by an Azure AD token sent as ``x-ms-copy-source-authorization:
+Bearer <token>`` (:meth:`BlobClient.put_page_from_url_with_token`; x-ms-version 2020-10-02 or later, and
+the token's identity needs read access to the source, e.g. Storage Blob Data Reader). The token goes to
+the *destination's* host, which reads the source with it: so only to https, or plain http on loopback
+(the emulator).
 
 :class:`BlobClient` sends the operations the backup needs: create the container if missing; create and
 resize a page blob; Put Page (update, clear) and Put Page From URL; Get Page Ranges, with a diff against
@@ -32,9 +41,17 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from backup.azure.credentials import TokenProvider
 from backup.azure.names import validate_container_name
 from backup.azure.page_range import PAGE_SIZE, PageRange
-from backup.azure.transport import Authorizer, Transport, error_from_response, reading, unexpected_response
+from backup.azure.transport import (
+    Authorizer,
+    Transport,
+    error_from_response,
+    is_loopback_url,
+    reading,
+    unexpected_response,
+)
 from backup.errors import InvalidInputError, UnexpectedResponseError
 from backup.redact import get_logger, strip_query
 
@@ -56,7 +73,8 @@ __all__ = [
 ]
 
 #: The one x-ms-version we speak: new enough for everything used here (Put Page From URL needs
-#: 2018-11-09, previous-snapshot-url 2019-07-07, Get Page Ranges marker paging 2020-10-02).
+#: 2018-11-09, previous-snapshot-url 2019-07-07, Get Page Ranges marker paging and
+#: x-ms-copy-source-authorization 2020-10-02).
 STORAGE_API_VERSION = "2025-01-05"
 #: The largest page blob Azure allows.
 MAX_PAGE_BLOB_SIZE = 8 * 1024**4
@@ -160,6 +178,17 @@ class BlobAddress:
     def source_url(self) -> str:
         """This blob as the source of a copy: the URL with its SAS. Contains a secret when SAS-addressed."""
         return self.request_url()
+
+    def with_sas(self, sas: str) -> BlobAddress:
+        """The same blob (and snapshot) addressed by the SAS query ``sas`` instead of an authorizer.
+
+        For handing one of our blobs to another service as a copy source: sign the SAS with
+        :meth:`backup.azure.storage_auth.SharedKeyAuthorizer.blob_sas` (``snapshot=`` the same timestamp
+        for a blob snapshot).
+        """
+        if not isinstance(sas, str) or "sig=" not in sas or sas.startswith("?"):
+            raise InvalidInputError("sas", "must be a SAS query string (with sig=, without '?')")
+        return replace(self, authorize=None, sas=sas)
 
 
 @dataclass(frozen=True)
@@ -497,6 +526,44 @@ class BlobClient:
             "x-ms-range": page_range.write_header(),
             "x-ms-source-range": source_range.write_header(),
             "x-ms-copy-source": source.source_url(),
+        }
+        response = self._send("PUT", blob, params={"comp": "page"}, headers=headers, idempotent=True)
+        return response.headers.get("ETag", "")
+
+    def put_page_from_url_with_token(
+        self,
+        blob: BlobAddress,
+        page_range: PageRange,
+        source: BlobAddress,
+        source_range: PageRange,
+        source_token: TokenProvider,
+    ) -> str:
+        """Put Page From URL whose source is read with an Azure AD token, not a SAS; returns the ETag.
+
+        ``source`` names the blob (or blob snapshot) by URL alone: any SAS or authorizer it carries is not
+        sent. ``source_token`` gives a token for Azure Storage (scope ``https://storage.azure.com``),
+        sent as ``x-ms-copy-source-authorization: Bearer ...`` to ``blob``'s host, which must therefore be
+        https (or loopback). Both ranges have the same length, at most 4 MiB.
+        """
+        if source.sas:
+            raise InvalidInputError("source", "is addressed by a SAS: use put_page_from_url")
+        if urlsplit(blob.url).scheme != "https" and not is_loopback_url(blob.url):
+            raise InvalidInputError(
+                "blob", "the source token would travel over plain http; the destination must be https"
+            )
+        if page_range.length != source_range.length:
+            raise InvalidInputError(
+                "source_range", f"{source_range.header()} differs in length from {page_range.header()}"
+            )
+        source_url = source.url
+        if source.snapshot is not None:
+            source_url += f"?snapshot={quote(source.snapshot, safe='')}"
+        headers = {
+            "x-ms-page-write": "update",
+            "x-ms-range": page_range.write_header(),
+            "x-ms-source-range": source_range.write_header(),
+            "x-ms-copy-source": source_url,
+            "x-ms-copy-source-authorization": f"Bearer {source_token.get_token()}",
         }
         response = self._send("PUT", blob, params={"comp": "page"}, headers=headers, idempotent=True)
         return response.headers.get("ETag", "")

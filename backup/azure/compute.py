@@ -20,6 +20,17 @@ names the same snapshot and cannot make a second one) and tagged by :func:`snaps
 Snapshots of Premium SSD v2 and Ultra disks fill in the background after their creation succeeded, and
 cannot be granted or read until that copy completes: :attr:`Snapshot.ready` (:func:`snapshot_readable`)
 reads ``completionPercent`` and ``snapshotAccessState`` to tell.
+Restores create disks for *direct upload* (:meth:`ComputeClient.begin_create_upload_disk`: ``createOption:
+Upload``, ``uploadSizeBytes`` = disk bytes + 512, ``diskState`` ``ReadyToUpload``), are granted ``Write``
+access (``ActiveUpload``; the write SAS takes Put Page / Put Page From URL) and revoked (``Unattached``).
+A restore never overwrites a disk. ARM makes no difference between create and update ("a PUT should
+always be allowed to overwrite an existing resource", ARM RPC resource-api-reference), DiskRP.json
+declares no ``If-Match``/``If-None-Match`` for disks and no ``etag`` on them, and ARM hands non-reserved
+headers to the provider as they are; so ``If-None-Match: *`` is sent but not relied on: the disk is looked
+up first, and one that exists is refused unless it is this very restore's (tags ``createdBy: diskbackup``
+and ``restoreId``), which makes a repeated create safe. Between the look-up and the PUT another writer
+could still create the disk; the restore's ``restoreId`` tag, read back after the create, tells.
+:meth:`ComputeClient.begin_delete_disk` deletes only a disk carrying this restore's tags.
 
 Grant access answers a SAS: the only secret here. :meth:`ComputeClient.read_access_sas` fetches it from
 the finished grant operation (the status body's ``properties.output.accessSAS`` or the ``Location`` final
@@ -34,9 +45,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from backup import vhd
 from backup.azure.arm import ArmClient
 from backup.azure.lro import LroStatus
 from backup.azure.names import (
@@ -55,7 +67,13 @@ from backup.azure.resource_id import (
     validate_resource_group,
     validate_subscription_id,
 )
-from backup.errors import InvalidInputError, UnexpectedResponseError
+from backup.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnexpectedResponseError,
+)
 from backup.redact import get_logger
 
 __all__ = [
@@ -63,20 +81,25 @@ __all__ = [
     "BACKGROUND_COPY_SKUS",
     "CREATED_BY",
     "MAX_TAG_VALUE",
+    "MAX_UPLOAD_SIZE",
+    "MIN_UPLOAD_SIZE",
     "READABLE_ACCESS_STATES",
     "TAG_CREATED_BY",
+    "TAG_RESTORE_ID",
     "TAG_RUN_ID",
     "TAG_SOURCE_DISK",
     "ComputeClient",
     "Disk",
     "Snapshot",
     "SnapshotStarted",
+    "UploadDiskStarted",
     "copies_in_background",
     "matches_tags",
     "snapshot_name",
     "snapshot_readable",
     "snapshot_tags",
     "source_disk_tag",
+    "upload_size_for",
     "validate_run_id",
 ]
 
@@ -90,6 +113,7 @@ GIB = 1 << 30
 TAG_CREATED_BY = "createdBy"
 TAG_RUN_ID = "runId"
 TAG_SOURCE_DISK = "sourceDiskId"
+TAG_RESTORE_ID = "restoreId"
 CREATED_BY = "diskbackup"
 #: ARM's limit on a tag value's length.
 MAX_TAG_VALUE = MAX_TAG_VALUE_LENGTH
@@ -111,6 +135,12 @@ SNAPSHOT_ACCESS_STATES = frozenset(
 #: but "the underlying data can't be downloaded" until its background copy completes
 #: (learn.microsoft.com: disks-instant-access-snapshots, "Check snapshot access state").
 READABLE_ACCESS_STATES = frozenset({"Available", "AvailableWithInstantAccess"})
+#: ``uploadSizeBytes`` bounds (DiskRP.json CreationData.uploadSizeBytes: "20 MiB + 512 bytes for the VHD
+#: footer" to 35,183,298,347,520, which the spec calls 32 TiB + 512 and is 32,767 GiB + 512).
+MIN_UPLOAD_SIZE = 20 * (1 << 20) + vhd.FOOTER_SIZE
+MAX_UPLOAD_SIZE = 32767 * GIB + vhd.FOOTER_SIZE
+_MIB = 1 << 20
+_ZONE = re.compile(r"[1-9][0-9]?")
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}")
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_-]")
@@ -209,6 +239,28 @@ def snapshot_readable(
     if completion_percent is not None and completion_percent < 100:
         return False
     return access_state in (None, "Unknown") or access_state in READABLE_ACCESS_STATES
+def upload_size_for(disk_bytes: int) -> int:
+    """``uploadSizeBytes`` for a disk of ``disk_bytes``: the bytes + the 512-byte VHD footer, checked as
+    Compute checks it (whole MiB, 20 MiB to 32,767 GiB), so a bad size fails here and not at the PUT."""
+    if isinstance(disk_bytes, bool) or not isinstance(disk_bytes, int):
+        raise InvalidInputError("disk size", f"must be a whole number of bytes, got {disk_bytes!r}")
+    return _checked_upload_size(disk_bytes + vhd.FOOTER_SIZE)
+
+
+def _checked_upload_size(upload_size: int) -> int:
+    if isinstance(upload_size, bool) or not isinstance(upload_size, int):
+        raise InvalidInputError("uploadSizeBytes", f"must be a whole number of bytes, got {upload_size!r}")
+    if not MIN_UPLOAD_SIZE <= upload_size <= MAX_UPLOAD_SIZE:
+        raise InvalidInputError(
+            "uploadSizeBytes",
+            f"{upload_size} is outside {MIN_UPLOAD_SIZE}-{MAX_UPLOAD_SIZE} (20 MiB to 32,767 GiB, + 512)",
+        )
+    if (upload_size - vhd.FOOTER_SIZE) % _MIB:
+        raise InvalidInputError(
+            "uploadSizeBytes",
+            f"{upload_size} - 512 bytes for the VHD footer is not a whole number of MiB",
+        )
+    return upload_size
 
 
 # -- what ARM answers, as small values ----------------------------------------------------------------
@@ -230,6 +282,8 @@ class Disk:
     managed_by: str | None = None
     zones: tuple[str, ...] = ()
     time_created: str | None = None
+    create_option: str | None = None  # creationData.createOption
+    upload_size_bytes: int | None = None  # creationData.uploadSizeBytes (Upload disks)
 
     @property
     def resource_id(self) -> ResourceId:
@@ -248,6 +302,9 @@ class Disk:
     def from_arm(cls, body: Any) -> Disk:
         """Read an ARM ``Disk`` body; :class:`UnexpectedResponseError` names what is wrong in it."""
         data, properties = _resource_body(body, "disk")
+        creation = properties.get("creationData")
+        creation = creation if isinstance(creation, Mapping) else {}
+        upload_size = creation.get("uploadSizeBytes")
         return cls(
             id=_answered_id(parse_disk_id, data["id"], "disk.id"),
             name=data["name"],
@@ -261,6 +318,10 @@ class Disk:
             managed_by=_opt_str(data.get("managedBy")),
             zones=tuple(z for z in data.get("zones") or () if isinstance(z, str)),
             time_created=_opt_str(properties.get("timeCreated")),
+            create_option=_opt_str(creation.get("createOption")),
+            upload_size_bytes=upload_size
+            if isinstance(upload_size, int) and not isinstance(upload_size, bool)
+            else None,
         )
 
 
@@ -329,6 +390,45 @@ class SnapshotStarted:
 
     snapshot_id: str
     operation: LroStatus
+
+
+@dataclass(frozen=True)
+class UploadDiskStarted:
+    """A disk made for upload: its ID and the creation to poll, or ``None`` when this same restore had
+    already created it (a repeated call): then ``state`` and ``provisioning_state`` are the disk's
+    (wait for ``Succeeded`` before granting access)."""
+
+    disk_id: str
+    operation: LroStatus | None
+    state: str | None = None
+    provisioning_state: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, for an activity's return value."""
+        return {
+            "disk_id": self.disk_id,
+            "operation": self.operation.to_dict() if self.operation is not None else None,
+            "state": self.state,
+            "provisioning_state": self.provisioning_state,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UploadDiskStarted:
+        """The inverse of :meth:`to_dict`, checked (the dict comes from outside)."""
+        names = {"disk_id", "operation", "state", "provisioning_state"}
+        if not isinstance(data, Mapping) or set(data) - names:
+            raise InvalidInputError("upload disk", f"must be an object of {', '.join(sorted(names))}")
+        operation = data.get("operation")
+        texts = {name: data.get(name) for name in ("state", "provisioning_state")}
+        for name, value in texts.items():
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"upload disk.{name}", "must be a string")
+        return cls(
+            disk_id=str(parse_disk_id(str(data.get("disk_id", "")), "upload disk.disk_id")),
+            operation=LroStatus.from_dict(operation) if operation is not None else None,
+            state=texts["state"],
+            provisioning_state=texts["provisioning_state"],
+        )
 
 
 # -- the client ----------------------------------------------------------------------------------------
@@ -403,6 +503,106 @@ class ComputeClient:
         creation = {"createOption": "Copy", "sourceResourceId": str(source)}
         return self._begin_put(rid, location, creation, sku=sku, tags=tags)
 
+    def get_disk_state(self, disk_id: str | ResourceId) -> str | None:
+        """The disk's ``diskState`` (``ReadyToUpload``, ``ActiveUpload``, ``Unattached``, ``ActiveSAS``...).
+
+        :class:`~backup.errors.NotFoundError` if it does not exist.
+        """
+        return self.get_disk(disk_id).state
+
+    def begin_create_upload_disk(
+        self,
+        disk_id: str | ResourceId,
+        *,
+        location: str,
+        upload_size_bytes: int,
+        sku: str,
+        restore_id: str,
+        zone: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> UploadDiskStarted:
+        """Create disk ``disk_id`` for direct upload, never over an existing disk (see the module docstring).
+
+        ``upload_size_bytes`` is the disk's bytes + 512 (:func:`upload_size_for`). ``restore_id`` names
+        the restore (letters, digits, ``_ . : @ -``): the disk is tagged with it (``restoreId``, and
+        ``createdBy: diskbackup``), so a repeated call finds its own disk and answers it instead of a
+        second PUT. Any other existing disk: :class:`~backup.errors.ConflictError` (``DiskAlreadyExists``).
+        """
+        rid = _as_new_id(disk_id, "disks", "disk id")
+        location = _checked_location(location)
+        upload_size = _checked_upload_size(upload_size_bytes)
+        if not isinstance(sku, str) or not sku.strip():
+            raise InvalidInputError("sku", "must name a disk SKU, e.g. Premium_LRS")
+        if zone is not None and (not isinstance(zone, str) or not _ZONE.fullmatch(zone)):
+            raise InvalidInputError("zone", f"must be an availability zone number like '1', got {zone!r}")
+        claim = validate_run_id(restore_id)
+        own_tags = {TAG_CREATED_BY: CREATED_BY, TAG_RESTORE_ID: claim}
+        # Tag names are case-insensitive in ARM: a caller's "CreatedBy" must not stand beside ours.
+        theirs = {k: v for k, v in (tags or {}).items() if k.lower() not in {n.lower() for n in own_tags}}
+        all_tags = _checked_tags({**theirs, **own_tags})
+        existing = self._own_upload_disk(rid, claim, upload_size)
+        if existing is not None:
+            return UploadDiskStarted(str(rid), None, existing.state, existing.provisioning_state)
+        body: dict[str, Any] = {
+            "location": location,
+            "sku": {"name": sku},
+            "tags": all_tags,
+            "properties": {"creationData": {"createOption": "Upload", "uploadSizeBytes": upload_size}},
+        }
+        if zone is not None:
+            body["zones"] = [zone]
+        try:
+            operation = self.arm.begin(
+                "PUT", rid.path, api_version=API_VERSION, body=body, headers={"If-None-Match": "*"}
+            )
+        except PreconditionFailedError:
+            # Compute honoured If-None-Match: the disk exists. Ours (a retried PUT that had landed)?
+            existing = self._own_upload_disk(rid, claim, upload_size)
+            if existing is None:
+                raise
+            return UploadDiskStarted(str(rid), None, existing.state, existing.provisioning_state)
+        return UploadDiskStarted(str(rid), operation)
+
+    def _own_upload_disk(self, rid: ResourceId, restore_id: str, upload_size: int) -> Disk | None:
+        """``None`` if the disk does not exist; the disk if this restore made it; else ConflictError."""
+        try:
+            disk = self.get_disk(rid)
+        except NotFoundError:
+            return None
+        ours = (
+            matches_tags(disk.tags, {TAG_CREATED_BY: CREATED_BY, TAG_RESTORE_ID: restore_id})
+            and (disk.create_option or "").lower() == "upload"
+            and disk.upload_size_bytes == upload_size
+        )
+        if not ours:
+            raise ConflictError(
+                status=409,
+                code="DiskAlreadyExists",
+                error_message=f"the disk {rid} already exists; a restore never writes over a disk",
+            )
+        return disk
+
+    def begin_delete_disk(self, disk_id: str | ResourceId, *, restore_id: str) -> LroStatus | None:
+        """Start deleting a disk that restore ``restore_id`` created; ``None`` if it is gone already.
+
+        Any other disk is refused (:class:`~backup.errors.ConflictError`, ``DiskNotOwned``): this
+        deletes only what a restore made (a half-made disk, a temporary disk of a restore test). Safe to
+        retry. A disk with an active SAS or ``ActiveUpload`` must be revoked first (Azure answers 409).
+        """
+        rid = _as_id(disk_id, "disks", "disk id")
+        claim = validate_run_id(restore_id)
+        try:
+            disk = self.get_disk(rid)
+        except NotFoundError:
+            return None
+        if not matches_tags(disk.tags, {TAG_CREATED_BY: CREATED_BY, TAG_RESTORE_ID: claim}):
+            raise ConflictError(
+                status=409,
+                code="DiskNotOwned",
+                error_message=f"the disk {rid} was not created by restore {claim}; it is not deleted",
+            )
+        return self.arm.begin("DELETE", rid.path, api_version=API_VERSION)
+
     # -- snapshots -----------------------------------------------------------------------------------
 
     def get_snapshot(self, snapshot_id: str | ResourceId) -> Snapshot:
@@ -461,26 +661,39 @@ class ComputeClient:
 
     # -- access --------------------------------------------------------------------------------------
 
-    def begin_grant_access(self, resource_id: str | ResourceId, duration_seconds: int) -> LroStatus:
-        """Start granting read access to a snapshot or disk for ``duration_seconds``.
+    def begin_grant_access(
+        self,
+        resource_id: str | ResourceId,
+        duration_seconds: int,
+        *,
+        access: Literal["Read", "Write"] = "Read",
+    ) -> LroStatus:
+        """Start granting access to a snapshot or disk for ``duration_seconds``: ``Read``, or ``Write`` on
+        a disk made for upload (its write SAS takes Put Page and Put Page From URL).
 
         The SAS is not in the answer: fetch it with :meth:`read_access_sas` once the operation succeeded.
-        Safe to retry: a repeated grant on the same resource replaces the SAS, and revoking ends them all.
+        Safe to retry: a repeated grant on the same resource replaces the SAS (a write grant keeps what
+        was uploaded), and revoking ends them all.
         """
         rid = _as_id(resource_id, None, "resource id")
+        if access not in ("Read", "Write"):
+            raise InvalidInputError("access", f"must be Read or Write, got {access!r}")
+        if access == "Write" and rid.resource_type != "disks":
+            raise InvalidInputError("access", "Write access is granted only on a disk made for upload")
         if isinstance(duration_seconds, bool) or not isinstance(duration_seconds, int):
             raise InvalidInputError("durationSeconds", "must be an integer number of seconds")
         if not 1 <= duration_seconds <= MAX_GRANT_SECONDS:
             raise InvalidInputError("durationSeconds", f"must be between 1 and {MAX_GRANT_SECONDS}")
-        body = {"access": "Read", "durationInSeconds": duration_seconds}
+        body = {"access": access, "durationInSeconds": duration_seconds}
         return self.arm.begin(
             "POST", f"{rid.path}/beginGetAccess", api_version=API_VERSION, body=body, idempotent=True
         )
 
     def read_access_sas(self, grant: LroStatus) -> str:
-        """The SAS URL a succeeded grant-access operation issued (one GET of its result).
+        """The SAS URL a succeeded grant-access operation issued (one GET of its result): a read SAS, or
+        a disk's write SAS after a ``Write`` grant.
 
-        A secret: for the activity that starts the copy, and nobody else.
+        A secret: for the activity that uses it (starts the copy, writes the pages), and nobody else.
         """
         if grant.method != "POST" or not urlsplit(grant.resource_url).path.lower().endswith(
             "/begingetaccess"
@@ -568,6 +781,12 @@ def _as_new_id(value: str | ResourceId, kind: ResourceType, field: str) -> Resou
     rid = _as_id(value, kind, field)
     validate_new_compute_name(rid.name, f"{field}: name")
     return rid
+
+
+def _checked_location(location: str) -> str:
+    if not isinstance(location, str) or not location.strip():
+        raise InvalidInputError("location", "must not be empty")
+    return location
 
 
 def _blob_url(value: str) -> str:

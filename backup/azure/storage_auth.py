@@ -17,6 +17,18 @@ path-style URL (Azurite, the emulator front: ``http://127.0.0.1:port/account/con
 already starts with the account, so the account appears twice; with Azure's
 ``https://account.blob.core.windows.net/container/blob`` it appears once. Both come out of the one rule.
 
+A *service SAS* is signed with the same key over another string-to-sign (Microsoft: "Create a service
+SAS", version 2020-12-06 and later; every field on its own line, empty when absent)::
+
+    sp, st, se, /blob/<account>/<container>/<blob>, si, sip, spr, sv, sr, snapshot time, ses,
+    rscc, rscd, rsce, rscl, rsct
+
+:func:`blob_service_sas` makes one for a blob (``sr=b``) or one blob snapshot (``sr=bs``: the signed
+snapshot time is the snapshot's timestamp, and only a request naming that ``snapshot=`` passes), and
+:meth:`SharedKeyAuthorizer.blob_sas` makes a short-lived one without the key leaving the authorizer.
+The canonicalized resource names the account once, path-style endpoint or not. An account whose
+``allowSharedKeyAccess`` is false cannot sign one: use ``x-ms-copy-source-authorization`` instead.
+
 Every authorizer here is an :class:`backup.azure.transport.Authorizer`: ``(method, url, headers) -> None``,
 called by :class:`~backup.azure.transport.Transport` before each attempt. Shared Key authorizers stamp a fresh
 ``x-ms-date`` and sign; :class:`BearerAuthorizer` adds a token from a token provider (HTTPS only):
@@ -34,13 +46,13 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from enum import StrEnum
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from backup.azure.credentials import TokenProvider
-from backup.azure.names import validate_storage_account_name
+from backup.azure.names import validate_container_name, validate_storage_account_name
 from backup.errors import InvalidInputError
 from backup.redact import get_logger
 
@@ -48,11 +60,15 @@ log = get_logger(__name__)
 
 __all__ = [
     "BLOB_STANDARD_HEADERS",
+    "MAX_SAS_LIFETIME",
+    "SAS_VERSION",
     "STORAGE_SCOPE",
     "BearerAuthorizer",
     "SharedKeyAuthorizer",
     "StorageService",
     "blob_lite_string_to_sign",
+    "blob_service_sas",
+    "blob_service_sas_string_to_sign",
     "blob_string_to_sign",
     "canonical_query",
     "canonicalized_headers",
@@ -60,6 +76,7 @@ __all__ = [
     "comp_query",
     "header_sort_key",
     "http_date",
+    "sas_time",
     "sign",
     "standard_headers",
     "table_lite_string_to_sign",
@@ -87,6 +104,17 @@ BLOB_STANDARD_HEADERS: tuple[str, ...] = (
 _LITE_STANDARD_HEADERS: tuple[str, ...] = ("content-md5", "content-type", "date")
 _TABLE_STANDARD_HEADERS: tuple[str, ...] = ("content-md5", "content-type")
 
+#: The ``sv`` of the SAS we sign: the storage version we speak (its service-SAS string-to-sign is the
+#: 2020-12-06 one).
+SAS_VERSION = "2025-01-05"
+#: A read SAS we hand to another service is short-lived: at most this long.
+MAX_SAS_LIFETIME = timedelta(days=7)
+# Blob SAS permissions, in the order Azure requires them in ``sp``.
+_SAS_PERMISSION_ORDER = "racwdxyltmeopi"
+# Azure lets a SAS start a little before "now" on the signer's clock: servers' clocks differ.
+_SAS_CLOCK_SKEW = timedelta(minutes=5)
+# Blob snapshot timestamps, e.g. 2024-01-02T03:04:05.1234567Z.
+_SNAPSHOT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z")
 # Azure account names: 3-24 lowercase letters and digits.
 # An HTTP header name is a "token" (RFC 9110 section 5.6.2).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -279,6 +307,82 @@ def http_date(moment: datetime) -> str:
     return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
+def sas_time(moment: datetime) -> str:
+    """``moment`` as a SAS time: ISO 8601 in UTC to the second, e.g. ``2026-03-02T10:00:00Z``."""
+    if moment.tzinfo is None:
+        raise InvalidInputError("moment", "must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def blob_service_sas_string_to_sign(
+    fields: Mapping[str, str], account: str, container: str, blob: str
+) -> str:
+    """The string-to-sign of a blob service SAS (2020-12-06+) with these query ``fields``, decoded."""
+    resource = f"/blob/{account}/{container}/{blob}"
+    names_after = ("si", "sip", "spr", "sv", "sr", "snapshot", "ses", "rscc", "rscd", "rsce", "rscl", "rsct")
+    lines = [fields.get("sp", ""), fields.get("st", ""), fields.get("se", ""), resource]
+    lines += [fields.get(name, "") for name in names_after]
+    return "\n".join(lines)
+
+
+def _checked_permissions(permissions: str) -> str:
+    if not isinstance(permissions, str) or not permissions:
+        raise InvalidInputError("permissions", "must name at least one SAS permission, e.g. 'r'")
+    positions = [_SAS_PERMISSION_ORDER.find(p) for p in permissions]
+    if -1 in positions or positions != sorted(set(positions)):
+        raise InvalidInputError(
+            "permissions", f"{permissions!r} is not a subset of {_SAS_PERMISSION_ORDER!r} in that order"
+        )
+    return permissions
+
+
+def blob_service_sas(
+    account_name: str,
+    account_key: str | bytes,
+    *,
+    container: str,
+    blob: str,
+    permissions: str,
+    expiry: datetime,
+    start: datetime | None = None,
+    snapshot: str | None = None,
+    https_only: bool = False,
+    version: str = SAS_VERSION,
+) -> str:
+    """The query string (no ``?``) of a service SAS for one blob, or one blob snapshot; a secret.
+
+    With ``snapshot`` (a snapshot timestamp) the SAS is ``sr=bs``: it opens that snapshot only, and the
+    URL it is used with must carry the same ``snapshot=``; it does not open the base blob. ``blob`` is
+    the blob's name (not URL-encoded). ``https_only`` adds ``spr=https`` (Azure then refuses plain HTTP).
+    """
+    validate_storage_account_name(account_name, "account_name")
+    validate_container_name(container, "container")
+    if not blob:
+        raise InvalidInputError("blob", "a blob SAS names a container and a blob")
+    if snapshot is not None and not _SNAPSHOT_TIME.fullmatch(snapshot):
+        raise InvalidInputError("snapshot", f"{snapshot!r} is not a snapshot timestamp")
+    if start is not None and start >= expiry:
+        raise InvalidInputError("expiry", "must be after start")
+    fields = {
+        "sv": version,
+        "sr": "bs" if snapshot is not None else "b",
+        "se": sas_time(expiry),
+        "sp": _checked_permissions(permissions),
+    }
+    if start is not None:
+        fields["st"] = sas_time(start)
+    if https_only:
+        fields["spr"] = "https"
+    if snapshot is not None:
+        fields["snapshot"] = snapshot
+    key = account_key if isinstance(account_key, bytes) else _decode_key(account_key)
+    signature = sign(key, blob_service_sas_string_to_sign(fields, account_name, container, blob))
+    # The snapshot travels in the blob's URL (BlobAddress.at_snapshot), not in the token.
+    order = ("sv", "sr", "st", "se", "sp", "spr")
+    query = [f"{name}={quote(fields[name], safe='')}" for name in order if name in fields]
+    return "&".join([*query, f"sig={quote(signature, safe='')}"])
+
+
 _STRING_TO_SIGN: dict[tuple[StorageService, bool], Callable[[str, str, str, Mapping[str, str]], str]] = {
     (StorageService.BLOB, False): blob_string_to_sign,
     (StorageService.BLOB, True): blob_lite_string_to_sign,
@@ -340,6 +444,38 @@ class SharedKeyAuthorizer:
             del headers[name]
         headers["x-ms-date"] = http_date(self._clock())
         headers["Authorization"] = self.authorization(method, url, headers)
+
+    def blob_sas(
+        self,
+        container: str,
+        blob: str,
+        *,
+        lifetime: timedelta,
+        permissions: str = "r",
+        snapshot: str | None = None,
+        https_only: bool = False,
+    ) -> str:
+        """A short-lived service SAS (query string, a secret) for a blob or one of its snapshots.
+
+        Valid from a few minutes before now (servers' clocks differ) for ``lifetime`` (at most
+        :data:`MAX_SAS_LIFETIME`). Only for blob-service authorizers: a SAS is signed with the account key.
+        """
+        if self.service is not StorageService.BLOB:
+            raise InvalidInputError("service", "a blob SAS is signed by a blob authorizer")
+        if not isinstance(lifetime, timedelta) or not timedelta(0) < lifetime <= MAX_SAS_LIFETIME:
+            raise InvalidInputError("lifetime", f"must be positive and at most {MAX_SAS_LIFETIME}")
+        now = self._clock()
+        return blob_service_sas(
+            self.account_name,
+            self._key,
+            container=container,
+            blob=blob,
+            permissions=permissions,
+            start=now - _SAS_CLOCK_SKEW,
+            expiry=now + lifetime,
+            snapshot=snapshot,
+            https_only=https_only,
+        )
 
 
 # -- bearer tokens -----------------------------------------------------------------------------------

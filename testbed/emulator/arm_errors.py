@@ -108,6 +108,11 @@ def invalid_parameter(target: str, message: str) -> ArmError:
     return ArmError(400, "InvalidParameter", message, target=target)
 
 
+def bad_request(message: str) -> ArmError:
+    """400 ``BadRequest``: how Compute words some checks of a disk body (e.g. an upload's size), no target."""
+    return ArmError(400, "BadRequest", message)
+
+
 def invalid_request_content(detail: str) -> ArmError:
     """400 when the body is not JSON at all."""
     return ArmError(

@@ -147,6 +147,12 @@ def _handle(emulator: ComputeEmulator, method: str, path: str, query: dict[str, 
             raise ArmError(
                 409, "OperationNotAllowed", f"'{key.name}' has an active SAS; it is not attached to write."
             )
+        if resource.upload_state is not None:
+            raise ArmError(
+                409,
+                "OperationNotAllowed",
+                f"'{key.name}' is {resource.upload_state}: it is written through its write SAS.",
+            )
         if action == "write":
             _write(resource.content, request)
         elif action == "trim":

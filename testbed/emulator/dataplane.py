@@ -7,6 +7,7 @@ this module), and a *front* server stands before Azurite's blob port (see :mod:`
     client ──> front (127.0.0.1:<front>) ──> Azurite blob port      every request, Host header unchanged
                  │
                  ├─ md account, SAS reads       answered here from the grant's frozen PageMap
+                 ├─ md account, upload SAS      Put Page, Put Page From URL, reads: answered here
                  ├─ Get Page Ranges (+ diff)    answered here: Azurite gets diffs wrong
                  │   (md: x-ms-previous-snapshot-url; other accounts: prevsnapshot)
                  ├─ Put Page From URL           answered here: Azurite has none (501)
@@ -30,6 +31,12 @@ Why each piece (verified in Azurite 3.37.0's source):
 
 Revoke ends the grant (the SAS answers 403 ``AuthenticationFailed``, a pending copy from it fails) and
 deletes the md blob. A SAS also stops at its expiry (``se``), by the clock given to :class:`DataPlane`.
+
+A disk made for upload gets a *write* SAS (Azure's shape: ``sv&sr=b&si=<policy id>&sig``, the stored
+access policy holding ``rw`` and the expiry). Its blob (the disk's bytes, then the 512-byte footer, all
+``uploadSizeBytes``) lives in a page map here, never in Azurite: the front answers Put Page (update and
+clear), Put Page From URL (sources read as for any copy), ranged reads, properties and Get Page Ranges on
+it, and refuses every other write. Revoke hands the first ``uploadSizeBytes - 512`` bytes to the disk.
 
 Diffs compare content (:func:`testbed.emulator.pages.diff`): a page rewritten with the same bytes is not
 listed, where Azure, tracking writes, may list it. Applying either answer to a copy of the older
@@ -142,6 +149,36 @@ class _Grant:
         return not self.revoked and now < self.expires_at
 
 
+@dataclass(eq=False)
+class _UploadTarget:
+    """A disk being uploaded: its blob (disk bytes + VHD footer), written through write SAS."""
+
+    resource_id: str
+    blob: PageMap  # uploadSizeBytes long; the disk is all but the last 512 bytes
+    etag: str
+    last_modified: str
+    created: str
+    writes: int = 0
+
+    def touch(self) -> None:
+        """A write changed the blob: new ETag and Last-Modified."""
+        self.writes += 1
+        self.etag = f'"0x8DE{uuid.uuid4().hex[:13].upper()}"'
+        self.last_modified = _http_date(_utc_now())
+
+
+@dataclass(eq=False)
+class _UploadSas:
+    """One write SAS onto an upload (a new grant replaces the SAS; the target stays)."""
+
+    resource_id: str
+    container: str
+    identifier: str  # the stored access policy the SAS names
+    issued_at: datetime
+    expires_at: datetime
+    revoked: bool = False
+
+
 # -- Azurite as the md account's (and destinations') storage ---------------------------------------
 
 
@@ -170,7 +207,9 @@ class DataPlane:
 
     ``account_keys`` maps every Azurite account name to its key; it must include ``md_account``.
     ``clock`` (a seam for tests of expiry) gives the current UTC time. ``copy_pending_polls`` is how
-    many HEADs of a copy destination show ``pending`` before the copy's outcome.
+    many HEADs of a copy destination show ``pending`` before the copy's outcome. ``copy_source_verify``
+    is what the front trusts when it reads a Put Page From URL source over https itself (``requests``'
+    ``verify``: a CA bundle path, e.g. of an Azurite started with ``--oauth``, or True for the system's).
     """
 
     def __init__(
@@ -181,6 +220,7 @@ class DataPlane:
         account_keys: Mapping[str, str],
         clock: Callable[[], datetime] = _utc_now,
         copy_pending_polls: int = 3,
+        copy_source_verify: bool | str = True,
     ) -> None:
         if md_account not in account_keys:
             raise InvalidInputError("account_keys", f"must hold the key of the md account {md_account!r}")
@@ -188,6 +228,7 @@ class DataPlane:
             raise InvalidInputError("azurite", "must be running (no blob endpoint yet)")
         self.md_account = md_account
         self.copy_pending_polls = copy_pending_polls
+        self.copy_source_verify = copy_source_verify
         self._keys = dict(account_keys)
         self._clock = clock
         self._accounts = _AzuriteAccounts(azurite.blob_url, account_keys)
@@ -204,6 +245,9 @@ class DataPlane:
         self._copies: dict[str, PacedCopy] = {}  # destination path -> its paced copy
         self._copy_failures: dict[str, deque[str]] = {}
         self._vanished: set[str] = set()
+        self._upload_targets: dict[str, _UploadTarget] = {}  # resource id -> the upload in progress
+        self._upload_sas: dict[str, _UploadSas] = {}  # md container -> every write SAS ever issued
+        self._current_upload_sas: dict[str, _UploadSas] = {}  # resource id -> its latest write SAS
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -319,11 +363,87 @@ class DataPlane:
             grant.last_modified = _http_date(properties.last_modified)
 
     def revoke(self, resource_id: str) -> None:
-        """End ``resource_id``'s grant: its SAS answers 403, a copy still pending from it fails."""
+        """End ``resource_id``'s grant: its SAS answers 403, a copy still pending from it fails.
+
+        A write SAS stops too; what was uploaded stays (a new write grant goes on with it).
+        """
         with self._lock:
             grant = self._current.pop(resource_id, None)
+            upload_sas = self._current_upload_sas.pop(resource_id, None)
+            if upload_sas is not None:
+                upload_sas.revoked = True
         if grant is not None:
             self._end(grant, "revoked")
+
+    # -- uploads ------------------------------------------------------------------------------------
+
+    def grant_upload(self, *, resource_id: str, upload_size: int, duration_seconds: int) -> str:
+        """A write SAS URL onto the upload blob of ``resource_id`` (``upload_size`` bytes, zeros at first).
+
+        The resource's earlier write SAS ends; the blob and what was written to it stay.
+        """
+        base = self.blob_url
+        if not resource_id:
+            raise InvalidInputError("resource_id", "must not be empty")
+        if (
+            isinstance(upload_size, bool)
+            or not isinstance(upload_size, int)
+            or upload_size <= vhd.FOOTER_SIZE
+        ):
+            raise InvalidInputError("upload_size", f"must be more than {vhd.FOOTER_SIZE} bytes")
+        if (
+            isinstance(duration_seconds, bool)
+            or not isinstance(duration_seconds, int)
+            or duration_seconds <= 0
+        ):
+            raise InvalidInputError(
+                "duration_seconds", f"must be a positive integer, got {duration_seconds!r}"
+            )
+        now = self._clock()
+        with self._lock:
+            target = self._upload_targets.get(resource_id)
+            if target is None or target.blob.size != upload_size:
+                stamp = _http_date(now)
+                target = _UploadTarget(resource_id, PageMap(upload_size), '"0x8DE0000000000"', stamp, stamp)
+                self._upload_targets[resource_id] = target
+            earlier = self._current_upload_sas.pop(resource_id, None)
+            if earlier is not None:
+                earlier.revoked = True
+            grant = _UploadSas(
+                resource_id=resource_id,
+                container=uuid.uuid4().hex,
+                identifier=str(uuid.uuid4()),
+                issued_at=now,
+                expires_at=now + timedelta(seconds=duration_seconds),
+            )
+            self._upload_sas[grant.container] = grant
+            self._current_upload_sas[resource_id] = grant
+        query = sas.generate_policy_blob_sas(
+            account=self.md_account,
+            account_key=self._keys[self.md_account],
+            container=grant.container,
+            blob=MD_BLOB_NAME,
+            identifier=grant.identifier,
+        )
+        log.info(
+            "write access to %s for %d s (md container %s)", resource_id, duration_seconds, grant.container
+        )
+        return f"{base}/{self.md_account}/{grant.container}/{MD_BLOB_NAME}?{query}"
+
+    def finish_upload(self, resource_id: str) -> PageMap | None:
+        """End the upload of ``resource_id``: its write SAS stops; the disk's bytes (the blob less its
+        footer), or ``None`` if it was never granted write access."""
+        with self._lock:
+            upload_sas = self._current_upload_sas.pop(resource_id, None)
+            if upload_sas is not None:
+                upload_sas.revoked = True
+            target = self._upload_targets.pop(resource_id, None)
+        if target is None:
+            return None
+        content = target.blob.copy()
+        content.resize(target.blob.size - vhd.FOOTER_SIZE)  # the footer is not disk content
+        log.info("upload of %s finished after %d writes", resource_id, target.writes)
+        return content
 
     def _end(self, grant: _Grant, why: str) -> None:
         with self._lock:
@@ -364,6 +484,7 @@ class DataPlane:
         with self._lock:
             self._copy_failures.pop(resource_id, None)
             self._vanished.discard(resource_id)
+            self._upload_targets.pop(resource_id, None)
 
     # -- faults -------------------------------------------------------------------------------------
 
@@ -457,6 +578,14 @@ class DataPlane:
         if method == "PUT" and blob and copy_source:
             if comp == "page":
                 return self._put_page_from_url(request, account, container, blob, copy_source)
+            if comp is None and self._upload_of_url(request, copy_source) is not None:
+                refusal = self._authorize(request, account, container, blob, "w")
+                return refusal or storage_error(
+                    request,
+                    409,
+                    "CannotVerifyCopySource",
+                    "Copy Blob from a disk being uploaded is not modelled by the emulator.",
+                )
             if comp is None and (request.header("x-ms-requires-sync") or "").lower() != "true":
                 grant = self._grant_of_url(request, copy_source)
                 if grant is not None:
@@ -496,6 +625,15 @@ class DataPlane:
             return None
         with self._lock:
             return self._by_container.get(container)
+
+    def _upload_of_url(self, request: Request, url: str) -> _UploadSas | None:
+        """The write SAS a URL on this front names (None for any other URL)."""
+        parts = urlsplit(url)
+        account, container, _ = _split_path(parts.path)
+        if parts.netloc != request.host or account != self.md_account:
+            return None
+        with self._lock:
+            return self._upload_sas.get(container)
 
     def _check_md_sas(
         self, request: Request, query: str, container: str, blob: str, permission: str
@@ -552,6 +690,10 @@ class DataPlane:
                 "AuthorizationFailure",
                 "This request is not authorized to perform this operation.",
             )
+        with self._lock:
+            upload = self._upload_sas.get(container)
+        if upload is not None:
+            return self._upload_request(request, upload, blob)
         permission = "r" if request.method in ("GET", "HEAD") else "w"
         refusal = self._check_md_sas(request, request.query, container, blob, permission)
         if refusal is not None:
@@ -575,7 +717,7 @@ class DataPlane:
             QueryParameterValue=comp,
         )
 
-    def _blob_headers(self, request: Request, grant: _Grant) -> list[tuple[str, str]]:
+    def _blob_headers(self, request: Request, grant: _Grant | _UploadTarget) -> list[tuple[str, str]]:
         return [
             *storage_headers(request),
             ("ETag", grant.etag),
@@ -589,7 +731,9 @@ class DataPlane:
             ("Accept-Ranges", "bytes"),
         ]
 
-    def _read(self, request: Request, grant: _Grant, frozen: PageMap, *, metadata_only: bool) -> Reply:
+    def _read(
+        self, request: Request, grant: _Grant | _UploadTarget, frozen: PageMap, *, metadata_only: bool
+    ) -> Reply:
         headers = self._blob_headers(request, grant)
         if metadata_only:
             return Reply(200, headers, b"")
@@ -617,6 +761,133 @@ class DataPlane:
                 yield frozen.read(offset, min(_READ_CHUNK, end + 1 - offset))
 
         return Reply(status, headers, body(), end - start + 1)
+
+    # -- md account: the write SAS of an upload -----------------------------------------------------
+
+    def _upload_request(self, request: Request, upload: _UploadSas, blob: str) -> Reply:
+        """A request through a disk's write SAS: reads, Put Page and Put Page From URL; nothing else."""
+        method, comp = request.method, request.query_param("comp")
+        permission = "r" if method in ("GET", "HEAD") else "w"
+        fields = sas.sas_fields(request.query)
+        if "sig" not in fields:
+            return storage_error(request, 404, "ResourceNotFound", "The specified resource does not exist.")
+        policy = sas.StoredPolicy("rw", upload.expires_at, upload.issued_at)
+        problem = sas.check_blob_sas(
+            fields,
+            account=self.md_account,
+            account_key=self._keys[self.md_account],
+            container=upload.container,
+            blob=blob,
+            permission=permission,
+            now=self._clock(),
+            policies={upload.identifier: policy},
+        )
+        if problem is not None:
+            return self._sas_error(request, problem)
+        with self._lock:
+            target = None if upload.revoked else self._upload_targets.get(upload.resource_id)
+        if target is None:
+            return storage_error(
+                request,
+                403,
+                "AuthenticationFailed",
+                _AUTHENTICATION_FAILED,
+                AuthenticationErrorDetail="Access to the disk or snapshot has been revoked.",
+            )
+        if blob != MD_BLOB_NAME:
+            return storage_error(request, 404, "BlobNotFound", "The specified blob does not exist.")
+        if method in ("GET", "HEAD") and comp in (None, "metadata"):
+            return self._read(request, target, target.blob, metadata_only=comp == "metadata")
+        if method == "GET" and comp == "pagelist":
+            if request.query_param("prevsnapshot") is not None or request.header(
+                "x-ms-previous-snapshot-url"
+            ):
+                return storage_error(
+                    request, 409, "PreviousSnapshotNotFound", "The previous snapshot is not found."
+                )
+            items = [PageListItem(s, e) for s, e in target.blob.ranges()]
+            return self._page_list_reply(request, items, target.blob.size, target.etag, target.last_modified)
+        if method == "PUT" and comp == "page":
+            return self._upload_write(request, target)
+        # A disk's write SAS writes pages and nothing else: no Put Blob, resize, lease, snapshot, delete.
+        return storage_error(
+            request,
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+        )
+
+    def _upload_write(self, request: Request, target: _UploadTarget) -> Reply:
+        """Put Page (update or clear) or Put Page From URL into an upload blob."""
+        if_match, if_none_match = request.header("If-Match"), request.header("If-None-Match")
+        if (if_match and if_match not in ("*", target.etag)) or (
+            if_none_match and if_none_match in ("*", target.etag)
+        ):
+            message = "The condition specified using HTTP conditional header(s) is not met."
+            return storage_error(request, 412, "ConditionNotMet", message)
+        page_write = (request.header("x-ms-page-write") or "").lower()
+        source = request.header("x-ms-copy-source")
+        name = "x-ms-range" if request.header("x-ms-range") else "Range"
+        value = request.header(name) or ""
+        if page_write == "clear" and not source:
+            parsed = parse_byte_range(value)
+            try:
+                cleared = PageRange(parsed[0], parsed[1]) if parsed and parsed[1] is not None else None
+            except InvalidInputError:
+                cleared = None
+            if cleared is None or request.body:  # clear carries no body and is not held to 4 MiB
+                return _bad_header(request, name, value)
+            if cleared.end >= target.blob.size:
+                return _invalid_page_range(request)
+            target.blob.clear(cleared.start, cleared.length)
+            return self._written(request, target)
+        if page_write != "update":
+            return _bad_header(request, "x-ms-page-write", request.header("x-ms-page-write") or "")
+        if not source and len(request.body) > MAX_WRITE_BYTES:
+            return storage_error(
+                request,
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
+                MaxLimit=str(MAX_WRITE_BYTES),
+            )
+        chunk = self._write_range(request, name, request.header(name))
+        if isinstance(chunk, Reply):
+            return chunk
+        if not source:
+            if len(request.body) != chunk.length:
+                return _bad_header(request, "Content-Length", str(len(request.body)))
+            if chunk.end >= target.blob.size:
+                return _invalid_page_range(request)
+            target.blob.write(chunk.start, request.body)
+            return self._written(request, target)
+        source_range = self._write_range(request, "x-ms-source-range", request.header("x-ms-source-range"))
+        if isinstance(source_range, Reply):
+            return source_range
+        if source_range.length != chunk.length:
+            return _bad_header(request, "x-ms-source-range", request.header("x-ms-source-range") or "")
+        if request.body:
+            return _bad_header(request, "Content-Length", str(len(request.body)))
+        if chunk.end >= target.blob.size:
+            return _invalid_page_range(request)
+        data = self._read_source(request, source, source_range)
+        if isinstance(data, Reply):
+            return data
+        target.blob.write(chunk.start, data)
+        return self._written(request, target)
+
+    @staticmethod
+    def _written(request: Request, target: _UploadTarget) -> Reply:
+        """The 201 of a page write into an upload blob."""
+        target.touch()
+        headers = [
+            *storage_headers(request),
+            ("ETag", target.etag),
+            ("Last-Modified", target.last_modified),
+            ("x-ms-blob-sequence-number", "0"),
+            ("x-ms-request-server-encrypted", "true"),
+        ]
+        return Reply(201, headers, b"")
 
     # -- md account: Get Page Ranges, with and without a previous snapshot ---------------------------
 
@@ -989,7 +1260,9 @@ class DataPlane:
         if source_auth:
             headers["Authorization"] = source_auth
         try:
-            response = self._session.get(source, headers=headers, timeout=(10, 120))
+            response = self._session.get(
+                source, headers=headers, timeout=(10, 120), verify=self.copy_source_verify
+            )
         except requests.RequestException as error:
             log.warning("copy source %s unreachable: %s", strip_query(source), type(error).__name__)
             return storage_error(
@@ -1018,6 +1291,10 @@ def _bad_header(request: Request, name: str, value: str) -> Reply:
         HeaderName=name,
         HeaderValue=value,
     )
+
+
+def _invalid_page_range(request: Request) -> Reply:
+    return storage_error(request, 416, "InvalidPageRange", "The page range specified is invalid.")
 
 
 def _xml_message(body: bytes) -> str | None:

@@ -168,6 +168,9 @@ class ManagedResource:
     copy_polls_left: int = 0
     #: Asked for with ``creationData.instantAccessDurationMinutes`` (Premium SSD v2 / Ultra only).
     instant_access: bool = False
+    #: Disks made with ``createOption: Upload``: ``ReadyToUpload`` until a write grant, ``ActiveUpload``
+    #: until revoke, then ``None`` (an ordinary disk).
+    upload_state: Literal["ReadyToUpload", "ActiveUpload"] | None = None
 
     @property
     def id(self) -> str:
@@ -224,7 +227,8 @@ def render(resource: ManagedResource, now: datetime | None = None) -> dict[str, 
             "publicNetworkAccess": properties.get("publicNetworkAccess", "Enabled"),
             "timeCreated": iso(resource.time_created),
             "provisioningState": resource.provisioning_state,
-            "diskState": "ActiveSAS" if resource.has_active_sas(now) else "Unattached",
+            "diskState": resource.upload_state
+            or ("ActiveSAS" if resource.has_active_sas(now) else "Unattached"),
         }
     )
     if is_snapshot:

@@ -2,8 +2,11 @@
 
 Grant access answers with a *service SAS* for one blob (``sr=b``, read only) in the managed-disk account,
 signed with that account's key; the front checks it on every request, and Azurite accepts it too, since
-the string-to-sign is the documented one. The front also checks the SAS a caller may put on the
-destination of Put Page From URL: a service SAS for a blob or container, or an account SAS.
+the string-to-sign is the documented one. A write grant on a disk made for upload answers, as Azure does,
+a SAS naming a *stored access policy* (``si``) that holds its permissions and expiry
+(:func:`generate_policy_blob_sas`, :class:`StoredPolicy`). The front also checks the SAS a caller may put
+on the destination of Put Page From URL: a service SAS for a blob (``sr=b``, or ``sr=bs`` for one of its
+snapshots) or container, or an account SAS.
 
 String-to-sign, version 2020-12-06 and later (Microsoft: "Create a service SAS", "Create an account
 SAS"); every field is on its own line, empty when absent::
@@ -31,11 +34,13 @@ from backup.errors import InvalidInputError
 __all__ = [
     "SAS_VERSION",
     "SasProblem",
+    "StoredPolicy",
     "account_sas_string_to_sign",
     "check_account_sas",
     "check_blob_sas",
     "format_sas_time",
     "generate_blob_sas",
+    "generate_policy_blob_sas",
     "parse_sas_time",
     "sas_fields",
     "service_sas_string_to_sign",
@@ -64,6 +69,22 @@ _PERMISSION_MISMATCH = SasProblem(
     "AuthorizationPermissionMismatch",
     "This request is not authorized to perform this operation using this permission.",
 )
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """A stored access policy (``si``): the permissions and times a SAS naming it gets."""
+
+    permissions: str
+    expiry: datetime
+    start: datetime | None = None
+
+    def fields(self) -> dict[str, str]:
+        """The policy as the SAS fields it stands for (``sp``, ``se``, ``st``)."""
+        out = {"sp": self.permissions, "se": format_sas_time(self.expiry)}
+        if self.start is not None:
+            out["st"] = format_sas_time(self.start)
+        return out
 
 
 def format_sas_time(moment: datetime) -> str:
@@ -127,6 +148,21 @@ def generate_blob_sas(
     return "&".join(f"{name}={quote(fields[name], safe='')}" for name in order if name in fields)
 
 
+def generate_policy_blob_sas(
+    *, account: str, account_key: str, container: str, blob: str, identifier: str
+) -> str:
+    """The query string of a service SAS for one blob that names the stored access policy ``identifier``.
+
+    No permissions or times in the token: the policy holds them, and deleting the policy ends the SAS.
+    Shaped like the write SAS Azure issues for a disk upload (``sv=...&sr=b&si=<uuid>&sig=...``).
+    """
+    if not identifier or len(identifier) > 64:
+        raise InvalidInputError("identifier", "must be 1-64 characters")
+    fields = {"sv": SAS_VERSION, "sr": "b", "si": identifier}
+    fields["sig"] = sign(account_key, service_sas_string_to_sign(fields, account, container, blob))
+    return "&".join(f"{name}={quote(fields[name], safe='')}" for name in ("sv", "sr", "si", "sig"))
+
+
 def sas_fields(query: str) -> dict[str, str]:
     """The SAS-relevant query parameters, percent-decoded (the last wins when one is repeated)."""
     fields: dict[str, str] = {}
@@ -150,13 +186,17 @@ def _check_times(fields: Mapping[str, str], now: datetime) -> SasProblem | None:
     return None
 
 
-def _check_common(fields: Mapping[str, str], expected: str, key: str, now: datetime) -> SasProblem | None:
+def _check_signature(fields: Mapping[str, str], expected: str, key: str) -> SasProblem | None:
     if fields.get("sv", "") < _FORMAT_SINCE:
         return SasProblem(403, _NOT_AUTHENTICATED, f"SAS version sv must be {_FORMAT_SINCE} or later here.")
     signature = fields.get("sig", "")
     if not hmac.compare_digest(sign(key, expected).encode("ascii"), signature.encode("utf-8", "replace")):
         return SasProblem(403, _NOT_AUTHENTICATED, "Signature did not match.")
-    return _check_times(fields, now)
+    return None
+
+
+def _check_common(fields: Mapping[str, str], expected: str, key: str, now: datetime) -> SasProblem | None:
+    return _check_signature(fields, expected, key) or _check_times(fields, now)
 
 
 def check_blob_sas(
@@ -169,24 +209,41 @@ def check_blob_sas(
     permission: str,
     now: datetime,
     https: bool = False,
+    policies: Mapping[str, StoredPolicy] | None = None,
 ) -> SasProblem | None:
-    """Whether a service SAS (``sr=b`` for this blob, or ``sr=c`` for its container) allows ``permission``.
+    """Whether a service SAS allows ``permission``: ``sr=b`` this blob, ``sr=bs`` a snapshot of it (the
+    request's ``snapshot=`` is the signed one), ``sr=c`` its container.
 
-    ``None`` when it does, else the problem Azure would answer with. Stored access policies (``si``) are
-    not supported: the emulator never issues them, and a SAS naming one is refused.
+    ``None`` when it does, else the problem Azure would answer with. A SAS naming a stored access policy
+    (``si``) takes its permissions and times from ``policies``; without the policy it is refused (the
+    emulator keeps policies only for the write SAS of a disk upload, which Azure issues that way).
     """
     resource = fields.get("sr", "")
-    if resource not in ("b", "c") or fields.get("si") or not fields.get("sp") or not fields.get("se"):
+    effective: Mapping[str, str] = fields
+    identifier = fields.get("si")
+    if identifier:
+        policy = (policies or {}).get(identifier)
+        if policy is None:
+            return SasProblem(403, _NOT_AUTHENTICATED, "The signed identifier names no stored access policy.")
+        if fields.get("sp") or fields.get("st") or fields.get("se"):
+            return SasProblem(
+                403, _NOT_AUTHENTICATED, "Permissions and times are set by both the SAS and its policy."
+            )
+        effective = {**fields, **policy.fields()}
+    if resource not in ("b", "bs", "c") or not effective.get("sp") or not effective.get("se"):
         return SasProblem(
             403, _NOT_AUTHENTICATED, "The SAS is not a supported blob or container service SAS."
         )
+    if resource == "bs" and not fields.get("snapshot"):
+        # A blob-snapshot SAS signs the snapshot time; a request without one asks for the base blob.
+        return SasProblem(403, _NOT_AUTHENTICATED, "Signature did not match.")
     if fields.get("spr") == "https" and not https:
         return SasProblem(403, "AuthorizationProtocolMismatch", "This request is not authorized over HTTP.")
-    expected = service_sas_string_to_sign(fields, account, container, blob if resource == "b" else "")
-    problem = _check_common(fields, expected, account_key, now)
+    expected = service_sas_string_to_sign(fields, account, container, "" if resource == "c" else blob)
+    problem = _check_signature(fields, expected, account_key) or _check_times(effective, now)
     if problem is not None:
         return problem
-    return None if permission in fields["sp"] else _PERMISSION_MISMATCH
+    return None if permission in effective["sp"] else _PERMISSION_MISMATCH
 
 
 def check_account_sas(

@@ -18,7 +18,10 @@ Rules modelled (Azure's, see ``docs/emulator.md`` for the sources and what is le
   or (unless instant access) restored (409 OperationNotAllowed), and a disk has at most 3 such pending
   snapshots;
 - Import needs ``storageAccountId`` naming the account that holds ``sourceUri``;
-- DELETE of something absent answers 204, as ARM does.
+- DELETE of something absent answers 204, as ARM does;
+- direct upload: ``createOption: Upload`` with ``uploadSizeBytes`` (20 MiB + 512 to 32 TiB + 512, less
+  512 a multiple of MiB) makes a ``ReadyToUpload`` disk of ``uploadSizeBytes - 512`` bytes; a ``Write``
+  grant gives a write SAS and ``ActiveUpload``; revoke makes it ``Unattached`` with what was written.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from backup.errors import DiskBackupError
@@ -52,6 +55,7 @@ from testbed.emulator.resources import (
     render,
     utc_now,
 )
+from testbed.emulator.resources import size_gb as gib_of
 from testbed.emulator.schema import SchemaProblem, validate_body
 
 log = get_logger(__name__)
@@ -61,6 +65,13 @@ MAX_INCREMENTAL_PER_DISK = 500
 MAX_ACTIVE_SAS_PER_FAMILY = 5
 #: Pending (background-copying) snapshots a Premium SSD v2 / Ultra disk may have at once.
 MAX_PENDING_BACKGROUND_COPIES = 3
+#: ``uploadSizeBytes`` bounds (DiskRP.json CreationData.uploadSizeBytes): 20972032 ("20 MiB + 512 bytes
+#: for the VHD footer") to 35183298347520 ("32 TiB + 512": in fact 32,767 GiB, the largest managed disk,
+#: + 512); the size less the footer must be whole MiB.
+UPLOAD_FOOTER = 512
+MIN_UPLOAD_SIZE = 20 * (1 << 20) + UPLOAD_FOOTER
+MAX_UPLOAD_SIZE = 32767 * (1 << 30) + UPLOAD_FOOTER
+_MIB = 1 << 20
 #: How many operations the emulator remembers; past that, the oldest finished ones are forgotten (their
 #: status URLs then answer 404, as Azure's do once an operation's record expires).
 MAX_KEPT_OPERATIONS = 2000
@@ -78,7 +89,7 @@ class DataPlanePort(Protocol):
         ...
 
     def revoke(self, resource_id: str) -> None:
-        """End the SAS of ``resource_id``."""
+        """End the SAS of ``resource_id`` (a write SAS too; what was uploaded stays)."""
         ...
 
     def active_grants(self, family_id: str) -> int:
@@ -87,6 +98,14 @@ class DataPlanePort(Protocol):
 
     def read_blob(self, source_uri: str) -> PageMap:
         """The content of a page blob (Import)."""
+        ...
+
+    def grant_upload(self, *, resource_id: str, upload_size: int, duration_seconds: int) -> str:
+        """A write SAS onto the resource's upload blob; replaces its earlier one, keeps what was written."""
+        ...
+
+    def finish_upload(self, resource_id: str) -> PageMap | None:
+        """End the upload: its SAS stops; the disk's bytes (``None`` if write access was never granted)."""
         ...
 
     def forget(self, resource_id: str) -> None:
@@ -319,9 +338,20 @@ class ComputeService:
                 and str(creation[name]).strip("/").lower() != str(old.get(name, "")).strip("/").lower()
             ):
                 raise arm_errors.property_change_not_allowed(f"properties.creationData.{name}")
+        if "uploadSizeBytes" in creation and creation["uploadSizeBytes"] != old.get("uploadSizeBytes"):
+            raise arm_errors.property_change_not_allowed("properties.creationData.uploadSizeBytes")
         if normalize_location(body["location"]) != resource.location:
             raise arm_errors.property_change_not_allowed("location")
         new_size = properties.get("diskSizeGB")
+        if new_size is not None and resource.upload_state is not None:
+            if new_size == gib_of(resource.content.size):
+                new_size = None  # the size it has: not a resize
+            else:
+                raise arm_errors.operation_not_allowed(
+                    f"'{resource.key.name}' is in state {resource.upload_state}: it cannot be resized "
+                    "before its upload is finished.",
+                    target="properties.diskSizeGB",
+                )
         if new_size is not None:
             if resource.key.resource_type == "snapshots":
                 if new_size * GIB < resource.content.size:
@@ -360,8 +390,10 @@ class ComputeService:
     ) -> ManagedResource:
         is_disk = key.resource_type == "disks"
         option = str(creation.get("createOption", ""))
-        canonical = {o.lower(): o for o in ("Empty", "Import", "Copy", "CopyStart")}.get(option.lower())
-        allowed = ("Empty", "Import", "Copy") if is_disk else ("Import", "Copy", "CopyStart")
+        canonical = {o.lower(): o for o in ("Empty", "Import", "Copy", "CopyStart", "Upload")}.get(
+            option.lower()
+        )
+        allowed = ("Empty", "Import", "Copy", "Upload") if is_disk else ("Import", "Copy", "CopyStart")
         if canonical not in allowed:
             raise arm_errors.invalid_parameter(
                 "properties.creationData.createOption",
@@ -375,7 +407,12 @@ class ComputeService:
         family_id: str | None = None
         background_copy = False
         incremental = bool(properties.get("incremental", False)) and not is_disk
-        if canonical == "Empty":
+        upload_state: Literal["ReadyToUpload"] | None = None
+        if canonical == "Upload":
+            content = PageMap(_upload_disk_size(creation, size_gb))
+            size_gb = None  # checked against the upload size; an upload disk need not be whole GiB
+            upload_state = "ReadyToUpload"
+        elif canonical == "Empty":
             if size_gb is None:
                 raise arm_errors.invalid_parameter(
                     "properties.diskSizeGB", "Required parameter 'diskSizeGB' is missing (null)."
@@ -431,6 +468,7 @@ class ComputeService:
             copy_polls_total=self.settings.background_copy_polls if background_copy else 0,
             copy_polls_left=self.settings.background_copy_polls if background_copy else 0,
             instant_access=background_copy and creation.get("instantAccessDurationMinutes") is not None,
+            upload_state=upload_state,
         )
 
     def _check_pending_copies(self, disk: ManagedResource, family_id: str | None) -> None:
@@ -475,6 +513,12 @@ class ComputeService:
                 target, f"'{source_id}' is not the resource id of a disk or snapshot."
             )
         source = self.find(source_key)
+        if source.upload_state is not None:
+            raise arm_errors.operation_not_allowed(
+                f"The source '{source.key.name}' is in state {source.upload_state}: it can be copied once "
+                "its upload is finished (endGetAccess).",
+                target=target,
+            )
         if source.provisioning_state != "Succeeded":
             raise arm_errors.operation_not_allowed(
                 f"The source '{source.key.name}' is in provisioning state {source.provisioning_state}.",
@@ -526,7 +570,7 @@ class ComputeService:
             resource = self._resources.get(key.folded())
         if resource is None:
             return Reply(204)
-        if resource.has_active_sas():
+        if resource.has_active_sas() or resource.upload_state == "ActiveUpload":
             raise arm_errors.operation_not_allowed(
                 f"Operation 'Delete' is not allowed on '{key.name}' since it has an active SAS: "
                 "revoke access (endGetAccess) first.",
@@ -548,7 +592,8 @@ class ComputeService:
     # -- grant and revoke ---------------------------------------------------------------------------
 
     def grant_access(self, key: ResourceKey, body: Any) -> Reply | Accepted:
-        """``beginGetAccess``: a read SAS for ``durationInSeconds``, at most 5 per snapshot family."""
+        """``beginGetAccess``: a read SAS for ``durationInSeconds`` (at most 5 per snapshot family), or a
+        write SAS on a disk made for upload (``access: Write``)."""
         _validate("GrantAccessData", body)
         resource = self.find(key)
         access = str(body["access"]).lower()
@@ -556,7 +601,7 @@ class ComputeService:
             raise arm_errors.invalid_parameter(
                 "access", "The value 'None' of parameter 'access' is not valid for a grant."
             )
-        if access == "write":
+        if access == "write" and resource.upload_state is None:
             raise arm_errors.operation_not_allowed(
                 f"Write access can only be granted on a disk in state ReadyToUpload; '{key.name}' is not.",
                 target="access",
@@ -571,6 +616,14 @@ class ComputeService:
             )
         if not resource.readable:
             raise arm_errors.background_copy_in_progress(key.name, resource.completion_percent())
+        if access == "write":
+            return self._grant_upload(resource, duration)
+        if resource.upload_state is not None:
+            raise arm_errors.operation_not_allowed(
+                f"Read access cannot be granted on '{key.name}' in state {resource.upload_state}: finish the "
+                "upload (endGetAccess) first.",
+                target="access",
+            )
         operation_name = "Disks_GrantAccess" if key.resource_type == "disks" else "Snapshots_GrantAccess"
         family = resource.family_id if key.resource_type == "snapshots" else None
         with self._grant_lock:
@@ -607,12 +660,47 @@ class ComputeService:
         # An injected outcome is taken only now, so a refused grant does not use it up.
         return self._start(operation_name, resource, complete, fail)
 
+    def _grant_upload(self, resource: ManagedResource, duration: int) -> Reply | Accepted:
+        """A write SAS onto an upload disk: ``ActiveUpload`` from now; a repeated grant replaces the SAS
+        and keeps what was written (so an interrupted upload can go on)."""
+        with self._grant_lock:
+            before = resource.upload_state
+            try:
+                sas = self.data_plane.grant_upload(
+                    resource_id=resource.id,
+                    upload_size=resource.content.size + UPLOAD_FOOTER,
+                    duration_seconds=duration,
+                )
+            except DiskBackupError as error:
+                log.warning("write grant on %s failed in the data plane: %s", resource.id, error.message)
+                raise arm_errors.internal_error() from None
+            resource.upload_state = "ActiveUpload"
+            resource.sas_expires_at = utc_now() + timedelta(seconds=duration)
+
+        def complete() -> dict[str, Any]:
+            return {"accessSAS": sas}
+
+        def fail() -> None:
+            self.data_plane.revoke(resource.id)
+            resource.sas_expires_at = None
+            resource.upload_state = before
+
+        return self._start("Disks_GrantAccess", resource, complete, fail)
+
     def revoke_access(self, key: ResourceKey) -> Reply | Accepted:
         """``endGetAccess``: the SAS stops working when the operation succeeds."""
         resource = self.find(key)
 
         def complete() -> None:
             with self._grant_lock:
+                if resource.upload_state == "ReadyToUpload":
+                    return  # nothing granted yet: the disk stays ready for its upload
+                if resource.upload_state == "ActiveUpload":
+                    # The upload ends here: the disk is what was written (less the footer), Unattached.
+                    uploaded = self.data_plane.finish_upload(resource.id)
+                    if uploaded is not None:
+                        resource.content = uploaded
+                    resource.upload_state = None
                 self.data_plane.revoke(resource.id)
                 resource.sas_expires_at = None
 
@@ -704,6 +792,33 @@ class ComputeService:
         for resource in everything:
             self.data_plane.forget(resource.id)
         self.faults.clear()
+
+
+def _upload_disk_size(creation: dict[str, Any], size_gb_given: int | None) -> int:
+    """The disk size an Upload body asks for: ``uploadSizeBytes`` less the footer, checked as Compute does."""
+    upload = creation.get("uploadSizeBytes")
+    if upload is None:
+        raise arm_errors.invalid_parameter(
+            "properties.creationData.uploadSizeBytes",
+            "Required parameter 'uploadSizeBytes' is missing (null): it is required for Upload.",
+        )
+    if not MIN_UPLOAD_SIZE <= upload <= MAX_UPLOAD_SIZE:
+        raise arm_errors.bad_request(
+            f"The upload size in bytes {upload} must be between {MIN_UPLOAD_SIZE} (20 MiB + 512 bytes for "
+            f"the VHD footer) and {MAX_UPLOAD_SIZE} (32 TiB + 512 bytes for the VHD footer)."
+        )
+    disk = upload - UPLOAD_FOOTER
+    if disk % _MIB:
+        raise arm_errors.bad_request(
+            f"The upload size in bytes {upload} - 512 bytes for the VHD footer ({disk} in this case) must be "
+            "a multiple of MiB."
+        )
+    if size_gb_given is not None and size_gb_given != gib_of(disk):
+        raise arm_errors.invalid_parameter(
+            "properties.diskSizeGB",
+            f"diskSizeGB {size_gb_given} disagrees with uploadSizeBytes {upload} ({gib_of(disk)} GiB).",
+        )
+    return disk
 
 
 def _validate(definition: str, body: Any) -> None:
