@@ -241,9 +241,13 @@ def test_failing_disks_fail_alone_and_access_is_always_revoked(
     assert (summary["succeeded"], summary["failed"]) == (3, 2)
     by_disk = {r["diskId"]: r for r in summary["disks"]}
     assert by_disk[ids[1]]["status"] == "Failed" and by_disk[ids[1]]["phase"] == "snapshot"
-    assert "InternalDiskManagementError" in by_disk[ids[1]]["reason"]
+    assert by_disk[ids[1]]["code"] == "SnapshotFailed"
+    assert by_disk[ids[1]]["reason"] == (
+        "snapshot: operation ended Failed: InternalDiskManagementError: the disk is busy"
+    )
     assert by_disk[ids[3]]["status"] == "Failed" and by_disk[ids[3]]["phase"] == "copy"
-    assert "the source could not be read" in by_disk[ids[3]]["reason"]
+    assert by_disk[ids[3]]["code"] == "CopyFailed"
+    assert by_disk[ids[3]]["reason"] == "copy: copy failed: the source could not be read"
     for i in (0, 2, 4):
         assert by_disk[ids[i]]["status"] == "Succeeded"
 
