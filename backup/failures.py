@@ -236,7 +236,7 @@ def _service(url: str | None) -> str:
     host, path = (parts.hostname or "").lower(), parts.path.lower()
     if host.startswith("management.") or path.startswith("/subscriptions/"):
         return "Azure Resource Manager"
-    if ".table." in host or "/tables" in path or "partitionkey" in path:
+    if ".table." in host or "/tables" in path or re.search(r"/[^/]+\(", path):  # OData: table(...)
         return "Table storage"
     if ".blob." in host:
         return "Blob storage"
