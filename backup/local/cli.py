@@ -26,11 +26,15 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 from backup.azure.resource_id import parse_disk_id
@@ -290,6 +294,27 @@ def _open(context: Context) -> LocalHost:
     return host
 
 
+@contextmanager
+def _ctrl_c() -> Iterator[threading.Event]:
+    """While following a run, the first Ctrl-C sets an event that :func:`follow` turns into
+    ``KeyboardInterrupt`` at a safe point (the host then stops, letting running activities finish); a
+    second Ctrl-C interrupts at once."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted  # signal handlers belong to the main thread
+        return
+
+    def first(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _view(context: Context) -> Callable[[RunProgress], None]:
     stream = context.err if context.args.json else context.out
     return ProgressView(stream, tty=stream.isatty())
@@ -312,7 +337,8 @@ def _run(context: Context) -> int:
         with host:
             host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id=run_id)
             context.following = run_id
-            progress = follow(host, run_id, on_progress=_view(context))
+            with _ctrl_c() as interrupted:
+                progress = follow(host, run_id, on_progress=_view(context), interrupted=interrupted)
     context.following = None
     return _report(context, progress)
 
@@ -335,10 +361,10 @@ def _resume(context: Context) -> int:
                     context.out.write(f"no unfinished runs in {args.state_dir}\n")
                 return 0
         reports: list[RunProgress] = []
-        with host:
+        with host, _ctrl_c() as interrupted:
             for run_id in run_ids:
                 context.following = run_id
-                reports.append(follow(host, run_id, on_progress=_view(context)))
+                reports.append(follow(host, run_id, on_progress=_view(context), interrupted=interrupted))
     context.following = None
     if args.run_id is not None:
         return _report(context, reports[0])

@@ -18,6 +18,7 @@ run, its lanes and its disks at work, never every disk, so following a thousand-
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -198,14 +199,29 @@ def follow(
     *,
     on_progress: Callable[[RunProgress], None],
     poll_seconds: float = 0.5,
+    interrupted: threading.Event | None = None,
 ) -> RunProgress:
-    """Report a running run's progress until it ends."""
+    """Report a running run's progress until it ends.
+
+    ``interrupted`` (set by a Ctrl-C handler) ends the wait with ``KeyboardInterrupt`` raised here,
+    between two reads: never inside the host's lock, where an interrupt arriving at any moment could
+    leave the lock held and the host unable to stop.
+    """
     while True:
+        if interrupted is not None and interrupted.is_set():
+            raise KeyboardInterrupt
         progress = read_progress(host, run_id)
         if progress is None:
-            time.sleep(poll_seconds)
+            _pause(poll_seconds, interrupted)
             continue
         on_progress(progress)
         if progress.done:
             return progress
-        time.sleep(poll_seconds)
+        _pause(poll_seconds, interrupted)
+
+
+def _pause(seconds: float, interrupted: threading.Event | None) -> None:
+    if interrupted is None:
+        time.sleep(seconds)
+    else:
+        interrupted.wait(seconds)
