@@ -69,6 +69,7 @@ MAX_ERROR_FIELD = 100
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 _TOP_LEVEL_KEYS = {"diskIds", "tag", "resourceGroup", "options"}
 _OPTION_KEYS = {"kind", "keepSnapshot"}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,98}")
 
 
 # -- request parsing (pure) ---------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
     unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
     if unknown:
         raise InvalidInputError(
-            unknown[0], f"is not a known field (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
+            _key(unknown[0]), f"is not a known field (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
         )
     selectors = [key for key in ("diskIds", "tag", "resourceGroup") if key in data]
     if len(selectors) > 1:
@@ -114,7 +115,7 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
     unknown = sorted(set(options) - _OPTION_KEYS)
     if unknown:
         raise InvalidInputError(
-            f"options.{unknown[0]}", f"is not a known option (known: {', '.join(sorted(_OPTION_KEYS))})"
+            f"options.{_key(unknown[0])}", f"is not a known option (known: {', '.join(sorted(_OPTION_KEYS))})"
         )
     if "kind" in options:
         kind = options["kind"]
@@ -127,6 +128,11 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
             raise InvalidInputError("options.keepSnapshot", "must be true or false")
         keep_snapshot = options["keepSnapshot"]
     return run_input(settings, "http", selection, keep_snapshot=keep_snapshot)
+
+
+def _key(name: str) -> str:
+    """A caller's key as a field name: itself when it reads as one, else quoted (and shortened)."""
+    return name if _PLAIN_KEY.fullmatch(name) else echo(name)
 
 
 def parse_instance_id(value: str) -> str:
