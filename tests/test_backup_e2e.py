@@ -258,6 +258,7 @@ def test_failing_disks_fail_alone_and_access_is_always_revoked(
         points = json.loads(bed.http("list_restore_points", "GET", url).get_body())["restorePoints"]
         assert [(p["status"], p["runId"]) for p in points] == [("Failed", run_id)]
         assert points[0]["reason"] == by_disk[ids[i]]["reason"]
+        assert points[0]["code"] == by_disk[ids[i]]["code"]
         url = f"http://localhost/api/restore-points?disk={ids[i]}"
         assert json.loads(bed.http("list_restore_points", "GET", url).get_body())["restorePoints"] == []
 

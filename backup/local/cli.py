@@ -496,7 +496,8 @@ def _restore_points(context: Context) -> int:
     for point in points:
         line = f"{point['finishedAt']}  {point['status']:<9} {point['runId']:<40} {point['blobUrl']}"
         if point["reason"]:
-            line += f"\n    reason: {point['reason']}"
+            code = f" [{point['code']}]" if point.get("code") else ""
+            line += f"\n    reason{code}: {point['reason']}"
         out.write(line + "\n")
     for problem in listing.problems:
         out.write(f"unreadable catalog row: {problem}\n")

@@ -459,6 +459,7 @@ class RestorePointRecord:
     snapshot_id: str | None = None
     copy_id: str | None = None
     reason: str | None = None
+    code: str | None = None  # a failed attempt's failure code (backup.failures.FailureCode)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys): the ``record_restore_point`` activity's input."""
@@ -477,6 +478,7 @@ class RestorePointRecord:
             "snapshotId": self.snapshot_id,
             "copyId": self.copy_id,
             "reason": self.reason,
+            "code": self.code,
         }
 
     @classmethod
@@ -502,6 +504,7 @@ class RestorePointRecord:
             snapshot_id=_optional_str(data, "snapshotId", where),
             copy_id=_optional_str(data, "copyId", where),
             reason=_optional_str(data, "reason", where),
+            code=_optional_code(data, "code", where),
         )
 
 

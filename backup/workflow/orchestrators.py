@@ -294,7 +294,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         try:
             failed_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
             yield context.call_activity(
-                act.RECORD_RESTORE_POINT, replace(failed_point, reason=reason).to_json()
+                act.RECORD_RESTORE_POINT,
+                replace(failed_point, reason=reason, code=failure.code.value).to_json(),
             )
         except Exception as record_exc:
             warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
