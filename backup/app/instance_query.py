@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import azure.durable_functions as df
 
 from backup.azure.transport import Transport
-from backup.errors import BadRequestError, InvalidInputError, ServerError
+from backup.errors import BadRequestError, InvalidInputError, ServerError, UnexpectedResponseError
 
 __all__ = ["CONTINUATION_HEADER", "query_instances"]
 
@@ -68,8 +68,8 @@ async def query_instances(
         except ValueError:
             page = None
         if not isinstance(page, list) or not all(isinstance(item, dict) for item in page):
-            raise ServerError(
-                status=502, code=None, error_message="the durable instance query did not answer a list"
+            raise UnexpectedResponseError("body", "an instance query answers a list of statuses").for_request(
+                method="GET", url=url, request_id=None
             )
         return page, response.headers.get(CONTINUATION_HEADER) or None
 
