@@ -59,9 +59,15 @@ __all__ = [
 
 
 class DiskBackupError(Exception):
-    """Base of every diskbackup error."""
+    """Base of every diskbackup error.
+
+    ``failure_code`` lets a subclass defined elsewhere (``AlertError``) say which
+    :class:`backup.failures.FailureCode` it is shown with, its message then being shown as it is;
+    without one, :func:`backup.failures.describe` maps the classes of this module itself.
+    """
 
     retryable: ClassVar[bool] = False
+    failure_code: ClassVar[str | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))

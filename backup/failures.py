@@ -153,6 +153,8 @@ def describe(error: BaseException) -> Failure:
         return Failure(FailureCode.VERIFICATION_FAILED, error.message)
     if isinstance(error, DeadlineExceededError):
         return Failure(FailureCode.DEADLINE_EXCEEDED, error.message)
+    if isinstance(error, DiskBackupError) and error.failure_code in _CODES:
+        return Failure(FailureCode(error.failure_code), error.message)
     return Failure(FailureCode.INTERNAL, INTERNAL_MESSAGE)
 
 
@@ -170,6 +172,7 @@ def for_phase(failure: Failure, phase: str) -> Failure:
     return failure
 
 
+_CODES = frozenset(code.value for code in FailureCode)
 _MARKER = re.compile(r"\[(" + "|".join(code.value for code in FailureCode) + r")\] ([^\r\n]*)")
 _TERMINATED = re.compile(r"\bwas terminated\b|^Terminated\b")
 
@@ -202,22 +205,24 @@ def _http_code(error: AzureHttpError) -> FailureCode:
 
 
 def _answered(error: AzureHttpError) -> str:
-    """``<service> answered HTTP 403 AuthorizationFailed: <Azure's message> (request id ...)``."""
+    """``<service> answered HTTP 403 AuthorizationFailed: <Azure's message> (x-ms-request-id ...)``."""
     text = f"{_service(error.url)} answered HTTP {error.status}"
     if error.code:
         text += f" {error.code}"
     if error.error_message:
         text += f": {error.error_message}"
     if error.request_id:
-        text += f" (request id {error.request_id})"
+        text += f" (x-ms-request-id {error.request_id})"
     return text
 
 
 def _off_spec(error: UnexpectedResponseError) -> str:
-    """``<service> answered, but not as documented: <field>: <problem> (request id ...)``."""
-    text = f"{_service(error.url)} answered, but not as documented: {error.field}: {error.problem}"
+    """``unexpected answer from Azure (<service>): <field>: <problem> (x-ms-request-id ...)``."""
+    service = _service(error.url)
+    source = "Azure" if service == "Azure" else f"Azure ({service})"
+    text = f"unexpected answer from {source}: {error.field}: {error.problem}"
     if error.request_id:
-        text += f" (request id {error.request_id})"
+        text += f" (x-ms-request-id {error.request_id})"
     return text
 
 

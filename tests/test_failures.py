@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from backup.alerts import AlertError
 from backup.azure.transport import connection_failure
 from backup.errors import (
     AuthenticationError,
@@ -62,12 +63,13 @@ def _http(cls: type, status: int, code: str, url: str = ARM) -> DiskBackupError:
         (
             _http(AuthenticationError, 403, "AuthorizationFailed"),
             "AccessDenied",
-            "Azure Resource Manager answered HTTP 403 AuthorizationFailed: Azure's words (request id rid-1)",
+            "Azure Resource Manager answered HTTP 403 AuthorizationFailed: Azure's words "
+            "(x-ms-request-id rid-1)",
         ),
         (
             _http(NotFoundError, 404, "ContainerNotFound", BLOB),
             "NotFound",
-            "Blob storage answered HTTP 404 ContainerNotFound: Azure's words (request id rid-1)",
+            "Blob storage answered HTTP 404 ContainerNotFound: Azure's words (x-ms-request-id rid-1)",
         ),
         (_http(ThrottledError, 429, "TooManyRequests"), "Throttled", None),
         (_http(ServerError, 503, "ServerBusy"), "BackendUnavailable", None),
@@ -83,13 +85,14 @@ def _http(cls: type, status: int, code: str, url: str = ARM) -> DiskBackupError:
                 method="HEAD", url=BLOB, request_id="rid-2"
             ),
             "UnexpectedResponse",
-            "Blob storage answered, but not as documented: x-ms-copy-status: 'maybe' is not a copy status "
-            "(request id rid-2)",
+            "unexpected answer from Azure (Blob storage): x-ms-copy-status: 'maybe' is not a copy status "
+            "(x-ms-request-id rid-2)",
         ),
         (CopyFailedError("copy failed: gone"), "CopyFailed", "copy failed: gone"),
         (VerificationError("size is 1"), "VerificationFailed", "size is 1"),
         (DeadlineExceededError("copy did not finish"), "DeadlineExceeded", "copy did not finish"),
         (DiskBackupError("something of ours"), "InternalError", INTERNAL_MESSAGE),
+        (AlertError("the alert webhook h did not take the alert: HTTP 503"), "BackendUnavailable", None),
         (KeyError("state"), "InternalError", INTERNAL_MESSAGE),
     ],
 )
