@@ -40,6 +40,8 @@ MAX_LISTED = 20
 class AlertError(DiskBackupError):
     """The webhook did not take the alert after every attempt. Not retryable here: the next run alerts."""
 
+    failure_code = "BackendUnavailable"  # shown so (backup.failures), with this message
+
 
 def webhook_display(url: str) -> str:
     """How a webhook URL may be shown: its scheme and host only (the path is the secret)."""

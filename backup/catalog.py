@@ -79,6 +79,7 @@ class RunRecord:
     failed: int
     reason: str | None
     selection: dict[str, Any]
+    code: str | None = None  # why the run failed (backup.failures.FailureCode), with reason
 
     @property
     def row_key(self) -> str:
@@ -99,6 +100,7 @@ class RunRecord:
             failed=summary.failed,
             reason=redact(summary.reason)[:_MAX_REASON] if summary.reason else None,
             selection=summary.selection.to_json(),
+            code=summary.code,
         )
 
     def properties(self) -> dict[str, EntityValue]:
@@ -117,6 +119,8 @@ class RunRecord:
             props["FinishedAt"] = self.finished_at
         if self.reason:
             props["Reason"] = self.reason
+        if self.code:
+            props["Code"] = self.code
         return props
 
     @classmethod
@@ -142,6 +146,7 @@ class RunRecord:
             failed=_prop_int(p, "Failed", where),
             reason=_prop_optional_text(p, "Reason", where),
             selection=selection if isinstance(selection, dict) else {},
+            code=_prop_optional_text(p, "Code", where),
         )
         if record.row_key != entity.row_key:
             raise InvalidInputError(f"{where}.RowKey", "does not match the run's start time and id")
@@ -158,6 +163,7 @@ class RunRecord:
             "diskCount": self.disk_count,
             "succeeded": self.succeeded,
             "failed": self.failed,
+            "code": self.code,
             "reason": self.reason,
             "selection": self.selection,
         }
@@ -180,6 +186,7 @@ class RestorePoint:
     status: RestorePointStatus
     reason: str | None
     copy_id: str | None
+    code: str | None = None  # a failed attempt's failure code (backup.failures.FailureCode)
 
     @property
     def partition_key(self) -> str:
@@ -211,6 +218,8 @@ class RestorePoint:
             props["Reason"] = self.reason
         if self.copy_id:
             props["CopyId"] = self.copy_id
+        if self.code:
+            props["Code"] = self.code
         return props
 
     @classmethod
@@ -238,6 +247,7 @@ class RestorePoint:
             status="Succeeded" if status == "Succeeded" else "Failed",
             reason=_prop_optional_text(p, "Reason", where),
             copy_id=_prop_optional_text(p, "CopyId", where),
+            code=_prop_optional_text(p, "Code", where),
         )
         if point.partition_key != entity.partition_key or point.row_key != entity.row_key:
             raise InvalidInputError(f"{where}", "keys do not match the row's DiskId, RunId and RunStartedAt")
@@ -256,6 +266,7 @@ class RestorePoint:
             "bytesCopied": self.bytes_copied,
             "startedAt": iso(self.started_at),
             "finishedAt": iso(self.finished_at),
+            "code": self.code,
             "reason": self.reason,
             "copyId": self.copy_id,
         }
@@ -313,6 +324,7 @@ class Catalog:
             status=record.status,
             reason=redact(record.reason)[:_MAX_REASON] if record.reason else None,
             copy_id=record.copy_id,
+            code=record.code,
         )
         self._ensure_table()
         self.table.upsert(point.partition_key, point.row_key, point.properties(), mode=UpsertMode.REPLACE)

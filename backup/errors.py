@@ -3,7 +3,8 @@
     DiskBackupError                       base of everything below
     ├── ConfigurationError  (ValueError)  an app setting is missing or malformed          not retryable
     ├── InvalidInputError   (ValueError)  a caller's input is malformed (HTTP body, resource ID,
-    │                                     catalog row, range)                             not retryable
+    │   │                                 catalog row, range)                             not retryable
+    │   └── DiskNotFoundError             a disk a caller named does not exist            not retryable
     ├── TransportError                    no HTTP answer: connection refused/reset, timeout  retryable
     ├── UnexpectedResponseError           Azure answered, but not as the service documents  not retryable
     │                                     (body, header, status code, link, LRO status, page list, entity)
@@ -25,6 +26,7 @@ a secret: messages and body excerpts pass through :func:`backup.redact.redact` w
 
 ``InvalidInputError`` is the caller's fault (the HTTP API answers 400); ``UnexpectedResponseError`` is
 Azure's (or something between us and Azure): the HTTP API answers 502 and the disk's run fails with it.
+What callers are shown of an error (a code and a message without internals) is :mod:`backup.failures`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "CopyFailedError",
     "DeadlineExceededError",
     "DiskBackupError",
+    "DiskNotFoundError",
     "InvalidInputError",
     "NotFoundError",
     "OperationFailedError",
@@ -56,9 +59,15 @@ __all__ = [
 
 
 class DiskBackupError(Exception):
-    """Base of every diskbackup error."""
+    """Base of every diskbackup error.
+
+    ``failure_code`` lets a subclass defined elsewhere (``AlertError``) say which
+    :class:`backup.failures.FailureCode` it is shown with, its message then being shown as it is;
+    without one, :func:`backup.failures.describe` maps the classes of this module itself.
+    """
 
     retryable: ClassVar[bool] = False
+    failure_code: ClassVar[str | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
@@ -86,10 +95,23 @@ class InvalidInputError(DiskBackupError, ValueError):
         super().__init__(f"{field}: {problem}")
 
 
+class DiskNotFoundError(InvalidInputError):
+    """A disk a caller named (by resource ID) does not exist; ``field`` names where it was given."""
+
+
 class TransportError(DiskBackupError):
-    """No HTTP answer arrived (connection refused or reset, timeout). Retryable."""
+    """No HTTP answer arrived (connection refused or reset, timeout). Retryable.
+
+    ``url`` (without query) is where the request went; ``cause`` says in a few words what happened
+    (``connection refused``, ``timed out``), without the HTTP library's own wording.
+    """
 
     retryable = True
+
+    def __init__(self, message: str, *, url: str | None = None, cause: str | None = None) -> None:
+        self.url = strip_query(url) if url else None
+        self.cause = cause
+        super().__init__(message)
 
 
 class UnexpectedResponseError(DiskBackupError):

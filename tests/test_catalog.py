@@ -86,7 +86,7 @@ def point_input(
         "copyId": f"copy-{run_id}",
     }
     if status == "Failed":
-        data["reason"] = "copy: the source could not be read"
+        data.update(reason="copy: the source could not be read", code="CopyFailed")
     data.update(extra)
     return data
 
@@ -122,8 +122,11 @@ def test_a_run_is_recorded_at_start_and_replaced_at_its_end(catalog: Catalog, ta
     [running] = catalog.list_runs().items
     assert (running.status, running.finished_at, running.succeeded) == ("Running", None, 0)
 
-    record_run(catalog, run_summary("nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x"))
-    record_run(catalog, run_summary("nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x"))
+    ended = run_summary(
+        "nightly-1", T0, "PartiallySucceeded", succeeded=1, failed=1, reason="x", code="Throttled"
+    )
+    record_run(catalog, ended)
+    record_run(catalog, ended)
     listing = catalog.list_runs()
     assert listing.problems == []
     [run] = listing.items
@@ -137,6 +140,7 @@ def test_a_run_is_recorded_at_start_and_replaced_at_its_end(catalog: Catalog, ta
         "diskCount": 2,
         "succeeded": 1,
         "failed": 1,
+        "code": "Throttled",
         "reason": "x",
         "selection": {"kind": "tag", "name": "backup", "value": "nightly"},
     }
@@ -176,6 +180,7 @@ def test_a_restore_point_keeps_everything_a_restore_needs(catalog: Catalog) -> N
         "bytesCopied": 8 << 20,
         "startedAt": "2026-11-26T01:00:05.000Z",
         "finishedAt": "2026-11-26T01:03:00.000Z",
+        "code": None,
         "reason": None,
         "copyId": "copy-nightly-1",
     }
@@ -206,7 +211,7 @@ def test_failed_attempts_only_when_asked(catalog: Catalog) -> None:
         ("run-1", "Failed"),
         ("run-0", "Succeeded"),
     ]
-    assert everything[1].reason == "copy: the source could not be read"
+    assert (everything[1].code, everything[1].reason) == ("CopyFailed", "copy: the source could not be read")
     # top counts what is listed: the newest two succeeded, not the newest two rows.
     assert [p.run_id for p in catalog.list_restore_points(DISK_A, top=2).items] == ["run-2", "run-0"]
 

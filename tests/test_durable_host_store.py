@@ -17,9 +17,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
-import pytest
 
-from backup.errors import InvalidInputError
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType
 
@@ -131,7 +129,18 @@ def test_restart_with_a_timer_armed(tmp_path: Path) -> None:
     assert calls[f"copy:{key}"] == 1
 
 
-def test_a_foreign_file_in_the_store_is_a_clear_error(tmp_path: Path) -> None:
+def test_files_that_are_not_records_are_named_and_skipped(tmp_path: Path) -> None:
+    with LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path) as first:
+        instance_id = first.start_new("two_phase", input="skip")
     (tmp_path / "junk.json").write_text("[1, 2]")
-    with pytest.raises(InvalidInputError, match=r"junk\.json: not an instance record"):
-        LocalHost(app, store_dir=tmp_path)
+    (tmp_path / "cut.json").write_text('{"version": 1, "instance_id": "x"')  # truncated mid-write
+    (tmp_path / "old.json").write_text('{"version": 1, "instance_id": "y"}')  # fields missing
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "folder.json").mkdir()
+    host = LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path)
+    problems = host.store_problems
+    assert [p.split(": ", 1)[0] for p in problems] == [
+        str(tmp_path / name) for name in ("binary.json", "cut.json", "folder.json", "junk.json", "old.json")
+    ]
+    assert all(p.endswith("; skipped") for p in problems)
+    assert host.get_status(instance_id) is not None  # the good record still loads

@@ -207,3 +207,52 @@ def test_client_works_across_hosts_in_one_process() -> None:
         with LocalHost(app, clock=VirtualClock(START)) as host:
             instance_id = host.run_client(lambda client: client.start_new("echo", None, {"text": "again"}))
             assert wait_for_status(host, instance_id, "Completed").output == {"loud": "AGAIN"}
+
+
+def test_instance_query_pages_in_instance_id_order(host: LocalHost) -> None:
+    base = host.webhook.rpc_base_url
+    ids = [f"run-a-disk-{i:04d}" for i in (4, 0, 3, 1, 2, 5, 6)]  # created out of order
+    for instance_id in ids:
+        host.start_new("gatekeeper", instance_id=instance_id)
+    host.start_new("gatekeeper", instance_id="run-b-disk-0000")  # another prefix
+    for instance_id in ids:
+        wait_for_status(host, instance_id, "Running")
+    host.raise_event("run-a-disk-0003", "open", 1)
+    wait_for_status(host, "run-a-disk-0003", "Completed")
+
+    pages, token = [], None
+    while True:
+        headers = {"x-ms-continuation-token": token} if token else {}
+        answer = requests.get(
+            f"{base}instances/?instanceIdPrefix=run-a-disk-&top=3&showInput=false", headers=headers, timeout=5
+        )
+        assert answer.status_code == 200
+        assert "x-ms-continuation-token" in answer.headers  # always there; empty after the last page
+        pages.append([s["instanceId"] for s in answer.json()])
+        token = answer.headers["x-ms-continuation-token"]
+        if not token:
+            break
+    assert pages == [
+        ["run-a-disk-0000", "run-a-disk-0001", "run-a-disk-0002"],
+        ["run-a-disk-0003", "run-a-disk-0004", "run-a-disk-0005"],
+        ["run-a-disk-0006"],
+    ]
+    # Filters combine with paging: the running ones only.
+    running = requests.get(
+        f"{base}instances/?instanceIdPrefix=run-a-disk-&runtimeStatus=Running,Pending&top=100", timeout=5
+    ).json()
+    assert [s["instanceId"] for s in running] == sorted(set(ids) - {"run-a-disk-0003"})
+    # Without top, a page holds at most 100 (the extension's default), as many as there are here.
+    assert len(requests.get(f"{base}instances/", timeout=5).json()) == len(ids) + 1
+    # A token that no query gave out is refused.
+    bad = requests.get(f"{base}instances/", headers={"x-ms-continuation-token": "not-a-token"}, timeout=5)
+    assert bad.status_code == 400
+
+
+def test_instance_query_default_page_is_100(host: LocalHost) -> None:
+    for i in range(105):
+        host.start_new("echo", input={"text": "x"}, instance_id=f"many-{i:03d}")
+    page, token = host.query_instances(prefix="many-")
+    assert len(page) == 100 and token is not None
+    rest, last = host.query_instances(prefix="many-", continuation=token)
+    assert [s.instance_id for s in rest] == [f"many-{i:03d}" for i in range(100, 105)] and last is None

@@ -14,6 +14,8 @@ from typing import Any
 import azure.durable_functions as df
 
 from backup.app.blueprint import register_orchestrators
+from backup.errors import OperationFailedError, TransportError, VerificationError
+from backup.failures import ActivityFailure, describe
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType, parse_timestamp
 from backup.workflow import activity_names as act
@@ -23,6 +25,7 @@ from backup.workflow.models import (
     RunInput,
     RunOptions,
     Selection,
+    lane_id,
     sub_orchestration_id,
 )
 
@@ -86,7 +89,9 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
     }
 
 
-def _run(activities: dict[str, Callable[[Any], Any]], max_parallel: int = 2) -> Any:
+def _run(
+    activities: dict[str, Callable[[Any], Any]], max_parallel: int = 2, lanes: list[Any] | None = None
+) -> Any:
     run = RunInput(
         "http",
         Selection(kind="resourceGroup", resource_group="rg"),
@@ -94,7 +99,22 @@ def _run(activities: dict[str, Callable[[Any], Any]], max_parallel: int = 2) -> 
     )
     with LocalHost(_app(activities), clock=VirtualClock(datetime(2026, 11, 26, 1, tzinfo=UTC))) as host:
         host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id="run-1")
-        return host.wait_for_completion("run-1", timeout=60)
+        status = host.wait_for_completion("run-1", timeout=60)
+        for lane in range(max_parallel):
+            found = host.get_status(lane_id("run-1", lane))
+            if lanes is not None and found is not None:
+                lanes.append(found.custom_status)
+        return status
+
+
+def _table_down() -> ActivityFailure:
+    """What the app's activity wrapper raises when the table endpoint refuses connections."""
+    down = TransportError(
+        "POST http://127.0.0.1:1/devstoreaccount1/Tables: ConnectionError: HTTPConnectionPool(...)",
+        url="http://127.0.0.1:1/devstoreaccount1/Tables",
+        cause="connection refused",
+    )
+    return ActivityFailure(describe(down))
 
 
 def test_every_disk_through_every_phase_in_lanes() -> None:
@@ -126,7 +146,7 @@ def test_a_catalog_that_fails_at_the_end_does_not_undo_the_backups() -> None:
 
     def record_run(data: Any) -> Any:
         if data["status"] != "Running":
-            raise ConnectionError("the table service is down")
+            raise _table_down()
         return record(data)
 
     record_run.__name__ = act.RECORD_RUN
@@ -135,9 +155,48 @@ def test_a_catalog_that_fails_at_the_end_does_not_undo_the_backups() -> None:
     assert status.runtime_status == "Completed"
     assert status.output["status"] == "Succeeded"
     assert status.output["warnings"] == [
-        "run not recorded in the catalog: Activity function 'record_run' failed: "
-        "ConnectionError: the table service is down"
+        "run not recorded in the catalog: could not reach Table storage at 127.0.0.1:1: connection refused"
     ]
+
+
+def test_a_catalog_that_fails_at_the_start_ends_the_run_with_a_code_and_nothing_started() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+
+    def record_run(data: Any) -> Any:
+        calls.append((act.RECORD_RUN, data))
+        raise _table_down()
+
+    activities[act.RECORD_RUN] = record_run
+    status = _run(activities)
+    assert status.runtime_status == "Completed"  # a clean result, not a failed orchestration
+    summary = status.output
+    assert (summary["status"], summary["code"], summary["diskCount"]) == ("Failed", "BackendUnavailable", 3)
+    assert summary["reason"] == (
+        "recording the run in the catalog: could not reach Table storage at 127.0.0.1:1: connection refused"
+    )
+    assert summary["warnings"] == [
+        "run not recorded in the catalog: could not reach Table storage at 127.0.0.1:1: connection refused"
+    ]
+    # No disk was touched: a snapshot would have left work the catalog could not record.
+    assert {name for name, _ in calls} == {act.RESOLVE_SELECTION, act.RECORD_RUN, act.SEND_RUN_ALERT}
+
+
+def test_lanes_count_their_disks_in_their_custom_status() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    snapshot = activities[act.BEGIN_SNAPSHOT]
+
+    def begin_snapshot(data: Any) -> Any:
+        if data["disk"]["name"] == "b":
+            raise ActivityFailure(describe(VerificationError("not really")))
+        return snapshot(data)
+
+    activities[act.BEGIN_SNAPSHOT] = begin_snapshot
+    lanes: list[Any] = []
+    _run(activities, max_parallel=2, lanes=lanes)
+    # Disks a and c went to lane 0, b to lane 1 (dealt in turn).
+    assert lanes == [{"disks": 2, "succeeded": 2, "failed": 0}, {"disks": 1, "succeeded": 0, "failed": 1}]
 
 
 def test_a_failing_activity_fails_its_disk_revokes_and_cleans_up() -> None:
@@ -145,13 +204,19 @@ def test_a_failing_activity_fails_its_disk_revokes_and_cleans_up() -> None:
     activities = _happy_activities(calls)
 
     def verify_backup(data: Any) -> Any:
-        raise RuntimeError("size is 1 bytes")
+        if "/b/" in data["blobName"]:
+            raise RuntimeError("a bug in verify_backup: size is 1 bytes")  # not ours: an internal error
+        raise ActivityFailure(describe(VerificationError("size is 1 bytes, expected 1049088")))
 
     activities[act.VERIFY_BACKUP] = verify_backup
     status = _run(activities, max_parallel=1)
     assert status.output["status"] == "Failed" and status.output["failed"] == 3
-    reasons = {d["reason"] for d in status.output["disks"]}
-    assert reasons == {"verify: Activity function 'verify_backup' failed: RuntimeError: size is 1 bytes"}
+    results = {d["diskName"]: (d["code"], d["reason"]) for d in status.output["disks"]}
+    assert results == {
+        "a": ("VerificationFailed", "verify: size is 1 bytes, expected 1049088"),
+        "b": ("InternalError", "verify: an unexpected error occurred; the app's logs have the details"),
+        "c": ("VerificationFailed", "verify: size is 1 bytes, expected 1049088"),
+    }
     names = [name for name, _ in calls]
     assert names.count(act.BEGIN_REVOKE_ACCESS) == 3 and names.count(act.BEGIN_DELETE_SNAPSHOT) == 3
     failed_points = [data for name, data in calls if name == act.RECORD_RESTORE_POINT]
@@ -288,14 +353,19 @@ def test_a_failed_background_copy_fails_its_disk_at_once() -> None:
     activities = _happy_activities(calls)
 
     def snapshot_readiness(data: Any) -> Any:
-        raise RuntimeError("the snapshot's background copy failed: CopySourceNotFound")
+        failed = OperationFailedError(
+            status="Failed", code="CopySourceNotFound", error_message="the snapshot's background copy failed"
+        )
+        raise ActivityFailure(describe(failed))  # as the app's activity wrapper raises it
 
     activities[act.SNAPSHOT_READINESS] = snapshot_readiness
     status, host = _run_disks(activities, [{**_disk("v2"), "sku": "PremiumV2_LRS"}], RunOptions("c"))
     [result] = status.output["disks"]
     assert result["status"] == "Failed" and result["phase"] == "snapshot-copy"
-    assert result["reason"].startswith("snapshot-copy: Activity function 'snapshot_readiness' failed: ")
-    assert result["reason"].endswith("background copy failed: CopySourceNotFound")
+    assert result["code"] == "SnapshotFailed"
+    assert result["reason"] == (
+        "snapshot-copy: operation ended Failed: CopySourceNotFound: the snapshot's background copy failed"
+    )
     assert _timer_delays(host.history(sub_orchestration_id("run-1", 0))) == []
     names = [name for name, _ in calls]
     assert act.BEGIN_GRANT_ACCESS not in names and names.count(act.BEGIN_DELETE_SNAPSHOT) == 1

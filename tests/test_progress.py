@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from backup.local.progress import ProgressView, disk_line, summary_lines
+from backup.local.progress import ProgressView, counts_line, disk_line, summary_lines
 from backup.local.runner import DiskProgress, RunProgress
 
 
@@ -79,4 +79,24 @@ def test_summary_lines() -> None:
         "  FAILED  b: copy: failed",
         "          warning: snapshot kept",
     ]
-    assert summary_lines("Orchestrator function failed") == ["run failed: Orchestrator function failed"]
+    # An orchestration that failed outright: its text (stack traces) is for the log, not the screen.
+    assert summary_lines("Orchestrator function 'backup_run' failed: Traceback ...") == [
+        "run failed: an unexpected error occurred; the log has the details"
+    ]
+
+
+def test_counts_line_in_workflow_order() -> None:
+    counts = {"waiting": 5, "copy": 3, "snapshot": 1, "succeeded": 3, "failed": 0, "total": 12}
+    assert counts_line(counts) == "  12 disks: 5 waiting, 1 snapshot, 3 copy, 3 succeeded, 0 failed"
+    assert counts_line({}) == ""
+
+
+def test_terminal_output_clears_lines_of_disks_no_longer_at_work() -> None:
+    out = io.StringIO()
+    view = ProgressView(out, tty=True)
+    view(_report("backing up", 0))
+    drawn = len(out.getvalue())
+    view(RunProgress("run-1", "Running", "backing up", [], counts={"succeeded": 2, "total": 2}))
+    again = out.getvalue()[drawn:]
+    assert again.startswith("\x1b[3F") and again.endswith("\x1b[J")  # two lines now: the rest cleared
+    assert "2 disks: 2 succeeded, 0 failed" in again

@@ -334,5 +334,6 @@ def test_the_cli_reports_one_line_and_exits_1() -> None:
     assert code == 1
     lines = errors.getvalue().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("diskbackup: GET ") and "unexpected answer from Azure" in lines[0]
+    # One line naming what answered and what was wrong (the request's URL stays in the log).
+    assert lines[0].startswith("diskbackup: unexpected answer from Azure (Table storage): ")
     assert "req-0001" in lines[0]

@@ -7,6 +7,7 @@ from. ``function_app.py`` builds the app once from the validated settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import azure.functions as func
 from backup.app import http_routes
 from backup.app.starter import start_scheduled_run
 from backup.clients import clients_for
+from backup.failures import ActivityFailure, describe
 from backup.redact import get_logger
 from backup.settings import Settings
 from backup.workflow import activities, orchestrators
@@ -29,6 +31,15 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
 
     def clients() -> Any:
         return clients_for(settings)
+
+    def reported(activity: Callable[[Any, Any], Any], data: Any) -> Any:
+        # Failures cross to the orchestrator as "[Code] message"; the details stay in this log.
+        try:
+            return activity(clients(), data)
+        except Exception as exc:
+            failure = describe(exc)
+            log.warning("activity %s failed (%s): %s", activity.__name__, failure.code, exc, exc_info=True)
+            raise ActivityFailure(failure) from None
 
     # -- triggers --------------------------------------------------------------------------------------
 
@@ -66,55 +77,55 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
 
     @bp.activity_trigger(input_name="data")
     def resolve_selection(data: Any) -> Any:
-        return activities.resolve_selection(clients(), data)
+        return reported(activities.resolve_selection, data)
 
     @bp.activity_trigger(input_name="data")
     def record_run(data: Any) -> Any:
-        return activities.record_run(clients(), data)
+        return reported(activities.record_run, data)
 
     @bp.activity_trigger(input_name="data")
     def send_run_alert(data: Any) -> Any:
-        return activities.send_run_alert(clients(), data)
+        return reported(activities.send_run_alert, data)
 
     @bp.activity_trigger(input_name="data")
     def begin_snapshot(data: Any) -> Any:
-        return activities.begin_snapshot(clients(), data)
+        return reported(activities.begin_snapshot, data)
 
     @bp.activity_trigger(input_name="data")
     def poll_operation(data: Any) -> Any:
-        return activities.poll_operation(clients(), data)
+        return reported(activities.poll_operation, data)
 
     @bp.activity_trigger(input_name="data")
     def snapshot_readiness(data: Any) -> Any:
-        return activities.snapshot_readiness(clients(), data)
+        return reported(activities.snapshot_readiness, data)
 
     @bp.activity_trigger(input_name="data")
     def begin_grant_access(data: Any) -> Any:
-        return activities.begin_grant_access(clients(), data)
+        return reported(activities.begin_grant_access, data)
 
     @bp.activity_trigger(input_name="data")
     def start_copy(data: Any) -> Any:
-        return activities.start_copy(clients(), data)
+        return reported(activities.start_copy, data)
 
     @bp.activity_trigger(input_name="data")
     def copy_status(data: Any) -> Any:
-        return activities.copy_status(clients(), data)
+        return reported(activities.copy_status, data)
 
     @bp.activity_trigger(input_name="data")
     def verify_backup(data: Any) -> Any:
-        return activities.verify_backup(clients(), data)
+        return reported(activities.verify_backup, data)
 
     @bp.activity_trigger(input_name="data")
     def begin_revoke_access(data: Any) -> Any:
-        return activities.begin_revoke_access(clients(), data)
+        return reported(activities.begin_revoke_access, data)
 
     @bp.activity_trigger(input_name="data")
     def record_restore_point(data: Any) -> Any:
-        return activities.record_restore_point(clients(), data)
+        return reported(activities.record_restore_point, data)
 
     @bp.activity_trigger(input_name="data")
     def begin_delete_snapshot(data: Any) -> Any:
-        return activities.begin_delete_snapshot(clients(), data)
+        return reported(activities.begin_delete_snapshot, data)
 
     return bp
 

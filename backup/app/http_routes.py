@@ -7,13 +7,18 @@ Routes (auth level FUNCTION):
   configured subscription); an empty body or ``{}`` uses the configured selection. ``options`` may set
   ``kind`` (``"full"``; incremental copies are not available yet) and ``keepSnapshot`` (bool). Answers 202
   with the Durable status URLs and the run id.
-- ``GET /api/backups/{instanceId}``: the run's status with each disk's phase and copy progress.
+- ``GET /api/backups/{instanceId}``: the run's status, its disks counted by phase, and one page of its
+  disks (``?top=`` 1-1000, default 100; ``?continuationToken=`` from the previous page's
+  ``nextContinuationToken``), read with a bounded number of Durable queries however many disks the run
+  has (:mod:`backup.workflow.run_progress`).
 - ``GET /api/backups``: recent runs, from the catalog (``?top=`` 1-100, default 20).
 - ``GET /api/restore-points?disk=<disk resource ID>``: the disk's restore points, newest first
   (``?includeFailed=true`` adds failed attempts; ``?top=`` 1-1000, default 100).
 
-Anything a caller sends wrong gets 400 with ``{"error": {"code", "field", "message"}}`` naming the field;
-an unknown run 404; a 500 only for our own faults, and then without internals.
+Anything a caller sends wrong gets 400 with ``{"error": {"code", "field", "message"}}`` naming the field
+(bodies are parsed with limits on nesting and number size, :mod:`backup.app.bounded_json`; what a caller
+sent is echoed back at most in part); an unknown run 404; a backend that does not answer 503; a 500 only
+for our own faults, and then without internals.
 """
 
 from __future__ import annotations
@@ -28,23 +33,26 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from backup.app.bounded_json import parse_json
+from backup.app.instance_query import query_instances
 from backup.azure.resource_id import parse_disk_id
 from backup.catalog import Catalog
 from backup.errors import AzureHttpError, InvalidInputError, TransportError, UnexpectedResponseError
-from backup.redact import get_logger, redact
+from backup.failures import INTERNAL_MESSAGE, Failure, FailureCode, one_line
+from backup.redact import get_logger
 from backup.settings import Settings
-from backup.workflow.models import (
-    DISK_ORCHESTRATOR,
-    RUN_ORCHESTRATOR,
-    DiskResult,
-    DiskStatus,
-    RunInput,
-    RunSummary,
-    Selection,
-    sub_orchestration_id,
+from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, RunSummary, Selection
+from backup.workflow.run_progress import (
+    ACTIVE_STATUSES,
+    MAX_LANES,
+    disk_prefix,
+    disk_view,
+    lane_prefix,
+    phase_counts,
+    unwrap_token,
+    wrap_token,
 )
 from backup.workflow.startup import (
-    MAX_DISK_IDS,
     disk_ids_selection,
     new_run_id,
     resource_group_selection,
@@ -55,9 +63,13 @@ from backup.workflow.startup import (
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 256 * 1024
+#: What an error answer shows at most of its message and of a field's name (both may echo input).
+MAX_ERROR_MESSAGE = 300
+MAX_ERROR_FIELD = 100
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 _TOP_LEVEL_KEYS = {"diskIds", "tag", "resourceGroup", "options"}
 _OPTION_KEYS = {"kind", "keepSnapshot"}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.-]{1,98}")
 
 
 # -- request parsing (pure) ---------------------------------------------------------------------------
@@ -69,16 +81,13 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
         raise InvalidInputError("body", f"is {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
     data: Any = {}
     if body.strip():
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInputError("body", f"is not valid JSON ({exc})") from None
+        data = parse_json(body, "body")
     if not isinstance(data, dict):
         raise InvalidInputError("body", f"must be a JSON object, not {type(data).__name__}")
     unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
     if unknown:
         raise InvalidInputError(
-            unknown[0], f"is not a known field (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
+            _key(unknown[0]), f"is not a known field (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
         )
     selectors = [key for key in ("diskIds", "tag", "resourceGroup") if key in data]
     if len(selectors) > 1:
@@ -106,19 +115,24 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
     unknown = sorted(set(options) - _OPTION_KEYS)
     if unknown:
         raise InvalidInputError(
-            f"options.{unknown[0]}", f"is not a known option (known: {', '.join(sorted(_OPTION_KEYS))})"
+            f"options.{_key(unknown[0])}", f"is not a known option (known: {', '.join(sorted(_OPTION_KEYS))})"
         )
     if "kind" in options:
         kind = options["kind"]
         if kind == "incremental":
             raise InvalidInputError("options.kind", "'incremental' copies are not available yet; use 'full'")
         if kind != "full":
-            raise InvalidInputError("options.kind", f"{kind!r} is not a backup kind (use 'full')")
+            raise InvalidInputError("options.kind", f"{echo(kind)} is not a backup kind (use 'full')")
     if "keepSnapshot" in options:
         if not isinstance(options["keepSnapshot"], bool):
             raise InvalidInputError("options.keepSnapshot", "must be true or false")
         keep_snapshot = options["keepSnapshot"]
     return run_input(settings, "http", selection, keep_snapshot=keep_snapshot)
+
+
+def _key(name: str) -> str:
+    """A caller's key as a field name: itself when it reads as one, else quoted (and shortened)."""
+    return name if _PLAIN_KEY.fullmatch(name) else echo(name)
 
 
 def parse_instance_id(value: str) -> str:
@@ -136,6 +150,19 @@ def parse_top(params: Any, default: int, highest: int) -> int:
     if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= highest:
         raise InvalidInputError("top", f"must be a whole number from 1 to {highest}")
     return int(raw)
+
+
+def parse_page_token(params: Any, run_id: str) -> str | None:
+    """The ``continuationToken`` query parameter: a token an earlier page of this run gave out."""
+    raw = params.get("continuationToken")
+    if raw is None:
+        return None
+    return unwrap_token(run_id, raw, "continuationToken")
+
+
+def echo(value: object, limit: int = 100) -> str:
+    """A caller's value, quoted, shortened for an error message (never echoed whole)."""
+    return one_line(repr(value), limit)
 
 
 def parse_bool_param(params: Any, name: str) -> bool:
@@ -162,10 +189,11 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> func.HttpResponse:
-    """The one error body shape: ``{"error": {"code", "message", "field"?}}``."""
-    error: dict[str, Any] = {"code": code, "message": redact(message)}
+    """The one error body shape: ``{"error": {"code", "message", "field"?}}``, each redacted, on one
+    line and bounded (a message or field may echo what a caller sent)."""
+    error: dict[str, Any] = {"code": code, "message": one_line(message, MAX_ERROR_MESSAGE)}
     if field is not None:
-        error["field"] = field
+        error["field"] = one_line(field, MAX_ERROR_FIELD)
     return json_response(status, {"error": error})
 
 
@@ -212,63 +240,55 @@ async def start_backup(
 async def get_backup(
     req: func.HttpRequest, client: df.DurableOrchestrationClient, settings: Settings
 ) -> func.HttpResponse:
-    """``GET /api/backups/{instanceId}``: the run's status, each disk's phase and copy progress."""
+    """``GET /api/backups/{instanceId}``: the run's status, its disks by phase and a page of its disks.
+
+    At most four Durable calls whatever the run's size: the run's status, its lanes and its disks at
+    work (while it runs; both bounded by the lane count), and one page of its disk orchestrations.
+    """
     instance_id = parse_instance_id(req.route_params.get("instanceId", ""))
+    top = parse_top(req.params, default=100, highest=1000)
+    continuation = parse_page_token(req.params, instance_id)
     status = await client.get_status(instance_id)
     if not status or status.name != RUN_ORCHESTRATOR:
         return error_response(404, "RunNotFound", f"no backup run has instance id {instance_id!r}")
     custom = status.custom_status if isinstance(status.custom_status, dict) else {}
     summary = RunSummary.read(status.output)
-    total = summary.disk_count if summary is not None else custom.get("disks")
-    disks: list[dict[str, Any]] = []
-    if isinstance(total, int) and total > 0:
-        statuses = await asyncio.gather(
-            *(
-                client.get_status(sub_orchestration_id(instance_id, i))
-                for i in range(min(total, MAX_DISK_IDS))
-            )
+    runtime = _runtime(status)
+    running = summary is None  # also a run that ended without one (failed, terminated): count its lanes
+    lanes: list[dict[str, Any]] = []
+    active: list[dict[str, Any]] = []
+    disks = disk_prefix(instance_id)
+    if running:
+        (lanes, _), (active, _) = await asyncio.gather(
+            query_instances(client, prefix=lane_prefix(instance_id), top=MAX_LANES),
+            query_instances(client, prefix=disks, top=MAX_LANES, statuses=ACTIVE_STATUSES),
         )
-        for index, disk_status in enumerate(statuses):
-            disks.append(_disk_view(instance_id, index, disk_status))
-    body = {
+    page, next_token = await query_instances(client, prefix=disks, top=top, continuation=continuation)
+    result = summary.to_json() if summary is not None else None
+    if result is not None:
+        del result["disks"]  # each disk's result is on its page; a run's may list a thousand
+    body: dict[str, Any] = {
         "instanceId": instance_id,
-        "runtimeStatus": _runtime(status),
+        "runtimeStatus": runtime,
         "createdTime": _time(status.created_time),
         "lastUpdatedTime": _time(status.last_updated_time),
         "progress": custom,
-        "disks": disks,
-        "result": summary.to_json() if summary is not None else None,
+        "counts": phase_counts(custom, summary, lanes, [disk_view(instance_id, d) for d in active]),
+        "disks": [disk_view(instance_id, disk).to_json() for disk in page],
+        "nextContinuationToken": wrap_token(instance_id, next_token) if next_token else None,
+        "result": result,
     }
-    return json_response(200, body)
-
-
-def _disk_view(run_id: str, index: int, status: Any) -> dict[str, Any]:
-    view: dict[str, Any] = {"index": index, "instanceId": sub_orchestration_id(run_id, index)}
-    if not status or status.name != DISK_ORCHESTRATOR:
-        view["runtimeStatus"] = "Pending"
-        return view
-    view["runtimeStatus"] = _runtime(status)
-    custom = DiskStatus.read(status.custom_status)
-    if custom is not None:
-        view.update(
-            disk=custom.disk,
-            phase=custom.phase,
-            bytesCopied=custom.bytes_copied,
-            bytesTotal=custom.bytes_total,
+    if summary is None and runtime in ("Failed", "Terminated"):
+        # The orchestration ended without a summary (a bug, or terminated by hand); its output is the
+        # platform's text, for the logs only.
+        terminated = runtime == "Terminated"
+        failure = (
+            Failure(FailureCode.TERMINATED, "the run was terminated")
+            if terminated
+            else Failure(FailureCode.INTERNAL, INTERNAL_MESSAGE)
         )
-        if custom.snapshot_copy_percent is not None:
-            view["snapshotCopyPercent"] = custom.snapshot_copy_percent
-    result = _disk_result(status.output)
-    if result is not None:
-        view["result"] = result.to_json()
-    return view
-
-
-def _disk_result(output: Any) -> DiskResult | None:
-    try:
-        return DiskResult.from_json(output)
-    except InvalidInputError:
-        return None
+        body["error"] = failure.to_json()
+    return json_response(200, body)
 
 
 def _runtime(status: Any) -> str | None:

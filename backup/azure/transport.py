@@ -105,6 +105,24 @@ def _request_of(response: requests.Response) -> dict[str, str | None]:
     }
 
 
+def connection_failure(exc: BaseException) -> str:
+    """What went wrong with a connection, in a few words for a person (not the HTTP library's text)."""
+    text = str(exc).lower()
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate did not verify"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connecting timed out"
+    if isinstance(exc, requests.Timeout):
+        return "it did not answer in time"
+    if "refused" in text:
+        return "connection refused"
+    if "reset" in text or "aborted" in text or "remotedisconnected" in text or "without response" in text:
+        return "the connection was closed before an answer arrived"
+    if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        return "its host name did not resolve"
+    return "the connection failed"
+
+
 def _text_excerpt(response: requests.Response) -> str | None:
     if response.raw is not None and not getattr(response, "_content_consumed", True):
         return None  # streamed and unread: leave it
@@ -175,7 +193,9 @@ class Transport:
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = TransportError(
-                    f"{method} {strip_query(url)}: {type(exc).__name__}: {redact(str(exc))}"
+                    f"{method} {strip_query(url)}: {type(exc).__name__}: {redact(str(exc))}",
+                    url=url,
+                    cause=connection_failure(exc),
                 )
                 # A certificate that does not verify will not verify on the next try either.
                 retryable = idempotent and not isinstance(exc, requests.exceptions.SSLError)

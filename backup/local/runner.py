@@ -1,33 +1,61 @@
 """Running the backup orchestrators outside Azure Functions: the same code, through the local Durable host.
 
-``diskbackup run`` and ``make demo`` use this. The orchestrators, activities and triggers are the Function
-App's own (:func:`backup.app.blueprint.build_app`); :class:`backup.local.durable_host.LocalHost` plays the
-Functions host with the real clock, so the durable timers between polls wait real time. Run state is kept
-in a folder (``--state-dir``), so ``diskbackup status`` can report on a run later, and an interrupted run
-resumes when the next command opens the same folder.
+``diskbackup run``/``resume`` and ``make demo`` use this. The orchestrators, activities and triggers are
+the Function App's own (:func:`backup.app.blueprint.build_app`); :class:`backup.local.durable_host.LocalHost`
+plays the Functions host with the real clock, so the durable timers between polls wait real time. Run
+state is kept in a folder (``--state-dir``): ``diskbackup status`` reports on a run from it, and a run
+whose process died (killed, a laptop closed) carries on from it when a host is started on the folder
+again (``diskbackup resume``), its activities re-run at least once as on Azure.
+
+One process at a time drives a folder: :class:`StateLock` (an advisory lock on ``<folder>/.lock``,
+released by the kernel however the process ends) makes a second one fail at once instead of running the
+same orchestrations twice. Take it before :func:`open_host`, so the records loaded are the last ones.
+
+A run's progress is read as the HTTP status route reads it (:mod:`backup.workflow.run_progress`): the
+run, its lanes and its disks at work, never every disk, so following a thousand-disk run stays cheap.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from backup.app.blueprint import build_app
-from backup.local.durable_host import Clock, InstanceStatus, LocalHost, RealClock
+from backup.errors import DiskBackupError
+from backup.local.durable_host import Clock, LocalHost, RealClock, RuntimeStatus
+from backup.local.durable_host.status import status_payload
 from backup.settings import Settings
-from backup.workflow.models import RUN_ORCHESTRATOR, DiskStatus, RunInput, RunSummary, sub_orchestration_id
-from backup.workflow.startup import new_run_id
+from backup.workflow.models import RUN_ORCHESTRATOR, RunSummary
+from backup.workflow.run_progress import (
+    ACTIVE_STATUSES,
+    MAX_LANES,
+    DiskView,
+    disk_prefix,
+    disk_view,
+    lane_prefix,
+    phase_counts,
+    unwrap_token,
+    wrap_token,
+)
+
+try:  # advisory file locks: POSIX only; elsewhere a folder is not guarded
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 TERMINAL = frozenset({"Completed", "Failed", "Terminated"})
+_ACTIVE = tuple(RuntimeStatus(status) for status in ACTIVE_STATUSES)
 
 
 @dataclass(frozen=True)
 class DiskProgress:
-    """One disk's state, as the disk orchestration's custom status says."""
+    """One disk at work, as the disk orchestration's custom status says."""
 
     index: int
     name: str
@@ -39,79 +67,130 @@ class DiskProgress:
 
 @dataclass(frozen=True)
 class RunProgress:
-    """A run's state: its runtime status, its phase and its disks."""
+    """A run's state: its runtime status, its phase, its disks at work and its disks counted by phase."""
 
     run_id: str
     runtime_status: str
     phase: str
     disks: list[DiskProgress] = field(default_factory=list)
     output: Any = None
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def done(self) -> bool:
         """Whether the run reached a terminal state."""
         return self.runtime_status in TERMINAL
 
+    @property
+    def summary(self) -> RunSummary | None:
+        """The run's summary once it ended with one."""
+        return RunSummary.read(self.output)
+
+
+class StateInUseError(DiskBackupError):
+    """Another process is driving the runs of this state folder."""
+
+
+class StateLock:
+    """An exclusive advisory lock on ``<state_dir>/.lock`` while a host runs there (see the module)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / ".lock"
+        self._handle: Any = None
+
+    def __enter__(self) -> StateLock:
+        if fcntl is None:
+            return self
+        handle = open(self.path, "a+", encoding="utf-8")  # held (and the lock with it) until __exit__
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StateInUseError(
+                f"{self.path.parent} is in use by {holder}; wait for it to end, or use another --state-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"diskbackup (pid {os.getpid()})")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+            self._handle = None
+
 
 def read_progress(host: LocalHost, run_id: str) -> RunProgress | None:
-    """The run's progress from its own status and its disks' statuses (``None`` if there is no such run)."""
+    """The run's progress (``None`` if there is no such run), from at most three reads of the host:
+    the run's status and, while it has no summary, its lanes and its disks at work."""
     status = host.get_status(run_id)
     if status is None or status.name != RUN_ORCHESTRATOR:
         return None
     custom = status.custom_status if isinstance(status.custom_status, dict) else {}
     summary = RunSummary.read(status.output)
-    total = summary.disk_count if summary is not None else custom.get("disks")
-    disks: list[DiskProgress] = []
-    for index in range(total if isinstance(total, int) else 0):
-        disk = host.get_status(sub_orchestration_id(run_id, index))
-        disks.append(_disk_progress(index, disk))
+    lanes: list[dict[str, Any]] = []
+    at_work: list[DiskView] = []
+    if summary is None:
+        found, _ = host.query_instances(prefix=lane_prefix(run_id), top=MAX_LANES)
+        lanes = [status_payload(lane, show_input=False) for lane in found]
+        active, _ = host.query_instances(prefix=disk_prefix(run_id), statuses=_ACTIVE, top=MAX_LANES)
+        at_work = [disk_view(run_id, status_payload(disk, show_input=False)) for disk in active]
     return RunProgress(
         run_id=run_id,
         runtime_status=str(status.runtime_status),
         phase=str(custom.get("phase", "")),
-        disks=disks,
+        disks=[_disk_progress(view) for view in at_work],
         output=status.output,
+        counts=phase_counts(custom, summary, lanes, at_work),
     )
 
 
-def _disk_progress(index: int, status: InstanceStatus | None) -> DiskProgress:
-    if status is None:
-        return DiskProgress(index, f"disk {index}", "waiting", 0, 0, "Pending")
-    custom = DiskStatus.read(status.custom_status)
-    if custom is None:  # started, no status set yet
-        return DiskProgress(index, f"disk {index}", "starting", 0, 0, str(status.runtime_status))
+def read_disk_page(
+    host: LocalHost, run_id: str, *, top: int = 100, token: str | None = None
+) -> tuple[list[DiskView], str | None]:
+    """One page of the run's disks in index order, and the token of the next page (``None`` after the
+    last); ``token`` is one an earlier page gave out (an ``InvalidInputError`` naming
+    ``--continuation-token`` otherwise)."""
+    continuation = unwrap_token(run_id, token, "--continuation-token") if token is not None else None
+    page, following = host.query_instances(prefix=disk_prefix(run_id), top=top, continuation=continuation)
+    views = [disk_view(run_id, status_payload(disk, show_input=False)) for disk in page]
+    return views, (wrap_token(run_id, following) if following else None)
+
+
+def _disk_progress(view: DiskView) -> DiskProgress:
     return DiskProgress(
-        index=index,
-        name=custom.disk,
-        phase=custom.phase,
-        bytes_copied=custom.bytes_copied,
-        bytes_total=custom.bytes_total,
-        runtime_status=str(status.runtime_status),
+        index=view.index,
+        name=view.name or f"disk {view.index}",
+        phase=view.phase,
+        bytes_copied=view.bytes_copied,
+        bytes_total=view.bytes_total,
+        runtime_status=view.runtime_status,
     )
 
 
 def open_host(settings: Settings, state_dir: Path | None, clock: Clock | None = None) -> LocalHost:
-    """A local host for the app built from ``settings`` (not started), keeping state in ``state_dir``."""
+    """A local host for the app built from ``settings`` (not started), keeping state in ``state_dir``.
+
+    Files of the folder that are not instance records are skipped (``host.store_problems`` names them).
+    """
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
     return LocalHost(build_app(settings), clock=clock or RealClock(), store_dir=state_dir)
 
 
-def run_backup(
-    settings: Settings,
-    run: RunInput,
-    *,
-    state_dir: Path | None,
-    on_progress: Callable[[RunProgress], None] = lambda progress: None,
-    poll_seconds: float = 0.5,
-    clock: Clock | None = None,
-) -> RunProgress:
-    """Start a run, report its progress every ``poll_seconds`` until it ends, and return the last report."""
-    with open_host(settings, state_dir, clock) as host:
-        run_id = host.start_new(
-            RUN_ORCHESTRATOR, input=run.to_json(), instance_id=new_run_id(datetime.now(UTC))
-        )
-        return follow(host, run_id, on_progress=on_progress, poll_seconds=poll_seconds)
+def unfinished_runs(host: LocalHost) -> list[str]:
+    """The runs of the host's folder that have not ended, oldest first."""
+    return [
+        status.instance_id
+        for status in host.list_instances(statuses=_ACTIVE)
+        if status.name == RUN_ORCHESTRATOR
+    ]
 
 
 def follow(
@@ -120,14 +199,29 @@ def follow(
     *,
     on_progress: Callable[[RunProgress], None],
     poll_seconds: float = 0.5,
+    interrupted: threading.Event | None = None,
 ) -> RunProgress:
-    """Report a running run's progress until it ends."""
+    """Report a running run's progress until it ends.
+
+    ``interrupted`` (set by a Ctrl-C handler) ends the wait with ``KeyboardInterrupt`` raised here,
+    between two reads: never inside the host's lock, where an interrupt arriving at any moment could
+    leave the lock held and the host unable to stop.
+    """
     while True:
+        if interrupted is not None and interrupted.is_set():
+            raise KeyboardInterrupt
         progress = read_progress(host, run_id)
         if progress is None:
-            time.sleep(poll_seconds)
+            _pause(poll_seconds, interrupted)
             continue
         on_progress(progress)
         if progress.done:
             return progress
-        time.sleep(poll_seconds)
+        _pause(poll_seconds, interrupted)
+
+
+def _pause(seconds: float, interrupted: threading.Event | None) -> None:
+    if interrupted is None:
+        time.sleep(seconds)
+    else:
+        interrupted.wait(seconds)

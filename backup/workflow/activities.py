@@ -27,6 +27,7 @@ from backup.azure.resource_id import parse_disk_id, snapshot_id
 from backup.clients import AzureClients
 from backup.errors import (
     CopyFailedError,
+    DiskNotFoundError,
     InvalidInputError,
     NotFoundError,
     OperationFailedError,
@@ -61,7 +62,7 @@ def resolve_selection(clients: AzureClients, data: Any) -> list[dict[str, Any]]:
             try:
                 disks.append(compute.get_disk(disk_id))
             except NotFoundError:
-                raise InvalidInputError(f"diskIds[{index}]", f"disk {disk_id} does not exist") from None
+                raise DiskNotFoundError(f"diskIds[{index}]", f"disk {disk_id} does not exist") from None
     elif selection.kind == "tag":
         assert selection.tag_name is not None
         disks = compute.list_disks(subscription, tags={selection.tag_name: selection.tag_value})

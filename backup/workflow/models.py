@@ -260,12 +260,13 @@ class DiskResult:
     disk_name: str
     status: Outcome
     phase: str  # the last phase reached ("done" on success)
-    reason: str | None = None
+    reason: str | None = None  # a failure's message for a person (no internals)
     snapshot_id: str | None = None
     blob_url: str | None = None  # without query: never a SAS
     size_bytes: int | None = None
     bytes_copied: int | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    code: str | None = None  # a failure's code (backup.failures.FailureCode)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys)."""
@@ -275,6 +276,7 @@ class DiskResult:
             "diskName": data["disk_name"],
             "status": data["status"],
             "phase": data["phase"],
+            "code": data["code"],
             "reason": data["reason"],
             "snapshotId": data["snapshot_id"],
             "blobUrl": data["blob_url"],
@@ -301,12 +303,13 @@ class DiskResult:
             size_bytes=_optional_int(data, "sizeBytes", where),
             bytes_copied=_optional_int(data, "bytesCopied", where),
             warnings=_str_tuple(data, "warnings", where),
+            code=_optional_code(data, "code", where),
         )
 
     @classmethod
-    def failed(cls, disk: DiskRef, phase: str, reason: str) -> DiskResult:
-        """A disk that failed in ``phase`` for ``reason``."""
-        return cls(disk.id, disk.name, "Failed", phase, reason=reason)
+    def failed(cls, disk: DiskRef, phase: str, reason: str, code: str) -> DiskResult:
+        """A disk that failed in ``phase`` with failure ``code`` for ``reason``."""
+        return cls(disk.id, disk.name, "Failed", phase, reason=reason, code=code)
 
 
 @dataclass(frozen=True)
@@ -374,6 +377,7 @@ class RunSummary:
     reason: str | None = None
     disks: tuple[DiskResult, ...] = ()
     warnings: tuple[str, ...] = ()
+    code: str | None = None  # why the run itself failed (backup.failures.FailureCode), with reason
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys)."""
@@ -389,6 +393,8 @@ class RunSummary:
             "failed": self.failed,
             "disks": [disk.to_json() for disk in self.disks],
         }
+        if self.code is not None:
+            data["code"] = self.code
         if self.reason is not None:
             data["reason"] = self.reason
         if self.warnings:
@@ -423,6 +429,7 @@ class RunSummary:
             reason=_optional_str(data, "reason", where),
             disks=tuple(DiskResult.from_json(d, f"{where}.disks[{i}]") for i, d in enumerate(disks)),
             warnings=_str_tuple(data, "warnings", where),
+            code=_optional_code(data, "code", where),
         )
 
     @classmethod
@@ -452,6 +459,7 @@ class RestorePointRecord:
     snapshot_id: str | None = None
     copy_id: str | None = None
     reason: str | None = None
+    code: str | None = None  # a failed attempt's failure code (backup.failures.FailureCode)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys): the ``record_restore_point`` activity's input."""
@@ -470,6 +478,7 @@ class RestorePointRecord:
             "snapshotId": self.snapshot_id,
             "copyId": self.copy_id,
             "reason": self.reason,
+            "code": self.code,
         }
 
     @classmethod
@@ -495,6 +504,7 @@ class RestorePointRecord:
             snapshot_id=_optional_str(data, "snapshotId", where),
             copy_id=_optional_str(data, "copyId", where),
             reason=_optional_str(data, "reason", where),
+            code=_optional_code(data, "code", where),
         )
 
 
@@ -581,6 +591,14 @@ def _optional_str(data: dict[str, Any], key: str, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidInputError(f"{where}.{key}", "must be a string or null")
+    return value
+
+
+def _optional_code(data: dict[str, Any], key: str, where: str) -> str | None:
+    """A failure code: a short word of letters (``SnapshotFailed``), or null."""
+    value = _optional_str(data, key, where)
+    if value is not None and not (value.isascii() and value.isalpha() and len(value) <= 40):
+        raise InvalidInputError(f"{where}.{key}", "must be a failure code (letters only) or null")
     return value
 
 

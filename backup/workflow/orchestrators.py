@@ -23,7 +23,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from backup.errors import DeadlineExceededError, InvalidInputError
-from backup.redact import redact
+from backup.failures import Failure, FailureCode, failure_of, for_phase
 from backup.workflow import activity_names as act
 from backup.workflow.models import (
     DISK_ORCHESTRATOR,
@@ -69,16 +69,16 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         found = yield context.call_activity(act.RESOLVE_SELECTION, run.selection.to_json())
         disks = [DiskRef.from_json(d) for d in found]
     except Exception as exc:
-        reason = failure_reason(exc)
-        failed = replace(
-            started, status="Failed", finished_at=iso(context.current_utc_datetime), reason=reason
-        )
-        context.set_custom_status({"phase": "failed", "reason": reason})
-        failed = yield from _record_run(context, failed)
-        return (yield from _alert(context, failed)).to_json()
+        return (yield from _fail_run(context, started, failure_of(exc), "selecting the disks"))
 
     total = len(disks)
-    yield context.call_activity(act.RECORD_RUN, replace(started, disk_count=total).to_json())
+    try:
+        yield context.call_activity(act.RECORD_RUN, replace(started, disk_count=total).to_json())
+    except Exception as exc:
+        # Nothing is started when the catalog cannot take the run's row: every restore point would go
+        # unrecorded. The run ends at once, with the reason.
+        failed = replace(started, disk_count=total)
+        return (yield from _fail_run(context, failed, failure_of(exc), "recording the run in the catalog"))
     lanes = min(run.options.max_parallel, total)
     context.set_custom_status({"phase": "backing up", "disks": total, "lanes": lanes})
     jobs = [
@@ -119,6 +119,23 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     return summary.to_json()
 
 
+def _fail_run(
+    context: df.DurableOrchestrationContext, started: RunSummary, failure: Failure, doing: str
+) -> Orchestration:
+    """End a run that failed before any disk was backed up: status Failed, with a code and a reason."""
+    reason = f"{doing}: {failure.message}"
+    failed = replace(
+        started,
+        status="Failed",
+        finished_at=iso(context.current_utc_datetime),
+        code=failure.code.value,
+        reason=reason,
+    )
+    context.set_custom_status({"phase": "failed", "code": failure.code.value, "reason": reason})
+    failed = yield from _record_run(context, failed)
+    return (yield from _alert(context, failed)).to_json()
+
+
 def _record_run(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orchestration:
     """Write the run's final catalog row; if that fails, the run's result still stands (its restore
     points were recorded disk by disk) and says so in ``warnings``. Answers the summary to return."""
@@ -144,11 +161,13 @@ def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
     """One lane of a run: its share of the disks, one disk sub-orchestration after another.
 
     Never fails: a disk orchestration that fails outright (a bug, a platform failure) becomes a failed
-    result for that disk, and the lane goes on with the next.
+    result for that disk, and the lane goes on with the next. Its custom status counts its disks
+    (:func:`lane_status`), so a run's progress is read from its few lanes, not from every disk.
     """
     data = context.get_input()
     jobs = [DiskJob.from_json(job) for job in (data or {}).get("jobs", [])]
     outputs: list[dict[str, Any]] = []
+    context.set_custom_status(lane_status(len(jobs), []))
     for job in jobs:
         try:
             outcome = yield context.call_sub_orchestrator(
@@ -156,8 +175,17 @@ def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
             )
             outputs.append(_result_from_json(outcome, job.disk).to_json())
         except Exception as exc:
-            outputs.append(DiskResult.failed(job.disk, "unknown", failure_reason(exc)).to_json())
+            failure = failure_of(exc)
+            failed = DiskResult.failed(job.disk, "unknown", failure.message, failure.code.value)
+            outputs.append(failed.to_json())
+        context.set_custom_status(lane_status(len(jobs), outputs))
     return outputs
+
+
+def lane_status(jobs: int, outputs: list[dict[str, Any]]) -> dict[str, int]:
+    """A lane's custom status: how many disks it has, and how many of them succeeded or failed."""
+    succeeded = sum(1 for output in outputs if output.get("status") == "Succeeded")
+    return {"disks": jobs, "succeeded": succeeded, "failed": len(outputs) - succeeded}
 
 
 # -- one disk -----------------------------------------------------------------------------------------
@@ -254,7 +282,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         ).to_json()
     except Exception as exc:
         failed_phase = status.phase
-        reason = f"{failed_phase}: {failure_reason(exc)}"
+        failure = for_phase(failure_of(exc), failed_phase)
+        reason = f"{failed_phase}: {failure.message}"
         if access_granted and snapshot_id is not None:
             phase("revoke")
             try:
@@ -265,7 +294,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         try:
             failed_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
             yield context.call_activity(
-                act.RECORD_RESTORE_POINT, replace(failed_point, reason=reason).to_json()
+                act.RECORD_RESTORE_POINT,
+                replace(failed_point, reason=reason, code=failure.code.value).to_json(),
             )
         except Exception as record_exc:
             warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
@@ -284,6 +314,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             reason=reason,
             snapshot_id=snapshot_id,
             warnings=tuple(warnings),
+            code=failure.code.value,
         ).to_json()
 
 
@@ -424,14 +455,9 @@ def backup_blob_name(job: DiskJob) -> str:
 
 
 def failure_reason(error: object) -> str:
-    """A one-line, secret-free reason from whatever an activity or sub-orchestration failed with.
-
-    The SDK hands a failed task's error over as ``Exception("<reason> \\n <details>")``; the details are
-    a stack trace, the reason is what a person needs.
-    """
-    text = str(error).strip()
-    first = text.split("\n", 1)[0].strip()
-    return redact(first or type(error).__name__)[:1000]
+    """A one-line message for a person from whatever an activity or sub-orchestration failed with
+    (:func:`backup.failures.failure_of`: no class or activity names, no stack trace, no secret)."""
+    return failure_of(error).message
 
 
 def _restore_point(
@@ -465,4 +491,5 @@ def _result_from_json(data: Any, disk: DiskRef) -> DiskResult:
     try:
         return DiskResult.from_json(data)
     except InvalidInputError as exc:
-        return DiskResult.failed(disk, "unknown", f"unexpected result ({exc}): {data!r:.200}")
+        reason = f"the disk's backup ended with an unreadable result ({exc.field})"
+        return DiskResult.failed(disk, "unknown", reason, FailureCode.INTERNAL.value)

@@ -20,6 +20,8 @@ the same folder carries on; activities that were running are run again (at least
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import heapq
 import inspect
 import itertools
@@ -67,16 +69,26 @@ from backup.local.durable_host.replay import (
     unknown_orchestrator_message,
 )
 from backup.local.durable_host.status import Counts, InstanceStatus, RuntimeStatus
-from backup.local.durable_host.store import InstanceStore
+from backup.local.durable_host.store import SOURCE_KEY, InstanceStore
 from backup.redact import get_logger, redact
 
-__all__ = ["MAX_INSTANCE_ID_LENGTH", "LocalHost", "validate_instance_id"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_INSTANCE_ID_LENGTH",
+    "MAX_PAGE_SIZE",
+    "LocalHost",
+    "validate_instance_id",
+]
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
 
 MAX_INSTANCE_ID_LENGTH = 256
+#: The instance query's page size when ``top`` is not given (the extension's default), and its cap
+#: (a Table storage query answers at most 1,000 entities per page).
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 
 
 def validate_instance_id(instance_id: Any) -> str:
@@ -90,6 +102,22 @@ def validate_instance_id(instance_id: Any) -> str:
     if any(c in "/\\#?" or ord(c) < 32 or ord(c) == 127 for c in instance_id):
         raise InvalidInputError("instance_id", "must not contain /, \\, #, ? or control characters")
     return instance_id
+
+
+def _token_for(last_instance_id: str) -> str:
+    """An opaque continuation token: where the next page starts (after this instance id)."""
+    payload = json.dumps({"after": last_instance_id}).encode()
+    return base64.urlsafe_b64encode(payload).decode()
+
+
+def _token_position(token: str) -> str:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("after"), str):
+        raise InvalidInputError("continuation token", "is not a token an instance query answered")
+    return str(data["after"])
 
 
 def _extension_error(status: int, message: str) -> Exception:
@@ -188,8 +216,18 @@ class LocalHost:
         self._client_loop: _ClientLoop | None = None
         if self._store is not None:
             for record in self._store.load_all():
-                instance = Instance.from_record(record)
+                source = record.pop(SOURCE_KEY, "a record")
+                try:
+                    instance = Instance.from_record(record)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    self._store.skip(source, f"not a complete instance record ({type(exc).__name__}: {exc})")
+                    continue
                 self._instances[instance.instance_id] = instance
+
+    @property
+    def store_problems(self) -> list[str]:
+        """Files of ``store_dir`` that were skipped when loading, each named with why."""
+        return list(self._store.problems) if self._store is not None else []
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -329,6 +367,42 @@ class LocalHost:
             ),
             key=lambda s: (s.created_time, s.instance_id),
         )
+
+    def query_instances(
+        self,
+        *,
+        prefix: str | None = None,
+        statuses: Collection[RuntimeStatus] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        top: int = DEFAULT_PAGE_SIZE,
+        continuation: str | None = None,
+    ) -> tuple[list[InstanceStatus], str | None]:
+        """One page of the extension's instance query: at most ``top`` instances in instance-id order
+        (the Azure Storage provider's Instances table is keyed by instance id), and the token for the
+        next page (``None`` after the last).
+
+        ``continuation`` is a token an earlier page answered; a malformed one is an
+        ``InvalidInputError``. ``top`` is capped at :data:`MAX_PAGE_SIZE`.
+        """
+        after = _token_position(continuation) if continuation else None
+        top = max(1, min(top, MAX_PAGE_SIZE))
+        with self._cond:
+            found = sorted(
+                (
+                    i.status()
+                    for i in self._instances.values()
+                    if (prefix is None or i.instance_id.startswith(prefix))
+                    and (after is None or i.instance_id > after)
+                    and (not statuses or i.runtime_status in statuses)
+                    and (created_from is None or i.created_time >= created_from)
+                    and (created_to is None or i.created_time <= created_to)
+                ),
+                key=lambda s: s.instance_id,
+            )
+        page = found[:top]
+        token = _token_for(page[-1].instance_id) if len(found) > top else None
+        return page, token
 
     def wait_for_completion(self, instance_id: str, timeout: float = 60.0) -> InstanceStatus:
         """Block until ``instance_id`` is Completed, Failed or Terminated; return its status.

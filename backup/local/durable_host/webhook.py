@@ -11,15 +11,18 @@ that the management URLs in a check-status response point to.
     GET    instances/{id}                     200 finished, 202 running (Location, Retry-After: 5),
                                               404 unknown (empty body); showHistory, showHistoryOutput,
                                               showInput (default true), returnInternalServerErrorOnFailure
-    GET    instances/                         200 + list; instanceIdPrefix, createdTimeFrom/To,
-                                              runtimeStatus, showInput
+    GET    instances/                         200 + one page (instance-id order); instanceIdPrefix,
+                                              createdTimeFrom/To, runtimeStatus, showInput, top
+                                              (default 100); the x-ms-continuation-token request
+                                              header asks for the next page, the response header
+                                              gives it (empty after the last); 400 a bad token
     DELETE instances/{id}                     200 {"instancesDeleted": 1}, 404, 412 if not finished
     DELETE instances/                         purge by createdTimeFrom (required)/To, runtimeStatus;
                                               404 when nothing was purged
     POST   instances/{id}/terminate?reason=   202, 404, 410 when already finished
     POST   instances/{id}/raiseEvent/{name}   202, 404, 410 when finished, 400 not application/json
 
-Not served: entities, rewind, restart, suspend/resume (501), create-and-wait (``timeout``), paging.
+Not served: entities, rewind, restart, suspend/resume (501), create-and-wait (``timeout``).
 Error bodies are ASP.NET ``HttpError`` objects (``Message``, and ``ExceptionMessage`` where the SDK
 reads it).
 """
@@ -37,6 +40,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from backup.errors import AzureHttpError, InvalidInputError
 from backup.local.durable_host.history import parse_timestamp
+from backup.local.durable_host.host import DEFAULT_PAGE_SIZE
 from backup.local.durable_host.status import RuntimeStatus, history_for_status, status_payload
 from backup.redact import get_logger
 
@@ -50,6 +54,8 @@ log = get_logger(__name__)
 RPC_PREFIX = "/durabletask/"
 WEBHOOK_PREFIX = "/runtime/webhooks/durabletask/"
 INSTANCE_ID_PLACEHOLDER = "INSTANCEID"
+#: Request header with the continuation token of an instance query, and response header with the next.
+CONTINUATION_HEADER = "x-ms-continuation-token"
 
 
 @dataclass
@@ -73,6 +79,16 @@ def _error(status: int, message: str, exception_message: str | None = None) -> R
 def _flag(query: dict[str, str], name: str, default: bool) -> bool:
     value = query.get(name, "").strip().lower()
     return {"true": True, "false": False}.get(value, default)
+
+
+def _int(query: dict[str, str], name: str, default: int) -> int:
+    # The extension's int.TryParse: anything that is not a whole number leaves the default.
+    value = query.get(name, "").strip()
+    try:
+        number = int(value) if len(value) <= 10 else default
+    except ValueError:
+        return default
+    return number if number > 0 else default
 
 
 def _time(query: dict[str, str], name: str) -> datetime | None:
@@ -204,14 +220,18 @@ def _instances(
 ) -> Response:
     if not rest or rest == [""]:
         if method == "GET":
-            found = host.list_instances(
+            found, token = host.query_instances(
                 prefix=query.get("instanceIdPrefix"),
                 statuses=_statuses(query),
                 created_from=_time(query, "createdTimeFrom"),
                 created_to=_time(query, "createdTimeTo"),
+                top=_int(query, "top", DEFAULT_PAGE_SIZE),
+                continuation=headers.get(CONTINUATION_HEADER) or None,
             )
             show_input = _flag(query, "showInput", True)
-            return Response(200, [status_payload(s, show_input=show_input) for s in found])
+            page = [status_payload(s, show_input=show_input) for s in found]
+            # The extension always sends the header; it is empty after the last page.
+            return Response(200, page, {CONTINUATION_HEADER: token or ""})
         if method == "DELETE":
             created_from = _time(query, "createdTimeFrom")
             if created_from is None:

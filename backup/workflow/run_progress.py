@@ -1,0 +1,190 @@
+"""A run's progress at any size, read from a bounded number of Durable status queries.
+
+A run of a thousand disks has a thousand disk orchestrations; asking each for its status on every look
+does not scale. What the HTTP status route and ``diskbackup status`` read instead:
+
+1. the run orchestration's status (its custom status counts its disks and lanes; its output, once it
+   ended, is the :class:`~backup.workflow.models.RunSummary`);
+2. its lanes (at most ``maxParallel``, 50), whose custom statuses count the disks each has finished
+   (:func:`backup.workflow.orchestrators.lane_status`);
+3. its disk orchestrations that are running (at most one per lane), for the phase each is in;
+4. one page of its disk orchestrations, in index order, through the instance query
+   (``instanceIdPrefix`` + ``top`` + a continuation token).
+
+:func:`phase_counts` turns 1-3 into counts by phase; :func:`disk_view` reads one disk orchestration's
+status. Both take the status JSON of the Durable HTTP API (``name``, ``instanceId``, ``runtimeStatus``,
+``customStatus``, ``output``), which the local host renders the same way. Continuation tokens are
+wrapped (:func:`wrap_token`) so that a token is bound to its run and checked before it is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from backup.errors import InvalidInputError
+from backup.workflow.models import DiskResult, DiskStatus, RunSummary
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "MAX_LANES",
+    "DiskView",
+    "disk_prefix",
+    "disk_view",
+    "lane_prefix",
+    "phase_counts",
+    "unwrap_token",
+    "wrap_token",
+]
+
+#: The most lanes a run has (``maxParallel`` is at most 50): a query for them fits one page.
+MAX_LANES = 50
+#: Runtime statuses of a disk orchestration that has started and not ended.
+ACTIVE_STATUSES = ("Pending", "Running", "ContinuedAsNew")
+#: Counts always reported, whatever the run's state (phases appear as disks reach them).
+BASE_COUNTS = ("waiting", "succeeded", "failed")
+MAX_TOKEN_LENGTH = 2048
+_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_TOKEN_LENGTH}}}")
+
+
+def disk_prefix(run_id: str) -> str:
+    """The instance-id prefix of the run's disk orchestrations (``{run}-disk-``)."""
+    return f"{run_id}-disk-"
+
+
+def lane_prefix(run_id: str) -> str:
+    """The instance-id prefix of the run's lane orchestrations (``{run}-lane-``)."""
+    return f"{run_id}-lane-"
+
+
+@dataclass(frozen=True)
+class DiskView:
+    """One disk of a run, as its orchestration's status shows it."""
+
+    index: int
+    instance_id: str
+    runtime_status: str
+    name: str | None = None
+    phase: str = "starting"
+    bytes_copied: int = 0
+    bytes_total: int = 0
+    result: DiskResult | None = None
+    snapshot_copy_percent: float | None = None  # a Premium SSD v2 / Ultra snapshot's background copy
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON a status page lists per disk."""
+        view: dict[str, Any] = {
+            "index": self.index,
+            "instanceId": self.instance_id,
+            "runtimeStatus": self.runtime_status,
+            "disk": self.name,
+            "phase": self.phase,
+            "bytesCopied": self.bytes_copied,
+            "bytesTotal": self.bytes_total,
+        }
+        if self.snapshot_copy_percent is not None:
+            view["snapshotCopyPercent"] = self.snapshot_copy_percent
+        if self.result is not None:
+            view["result"] = self.result.to_json()
+        return view
+
+
+def disk_view(run_id: str, status: Mapping[str, Any]) -> DiskView:
+    """A disk orchestration's status JSON as a :class:`DiskView` (its index from its instance id)."""
+    instance_id = str(status.get("instanceId", ""))
+    suffix = instance_id[len(disk_prefix(run_id)) :]
+    index = int(suffix) if instance_id.startswith(disk_prefix(run_id)) and suffix.isdigit() else -1
+    view = DiskView(index=index, instance_id=instance_id, runtime_status=str(status.get("runtimeStatus")))
+    custom = DiskStatus.read(status.get("customStatus"))
+    if custom is not None:
+        view = replace(
+            view,
+            name=custom.disk,
+            phase=custom.phase,
+            bytes_copied=custom.bytes_copied,
+            bytes_total=custom.bytes_total,
+            snapshot_copy_percent=custom.snapshot_copy_percent,
+        )
+    if view.runtime_status == "Completed":
+        try:
+            result = DiskResult.from_json(status.get("output"))
+        except InvalidInputError:
+            result = None
+        if result is not None:
+            phase = "done" if result.status == "Succeeded" else "failed"
+            return replace(view, name=result.disk_name, phase=phase, result=result)
+    return view
+
+
+def phase_counts(
+    run_custom_status: Any,
+    summary: RunSummary | None,
+    lanes: Iterable[Mapping[str, Any]],
+    active: Iterable[DiskView],
+) -> dict[str, int]:
+    """How many of the run's disks are in each phase: waiting, each phase of a disk at work,
+    succeeded, failed (and ``total``).
+
+    A finished run counts from its summary. A running one counts finished disks from its lanes' custom
+    statuses and the phase of each disk at work from its own status; the rest are waiting. A disk that
+    has just ended may be counted as waiting for a moment, until its lane has taken its result.
+    """
+    if summary is not None:
+        counts = dict.fromkeys(BASE_COUNTS, 0)
+        counts.update(succeeded=summary.succeeded, failed=summary.failed, total=summary.disk_count)
+        return counts
+    custom = run_custom_status if isinstance(run_custom_status, Mapping) else {}
+    total = custom.get("disks")
+    total = total if isinstance(total, int) and total >= 0 else 0
+    counts = dict.fromkeys(BASE_COUNTS, 0)
+    for lane in lanes:
+        lane_custom = lane.get("customStatus")
+        if isinstance(lane_custom, Mapping):
+            counts["succeeded"] += _count(lane_custom.get("succeeded"))
+            counts["failed"] += _count(lane_custom.get("failed"))
+    for disk in active:
+        # A disk whose last phase is set but whose lane has not yet taken its result.
+        phase = {"done": "succeeded"}.get(disk.phase, disk.phase)
+        counts[phase] = counts.get(phase, 0) + 1
+    counts["waiting"] = max(0, total - sum(counts.values()))
+    counts["total"] = total
+    return counts
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+# -- continuation tokens ------------------------------------------------------------------------------
+
+
+def wrap_token(run_id: str, durable_token: str) -> str:
+    """A page token for callers: the Durable query's continuation token, bound to its run."""
+    payload = json.dumps({"run": run_id, "token": durable_token}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def unwrap_token(run_id: str, token: str, field: str = "continuationToken") -> str:
+    """The Durable continuation token inside a page token of run ``run_id``; a 400 naming ``field``
+    for anything else (not ours, another run's, malformed)."""
+    problem = "is not a continuation token this run's status gave out"
+    if not _TOKEN.fullmatch(token or ""):
+        raise InvalidInputError(field, problem)
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError(field, problem) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("run") != run_id
+        or not isinstance(data.get("token"), str)
+        or not data["token"]
+    ):
+        raise InvalidInputError(field, problem)
+    return str(data["token"])

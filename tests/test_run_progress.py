@@ -1,0 +1,96 @@
+"""Counting a run's disks by phase and reading one disk's status: pure functions, table tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backup.errors import InvalidInputError
+from backup.workflow.models import RunSummary
+from backup.workflow.run_progress import DiskView, disk_view, phase_counts, unwrap_token, wrap_token
+
+RUN = "manual-20261201T010000Z-abcd1234"
+DISK_ID = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"
+
+
+def _status(index: int, runtime: str, custom: Any = None, output: Any = None) -> dict[str, Any]:
+    return {
+        "name": "backup_disk",
+        "instanceId": f"{RUN}-disk-{index:04d}",
+        "runtimeStatus": runtime,
+        "customStatus": custom,
+        "output": output,
+    }
+
+
+def test_disk_view_reads_phase_bytes_and_result() -> None:
+    copying = _status(7, "Running", {"disk": "d", "phase": "copy", "bytesCopied": 5, "bytesTotal": 9})
+    assert disk_view(RUN, copying) == DiskView(7, f"{RUN}-disk-0007", "Running", "d", "copy", 5, 9)
+    fresh = disk_view(RUN, _status(2, "Pending"))
+    assert (fresh.index, fresh.name, fresh.phase) == (2, None, "starting")
+    result = {"diskId": DISK_ID, "diskName": "d", "status": "Failed", "phase": "copy", "code": "CopyFailed"}
+    ended = disk_view(RUN, _status(3, "Completed", {"disk": "d", "phase": "failed"}, result))
+    assert ended.phase == "failed" and ended.result is not None and ended.result.code == "CopyFailed"
+    assert ended.to_json()["result"]["code"] == "CopyFailed"
+    odd = disk_view(RUN, {"instanceId": "elsewhere", "runtimeStatus": "Completed", "output": "text"})
+    assert odd.index == -1 and odd.result is None  # not ours: shown, never a crash
+
+
+@pytest.mark.parametrize(
+    ("custom", "lanes", "active", "expected"),
+    [
+        # Before any lane reported: everything waits but the disks at work.
+        ({"disks": 10}, [], ["snapshot", "copy"], {"waiting": 8, "snapshot": 1, "copy": 1}),
+        # Lanes count what ended; a disk that set "done" but is not yet counted by its lane succeeded.
+        (
+            {"disks": 10},
+            [{"customStatus": {"disks": 5, "succeeded": 2, "failed": 1}}, {"customStatus": {"succeeded": 3}}],
+            ["copy", "done"],
+            {"waiting": 2, "copy": 1, "succeeded": 6, "failed": 1},
+        ),
+        # Lane statuses that are not ours count nothing.
+        ({"disks": 3}, [{"customStatus": "x"}, {"customStatus": {"succeeded": -4}}, {}], [], {"waiting": 3}),
+        # No total yet (still resolving): nothing is negative.
+        ({"phase": "resolving"}, [], ["snapshot"], {"waiting": 0, "snapshot": 1}),
+        (None, [], [], {"waiting": 0}),
+    ],
+)
+def test_phase_counts_while_running(
+    custom: Any, lanes: list[dict[str, Any]], active: list[str], expected: dict[str, int]
+) -> None:
+    views = [DiskView(i, f"{RUN}-disk-{i:04d}", "Running", "d", phase) for i, phase in enumerate(active)]
+    counts = phase_counts(custom, None, lanes, views)
+    total = custom.get("disks", 0) if isinstance(custom, dict) else 0
+    assert counts == {"succeeded": 0, "failed": 0, **expected, "total": total}
+
+
+def test_phase_counts_of_a_finished_run_come_from_its_summary() -> None:
+    summary = RunSummary.from_json(
+        {
+            "runId": RUN,
+            "trigger": "cli",
+            "selection": {"kind": "configured"},
+            "startedAt": "2026-12-01T01:00:00.000Z",
+            "status": "PartiallySucceeded",
+            "diskCount": 1000,
+            "succeeded": 998,
+            "failed": 2,
+        }
+    )
+    lanes = [{"customStatus": {"succeeded": 1}}]  # ignored: the summary is the truth
+    assert phase_counts({"disks": 5}, summary, lanes, []) == {
+        "waiting": 0,
+        "succeeded": 998,
+        "failed": 2,
+        "total": 1000,
+    }
+
+
+def test_tokens_are_bound_to_their_run() -> None:
+    token = wrap_token(RUN, "opaque/durable+token==")
+    assert unwrap_token(RUN, token) == "opaque/durable+token=="
+    for bad in ("", "!!", "x" * 3000, wrap_token("another-run", "t"), wrap_token(RUN, ""), "e30"):
+        with pytest.raises(InvalidInputError) as caught:
+            unwrap_token(RUN, bad, "continuationToken")
+        assert caught.value.field == "continuationToken"
