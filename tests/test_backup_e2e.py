@@ -139,8 +139,11 @@ def _start_via_http(bed: Bed, body: dict[str, Any] | None = None) -> str:
     )
     assert response.status_code == 202, response.get_body()
     payload = json.loads(response.get_body())
-    assert payload["statusQueryGetUri"] and response.headers["Location"] == payload["statusQueryGetUri"]
-    return str(payload["runId"])
+    run_id = str(payload["runId"])
+    assert payload["statusUri"] == f"http://localhost/api/backups/{run_id}" == response.headers["Location"]
+    # Not the Durable management URLs: they carry the system key (terminate, purge any instance).
+    assert "statusQueryGetUri" not in payload and "code=" not in response.get_body().decode()
+    return run_id
 
 
 def test_three_disks_backed_up_verified_and_catalogued(bed: Bed) -> None:

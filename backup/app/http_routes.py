@@ -5,8 +5,9 @@ Routes (auth level FUNCTION):
 - ``POST /api/backups``: start a run. The JSON body selects disks with exactly one of ``diskIds`` (a list
   of disk resource IDs), ``tag`` (``{"name": ..., "value": ...}``) or ``resourceGroup`` (a name in the
   configured subscription); an empty body or ``{}`` uses the configured selection. ``options`` may set
-  ``kind`` (``"full"``; incremental copies are not available yet) and ``keepSnapshot`` (bool). Answers 202
-  with the Durable status URLs and the run id.
+  ``kind`` and ``keepSnapshot`` (bool). Answers 202 with the run id and ``statusUri`` (also the
+  ``Location`` header): this API's own status route. Not the Durable management URLs: they carry the
+  app's system key, which can terminate or purge any instance, and a caller needs none of that.
 - ``GET /api/backups/{instanceId}``: the run's status, its disks counted by phase, and one page of its
   disks (``?top=`` 1-1000, default 100; ``?continuationToken=`` from the previous page's
   ``nextContinuationToken``), read with a bounded number of Durable queries however many disks the run
@@ -39,7 +40,7 @@ from backup.azure.resource_id import parse_disk_id
 from backup.catalog import Catalog
 from backup.errors import AzureHttpError, InvalidInputError, TransportError, UnexpectedResponseError
 from backup.failures import INTERNAL_MESSAGE, Failure, FailureCode, one_line
-from backup.redact import get_logger
+from backup.redact import get_logger, strip_query
 from backup.settings import Settings
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, RunSummary, Selection
 from backup.workflow.run_progress import (
@@ -229,12 +230,18 @@ async def start_backup(
     instance_id = new_run_id(datetime.now(UTC))
     await client.start_new(RUN_ORCHESTRATOR, instance_id, run.to_json())
     log.info("started run %s (%s)", instance_id, run.selection.kind)
-    response = client.create_check_status_response(req, instance_id)
-    payload = json.loads(response.get_body())
-    payload["runId"] = instance_id
-    payload["selection"] = run.selection.to_json()
-    headers = {key: value for key, value in response.headers.items() if key.lower() != "content-length"}
-    return func.HttpResponse(json.dumps(payload, indent=2), status_code=202, headers=headers)
+    status_uri = _route_url(req.url, f"backups/{instance_id}")
+    payload = {"runId": instance_id, "selection": run.selection.to_json(), "statusUri": status_uri}
+    headers = {"Location": status_uri, "Retry-After": "10"}
+    return json_response(202, payload, headers)
+
+
+def _route_url(request_url: str, route: str) -> str:
+    """The URL of another route of this API, beside the one ``request_url`` called (no query)."""
+    base = strip_query(request_url)
+    marker = "/api/"
+    prefix = base[: base.index(marker) + len(marker)] if marker in base else base.rstrip("/") + marker
+    return prefix + route
 
 
 async def get_backup(
