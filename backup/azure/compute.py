@@ -391,6 +391,14 @@ class ComputeClient:
         )
         return SnapshotStarted(str(target), operation)
 
+    def begin_update_snapshot_tags(self, snapshot_id: str | ResourceId, tags: Mapping[str, str]) -> LroStatus:
+        """Start replacing a snapshot's tags with ``tags`` (``Snapshots_Update``, PATCH).
+
+        A PATCH's tags replace the old ones whole: to add a tag, send the old ones with it. Safe to retry.
+        """
+        rid = _as_id(snapshot_id, "snapshots", "snapshot id")
+        return self.arm.begin("PATCH", rid.path, api_version=API_VERSION, body={"tags": _checked_tags(tags)})
+
     def begin_delete_snapshot(self, snapshot_id: str | ResourceId) -> LroStatus:
         """Start deleting a snapshot (safe to retry: deleting twice leaves the same state)."""
         rid = _as_id(snapshot_id, "snapshots", "snapshot id")

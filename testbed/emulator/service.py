@@ -340,6 +340,42 @@ class ComputeService:
         resource.provisioning_state = "Updating"
         return self._start(operation_name, resource, complete, fail, body_now=lambda: render(resource))
 
+    # -- PATCH --------------------------------------------------------------------------------------
+
+    def update_tags(self, key: ResourceKey, body: Any) -> Reply | Accepted:
+        """``Snapshots_Update`` (PATCH): the emulator changes tags only, as a long-running operation.
+
+        A patch of anything else (properties, sku) is refused with 400 rather than half-applied.
+        """
+        _validate("SnapshotUpdate", body)
+        if not isinstance(body, dict):
+            raise arm_errors.invalid_request_content("the request body is not a JSON object")
+        others = sorted(name for name in body if name != "tags" and body[name] not in (None, {}))
+        if others:
+            raise arm_errors.invalid_parameter(
+                others[0], f"PATCH of '{others[0]}' is not supported by this emulator (tags only)."
+            )
+        resource = self.find(key)
+        if resource.provisioning_state != "Succeeded":
+            raise arm_errors.operation_not_allowed(
+                f"'{key.name}' is in provisioning state {resource.provisioning_state}; it cannot be updated."
+            )
+        tags = body.get("tags")
+        if tags is not None and len(tags) > 50:
+            raise arm_errors.invalid_parameter("tags", "At most 50 tags are allowed per resource.")
+
+        def complete() -> dict[str, Any]:
+            if tags is not None:
+                resource.tags = dict(tags)
+            resource.provisioning_state = "Succeeded"
+            return render(resource)
+
+        def fail() -> None:
+            resource.provisioning_state = "Succeeded"
+
+        resource.provisioning_state = "Updating"
+        return self._start("Snapshots_Update", resource, complete, fail, body_now=lambda: render(resource))
+
     def _new_resource(
         self, key: ResourceKey, body: dict[str, Any], properties: dict[str, Any], creation: dict[str, Any]
     ) -> ManagedResource:
