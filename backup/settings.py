@@ -125,6 +125,21 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "1440",
         "Deadline for a copy to complete, in minutes (1-20160).",
     ),
+    SettingSpec(
+        "BACKUP_FULL_COPY_PERCENT",
+        "60",
+        "A night whose changes exceed this share of the disk copies it whole instead (1-100).",
+    ),
+    SettingSpec(
+        "BACKUP_VERIFY_SAMPLE_MIB",
+        "64",
+        "MiB of each backed-up disk read back and compared by SHA-256 every night (0-1048576; 0: none).",
+    ),
+    SettingSpec(
+        "BACKUP_WRITES_PER_BLOB",
+        "8",
+        "Writes in flight into one backup blob during an incremental copy (1-64).",
+    ),
 )
 
 DEFAULT_SELECT_TAG = "diskbackup=enabled"
@@ -156,6 +171,9 @@ class Settings:
     poll_max_seconds: int = 60
     snapshot_timeout_minutes: int = 60
     copy_timeout_minutes: int = 1440
+    full_copy_percent: int = 60
+    verify_sample_mib: int = 64
+    writes_per_blob: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -233,6 +251,9 @@ class Settings:
             "poll_max_seconds": poll_max,
             "snapshot_timeout_minutes": read("BACKUP_SNAPSHOT_TIMEOUT_MINUTES", _int_between(1, 1440)),
             "copy_timeout_minutes": read("BACKUP_COPY_TIMEOUT_MINUTES", _int_between(1, 20160)),
+            "full_copy_percent": read("BACKUP_FULL_COPY_PERCENT", _int_between(1, 100)),
+            "verify_sample_mib": read("BACKUP_VERIFY_SAMPLE_MIB", _int_between(0, 1 << 20)),
+            "writes_per_blob": read("BACKUP_WRITES_PER_BLOB", _int_between(1, 64)),
         }
         return cls(**values)
 

@@ -27,6 +27,7 @@ def test_defaults() -> None:
     assert settings.storage_key is None and settings.arm_token is None
     assert (settings.poll_initial_seconds, settings.poll_max_seconds) == (5, 60)
     assert settings.keep_snapshots is False
+    assert (settings.full_copy_percent, settings.verify_sample_mib, settings.writes_per_blob) == (60, 64, 8)
 
 
 def test_overrides_parse() -> None:
@@ -41,8 +42,12 @@ def test_overrides_parse() -> None:
             "BACKUP_MAX_PARALLEL": "10",
             "BACKUP_SELECT_RESOURCE_GROUP": "rg-prod",
             "BACKUP_KEEP_SNAPSHOTS": "TRUE",
+            "BACKUP_FULL_COPY_PERCENT": "35",
+            "BACKUP_VERIFY_SAMPLE_MIB": "0",
+            "BACKUP_WRITES_PER_BLOB": "2",
         }
     )
+    assert (settings.full_copy_percent, settings.verify_sample_mib, settings.writes_per_blob) == (35, 0, 2)
     assert settings.arm_endpoint == "http://127.0.0.1:8443"
     assert settings.select_resource_group == "rg-prod" and settings.select_tag is None
     assert settings.keep_snapshots is True
@@ -67,6 +72,10 @@ def test_overrides_parse() -> None:
         ({**BASE, "BACKUP_CONTAINER": "Backups"}, "BACKUP_CONTAINER", "lowercase"),
         ({**BASE, "BACKUP_CATALOG_TABLE": "1table"}, "BACKUP_CATALOG_TABLE", "letter first"),
         ({**BASE, "BACKUP_KEEP_SNAPSHOTS": "maybe"}, "BACKUP_KEEP_SNAPSHOTS", "true or false"),
+        ({**BASE, "BACKUP_FULL_COPY_PERCENT": "0"}, "BACKUP_FULL_COPY_PERCENT", "outside 1-100"),
+        ({**BASE, "BACKUP_FULL_COPY_PERCENT": "60%"}, "BACKUP_FULL_COPY_PERCENT", "whole number"),
+        ({**BASE, "BACKUP_VERIFY_SAMPLE_MIB": "-1"}, "BACKUP_VERIFY_SAMPLE_MIB", "whole number"),
+        ({**BASE, "BACKUP_WRITES_PER_BLOB": "65"}, "BACKUP_WRITES_PER_BLOB", "outside 1-64"),
         ({**BASE, "BACKUP_SELECT_TAG": "novalue"}, "BACKUP_SELECT_TAG", "name=value"),
         ({**BASE, "BACKUP_SELECT_DISK_IDS": "/subscriptions/x"}, "BACKUP_SELECT_DISK_IDS", "expected /sub"),
         (

@@ -5,7 +5,8 @@ Routes (auth level FUNCTION):
 - ``POST /api/backups``: start a run. The JSON body selects disks with exactly one of ``diskIds`` (a list
   of disk resource IDs), ``tag`` (``{"name": ..., "value": ...}``) or ``resourceGroup`` (a name in the
   configured subscription); an empty body or ``{}`` uses the configured selection. ``options`` may set
-  ``kind`` (``"full"``; incremental copies are not available yet) and ``keepSnapshot`` (bool). Answers 202
+  ``kind`` (``"incremental"``, the default: the chain copies what changed when it can; ``"full"``: copy
+  every disk whole tonight) and ``keepSnapshot`` (bool). Answers 202
   with the Durable status URLs and the run id.
 - ``GET /api/backups/{instanceId}``: the run's status with each disk's phase and copy progress.
 - ``GET /api/backups``: recent runs, from the catalog (``?top=`` 1-100, default 20).
@@ -100,6 +101,7 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
         selection = resource_group_selection(data["resourceGroup"])
 
     keep_snapshot = None
+    force_full = False
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise InvalidInputError("options", "must be a JSON object")
@@ -110,15 +112,14 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
         )
     if "kind" in options:
         kind = options["kind"]
-        if kind == "incremental":
-            raise InvalidInputError("options.kind", "'incremental' copies are not available yet; use 'full'")
-        if kind != "full":
-            raise InvalidInputError("options.kind", f"{kind!r} is not a backup kind (use 'full')")
+        if kind not in ("incremental", "full"):
+            raise InvalidInputError("options.kind", f"{kind!r:.40} is not incremental or full")
+        force_full = kind == "full"
     if "keepSnapshot" in options:
         if not isinstance(options["keepSnapshot"], bool):
             raise InvalidInputError("options.keepSnapshot", "must be true or false")
         keep_snapshot = options["keepSnapshot"]
-    return run_input(settings, "http", selection, keep_snapshot=keep_snapshot)
+    return run_input(settings, "http", selection, keep_snapshot=keep_snapshot, force_full=force_full)
 
 
 def parse_instance_id(value: str) -> str:

@@ -10,6 +10,11 @@ wait. An operation that ended Failed or Canceled makes the activity raise instea
 
 A *copy answer* (start_copy, copy_status) is ``{"copyId", "status": "pending" | "success", "copied",
 "total"}``; a failed or aborted copy makes the activity raise.
+
+The incremental chain's activities (:mod:`backup.workflow.chain_activities`, whose docstring lists what
+each answers) follow: the writer's lease, the choice of kind, the diff into a stored plan, applying it,
+verifying, the restore point, and the diff base's rotation (begin_tag_base and begin_retire_base give
+operation answers).
 """
 
 RESOLVE_SELECTION = "resolve_selection"
@@ -23,3 +28,15 @@ VERIFY_BACKUP = "verify_backup"
 BEGIN_REVOKE_ACCESS = "begin_revoke_access"
 RECORD_RESTORE_POINT = "record_restore_point"
 BEGIN_DELETE_SNAPSHOT = "begin_delete_snapshot"
+ACQUIRE_WRITER_LEASE = "acquire_writer_lease"
+RELEASE_WRITER_LEASE = "release_writer_lease"
+INSPECT_CHAIN = "inspect_chain"
+LIST_CHANGES = "list_changes"
+APPLY_BATCH = "apply_batch"
+SYNC_FOOTER = "sync_footer"
+VERIFY_PAGES = "verify_pages"
+VERIFY_CONTENT = "verify_content"
+SNAPSHOT_BACKUP_BLOB = "snapshot_backup_blob"
+DELETE_PLAN = "delete_plan"
+BEGIN_TAG_BASE = "begin_tag_base"
+BEGIN_RETIRE_BASE = "begin_retire_base"
