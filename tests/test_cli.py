@@ -69,6 +69,24 @@ def test_run_then_status_list_and_restore_points(
     code, text = run_cli([*state, "list"], cli_env)  # the human form names the run
     assert code == 0 and run_id in text and "1/1 disks" in text
 
+    # A second night copies only what changed: run, status and restore-points say so.
+    proving_ground.control("POST", f"/resourceGroups/{group}/disks/cli-disk/churn", {"seed": 3})
+    code, text = run_cli([*state, "run", "--tag", "team=cli"], cli_env)
+    assert code == 0, text
+    assert "(incremental, " in text and " MiB moved) -> " in text and "?snapshot=" in text
+    code, text = run_cli([*state, "restore-points", disk, "--json"], cli_env)
+    second, first = json.loads(text)["restorePoints"]
+    assert (first["kind"], second["kind"]) == ("full", "incremental")
+    assert first["fullCopyReason"] == "no earlier restore point of this disk"
+    assert 0 < second["bytesMoved"] < first["bytesMoved"] and second["blobSnapshot"]
+    code, text = run_cli([*state, "status", second["runId"], "--json"], cli_env)
+    [disk_result] = json.loads(text)["result"]["disks"]
+    assert (disk_result["kind"], disk_result["bytesMoved"]) == ("incremental", second["bytesMoved"])
+    code, text = run_cli([*state, "restore-points", disk], cli_env)
+    lines = text.splitlines()
+    assert "incremental" in lines[0] and second["runId"] in lines[0] and "MiB moved" in lines[0]
+    assert "full copy: no earlier restore point of this disk" in text
+
 
 def test_env_file_round_trip_and_bad_input_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
     env_file = tmp_path / "env"

@@ -8,7 +8,8 @@ Routes (auth level FUNCTION):
   ``kind`` (``"incremental"``, the default: the chain copies what changed when it can; ``"full"``: copy
   every disk whole tonight) and ``keepSnapshot`` (bool). Answers 202
   with the Durable status URLs and the run id.
-- ``GET /api/backups/{instanceId}``: the run's status with each disk's phase and copy progress.
+- ``GET /api/backups/{instanceId}``: the run's status with each disk's phase, copy progress, and once
+  decided how it is copied tonight (``kind``) and, once done, the bytes it moved (``bytesMoved``).
 - ``GET /api/backups``: recent runs, from the catalog (``?top=`` 1-100, default 20).
 - ``GET /api/restore-points?disk=<disk resource ID>``: the disk's restore points, newest first
   (``?includeFailed=true`` adds failed attempts; ``?top=`` 1-1000, default 100).
@@ -249,10 +250,11 @@ def _disk_view(run_id: str, index: int, status: Any) -> dict[str, Any]:
             phase=custom.phase,
             bytesCopied=custom.bytes_copied,
             bytesTotal=custom.bytes_total,
+            kind=custom.kind,
         )
     result = _disk_result(status.output)
     if result is not None:
-        view["result"] = result.to_json()
+        view.update(kind=result.kind, bytesMoved=result.bytes_moved, result=result.to_json())
     return view
 
 

@@ -1,6 +1,6 @@
 """``diskbackup`` (also ``python -m backup``): run backups and read their results from a shell.
 
-    diskbackup run [--disk ID ...| --tag NAME=VALUE | --resource-group RG] [--keep-snapshot] [--json]
+    diskbackup run [--disk ID ...| --tag NAME=VALUE | --resource-group RG] [--keep-snapshot] [--full] [--json]
     diskbackup status RUN_ID [--json]
     diskbackup list [--top N] [--json]
     diskbackup restore-points DISK_ID [--include-failed] [--top N] [--json]
@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     chosen.add_argument("--tag", metavar="NAME=VALUE", help="disks carrying this tag")
     chosen.add_argument("--resource-group", metavar="RG", help="every disk of this resource group")
     run.add_argument("--keep-snapshot", action="store_true", help="keep the snapshots after the copy")
+    run.add_argument("--full", action="store_true", help="copy every disk whole tonight (not incrementally)")
     run.add_argument("--json", action="store_true", help="print the run's result as JSON")
 
     status = commands.add_parser("status", help="a run's state (from --state-dir)")
@@ -136,7 +137,13 @@ def _selection(args: argparse.Namespace) -> Selection | None:
 
 
 def _run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    run = run_input(settings, "cli", _selection(args), keep_snapshot=True if args.keep_snapshot else None)
+    run = run_input(
+        settings,
+        "cli",
+        _selection(args),
+        keep_snapshot=True if args.keep_snapshot else None,
+        force_full=args.full,
+    )
     view = ProgressView(sys.stderr if args.json else out, tty=(sys.stderr if args.json else out).isatty())
     progress = run_backup(settings, run, state_dir=args.state_dir, on_progress=view)
     return _report(progress.output, progress.runtime_status, args.json, out)
@@ -219,7 +226,14 @@ def _restore_points(args: argparse.Namespace, settings: Settings, out: TextIO) -
     if not points:
         out.write(f"no restore points for {disk}\n")
     for point in points:
-        line = f"{point['finishedAt']}  {point['status']:<9} {point['runId']:<40} {point['blobUrl']}"
+        where = point["blobUrl"] + (f"?snapshot={point['blobSnapshot']}" if point["blobSnapshot"] else "")
+        moved = f"{(point['bytesMoved'] or 0) / (1 << 20):.1f} MiB moved"
+        line = (
+            f"{point['finishedAt']}  {point['status']:<9} {point['kind']:<11} {moved:>16}  "
+            f"{point['runId']:<40} {where}"
+        )
+        if point["fullCopyReason"]:
+            line += f"\n    full copy: {point['fullCopyReason']}"
         if point["reason"]:
             line += f"\n    reason: {point['reason']}"
         out.write(line + "\n")
