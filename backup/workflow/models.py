@@ -567,8 +567,6 @@ class RestorePointRecord:
         status = data.get("status")
         if status not in ("Succeeded", "Failed"):
             raise InvalidInputError(f"{where}.status", f"{status!r} is not Succeeded or Failed")
-        if data.get("kind") not in KINDS:
-            raise InvalidInputError(f"{where}.kind", f"{data.get('kind')!r} is not one of {', '.join(KINDS)}")
         return cls(
             disk_id=_str(data, "diskId", where),
             run_id=_str(data, "runId", where),
@@ -579,7 +577,7 @@ class RestorePointRecord:
             started_at=_time(data, "startedAt", where),
             finished_at=_time(data, "finishedAt", where),
             status=status,
-            kind=_str(data, "kind", where),
+            kind=_kind(data, where),
             bytes_copied=_optional_int(data, "bytesCopied", where) or 0,
             snapshot_id=_optional_str(data, "snapshotId", where),
             copy_id=_optional_str(data, "copyId", where),
@@ -641,6 +639,13 @@ def _str(data: dict[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{where}.{key}", "must be a non-empty string")
     return value
+
+
+def _kind(data: dict[str, Any], where: str) -> str:
+    value = data.get("kind")
+    if value not in KINDS:
+        raise InvalidInputError(f"{where}.kind", f"{value!r:.40} is not one of {', '.join(KINDS)}")
+    return str(value)
 
 
 def _bool(data: dict[str, Any], key: str, where: str) -> bool:
