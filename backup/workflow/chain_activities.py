@@ -81,9 +81,10 @@ _READERS = 4
 class WritePacer:
     """Keeps writes into one blob under a byte rate and a request rate (thread-safe).
 
-    Each write asks :meth:`wait` before it starts; the pacer hands out start times so that, from the
-    first write on, bytes and requests never run ahead of the rates. ``clock`` and ``sleep`` are seams
-    for tests.
+    Each write asks :meth:`wait` before it starts and is given the next free start time: one write's
+    bytes at the byte rate, and at least one request's interval at the request rate, after the one
+    before it. Idle time is not saved up, so no burst ever exceeds the rates. ``clock`` and ``sleep``
+    are seams for tests.
     """
 
     def __init__(
@@ -95,26 +96,20 @@ class WritePacer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._byte_rate = bytes_per_second
-        self._request_rate = requests_per_second
+        self._request_interval = 1.0 / requests_per_second
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._start: float | None = None
-        self._bytes = 0
-        self._requests = 0
+        self._next_free = float("-inf")
 
     def wait(self, nbytes: int) -> None:
         """Block until a write of ``nbytes`` may start."""
         with self._lock:
             now = self._clock()
-            if self._start is None:
-                self._start = now
-            # The earliest moment at which what was handed out so far fits both rates.
-            due = self._start + max(self._bytes / self._byte_rate, self._requests / self._request_rate)
-            self._bytes += nbytes
-            self._requests += 1
-        if due > now:
-            self._sleep(due - now)
+            start = max(now, self._next_free)
+            self._next_free = start + max(nbytes / self._byte_rate, self._request_interval)
+        if start > now:
+            self._sleep(start - now)
 
 
 # -- the writer's lease ---------------------------------------------------------------------------------
