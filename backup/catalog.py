@@ -8,7 +8,8 @@ Two kinds of rows share the table, told apart by their PartitionKey:
   since IDs hold ``/``), RowKey ``{inverted run start time}_{run id}``.
 
 A restore point of the incremental chain is a blob snapshot of the disk's one backup blob: its row holds
-the blob URL and ``BlobSnapshot`` (the snapshot's timestamp), how the night's data got in (``Kind``
+the blob URL and ``BlobSnapshot`` (the snapshot's timestamp), ``BlobEtag`` (the blob's ETag just after,
+to tell cheaply that nothing wrote it since), how the night's data got in (``Kind``
 ``full`` or ``incremental``, and for a full copy ``FullCopyReason``), ``BytesMoved``, ``BytesChanged``,
 ``Ranges``, ``Requests`` and the managed snapshots involved. A restore point recorded before the chain
 is a whole blob of its own and has no ``BlobSnapshot``; it reads back as before.
@@ -201,6 +202,7 @@ class RestorePoint:
     requests: int | None = None
     full_copy_reason: str | None = None
     base_snapshot_id: str | None = None
+    blob_etag: str | None = None  # the backup blob's ETag just after this point: unchanged since if equal
 
     @property
     def partition_key(self) -> str:
@@ -240,6 +242,7 @@ class RestorePoint:
             "Requests": self.requests,
             "FullCopyReason": self.full_copy_reason,
             "BaseSnapshotId": self.base_snapshot_id,
+            "BlobEtag": self.blob_etag,
         }
         props.update({name: value for name, value in optional.items() if value is not None})
         return props
@@ -284,6 +287,7 @@ class RestorePoint:
             requests=_prop_optional_int(p, "Requests", where),
             full_copy_reason=_prop_optional_text(p, "FullCopyReason", where),
             base_snapshot_id=_prop_optional_text(p, "BaseSnapshotId", where),
+            blob_etag=_prop_optional_text(p, "BlobEtag", where),
         )
         if point.partition_key != entity.partition_key or point.row_key != entity.row_key:
             raise InvalidInputError(f"{where}", "keys do not match the row's DiskId, RunId and RunStartedAt")
@@ -375,6 +379,7 @@ class Catalog:
             if record.full_copy_reason
             else None,
             base_snapshot_id=record.base_snapshot_id,
+            blob_etag=record.blob_etag,
         )
         self._ensure_table()
         self.table.upsert(point.partition_key, point.row_key, point.properties(), mode=UpsertMode.REPLACE)

@@ -120,8 +120,14 @@ def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Co
     clients = corner.clients
     first = chain_activities.acquire_writer_lease(clients, _lease_input(corner, "run-1"))
     again = chain_activities.acquire_writer_lease(clients, _lease_input(corner, "run-1"))
-    assert first == {"acquired": True, "created": True, "brokeStale": None}
-    assert again == {"acquired": True, "created": False, "brokeStale": None}  # the same lease, again
+    assert {k: first[k] for k in ("acquired", "created", "brokeStale")} == {
+        "acquired": True,
+        "created": True,
+        "brokeStale": None,
+    }
+    assert again["acquired"] and not again["created"]  # the same lease, again
+    # The ETag is read before the writer's metadata is set: a blob nobody wrote keeps it from night to night.
+    assert first["etag"] and again["etag"] != first["etag"]  # (the first night's metadata moved it)
     props = clients.blob.get_properties(clients.backup_blob(**_address(corner)))
     assert props.leased and props.size == DISK_SIZE + 512
     metadata = {name.lower(): value for name, value in props.metadata.items()}
@@ -135,7 +141,7 @@ def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Co
     late = chain_activities.acquire_writer_lease(
         clients, _lease_input(corner, "run-3", "2026-11-26T03:00:00.000Z")
     )
-    assert late == {"acquired": True, "created": False, "brokeStale": "run-1"}
+    assert (late["acquired"], late["created"], late["brokeStale"]) == (True, False, "run-1")
     release = {**corner.blob, "leaseId": writer_lease_id("run-3", corner.disk_id)}
     assert chain_activities.release_writer_lease(clients, release) == {"released": True}
     assert chain_activities.release_writer_lease(clients, release) == {
@@ -170,6 +176,14 @@ def test_each_step_of_a_night_twice_leaves_what_once_does(corner: Corner) -> Non
     point = {**corner.blob, "runId": "run-1", "diskId": corner.disk_id, "snapshotId": base, "kind": "full"}
     taken = chain_activities.snapshot_backup_blob(clients, point)
     assert chain_activities.snapshot_backup_blob(clients, point) == taken  # one restore point per night
+    blob_props = clients.blob.get_properties(clients.backup_blob(**_address(corner)))
+    assert taken["blobEtag"] == blob_props.etag
+    chain_activities.release_writer_lease(clients, {**corner.blob, "leaseId": lease_id})
+    # Releasing and taking the lease again leaves the ETag as the restore point recorded it.
+    assert (
+        chain_activities.acquire_writer_lease(clients, _lease_input(corner, "run-2"))["etag"]
+        == taken["blobEtag"]
+    )
 
     # Night 2: churn, a new snapshot, its diff against the base into a plan, twice.
     corner.ground.control("POST", f"/resourceGroups/{corner.group}/disks/d/churn", {"seed": 5})

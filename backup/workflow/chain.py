@@ -241,6 +241,7 @@ class LastPoint:
     blob_snapshot: str | None  # None: a whole-blob point from before the chain
     snapshot_id: str | None
     size_bytes: int
+    blob_etag: str | None = None  # the backup blob's ETag just after this point was taken
 
 
 @dataclass(frozen=True)

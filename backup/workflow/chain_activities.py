@@ -118,7 +118,8 @@ class WritePacer:
 def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Take the backup blob's lease for this run (creating the blob, empty, if it does not exist yet).
 
-    Answers ``{"acquired": true, "created", "brokeStale"}`` or, when another run writes this disk's
+    Answers ``{"acquired": true, "created", "brokeStale", "etag"}`` (the blob's ETag before tonight
+    writes) or, when another run writes this disk's
     backup, ``{"acquired": false, "holder", "since"}``. A lease older than ``staleAfterMinutes`` (longer
     than any disk orchestration runs) belongs to a run that died: it is broken and taken over. Times are
     the orchestration's (``now``), as the holder wrote them.
@@ -161,10 +162,12 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
         clients.blob.break_lease(destination)
         clients.blob.acquire_lease(destination, lease_id)
         broke = holder
+    # The ETag before this night writes anything (the metadata below changes it): if it is the one the
+    # last restore point recorded, nothing has written the blob since that point.
     props = clients.blob.get_properties(destination)
     metadata = {**props.metadata, "writerRunId": run_id, "writerSince": iso(now)}
     clients.blob.set_metadata(destination, _cased(metadata), lease_id=lease_id)
-    return {"acquired": True, "created": created, "brokeStale": broke}
+    return {"acquired": True, "created": created, "brokeStale": broke, "etag": props.etag}
 
 
 def release_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
@@ -206,15 +209,27 @@ def inspect_chain(clients: AzureClients, data: Any) -> dict[str, Any]:
     last = None
     if point is not None:
         last = LastPoint(
-            point.run_id, point.blob_url, point.blob_snapshot, point.snapshot_id, point.size_bytes
+            point.run_id,
+            point.blob_url,
+            point.blob_snapshot,
+            point.snapshot_id,
+            point.size_bytes,
+            point.blob_etag,
         )
     facts = replace(facts, catalog_problem=problem, last_point=last)
     if last is not None and last.blob_snapshot is not None and last.snapshot_id is not None:
+        etag = payload.get("blobEtag")
         facts = replace(
             facts,
             base=_snapshot_facts(clients, last.snapshot_id),
             new_snapshot=_snapshot_facts(clients, _text(payload, "snapshotId")),
-            blob=_blob_facts(clients, container, blob_name, last.blob_snapshot),
+            blob=_blob_facts(
+                clients,
+                container,
+                blob_name,
+                last.blob_snapshot,
+                unchanged=last.blob_etag is not None and etag == last.blob_etag,
+            ),
         )
     kind, reason = choose_kind(facts)
     chain_point = last is not None and last.blob_snapshot is not None
@@ -242,7 +257,12 @@ def _snapshot_facts(clients: AzureClients, snapshot_id: str) -> SnapshotFacts:
     return SnapshotFacts(True, snapshot.incremental, snapshot.family_id, snapshot.size_bytes)
 
 
-def _blob_facts(clients: AzureClients, container: str, name: str, expected_snapshot: str) -> BlobFacts:
+def _blob_facts(
+    clients: AzureClients, container: str, name: str, expected_snapshot: str, *, unchanged: bool
+) -> BlobFacts:
+    """The backup blob's facts. ``unchanged``: its ETag is still the one recorded just after the last
+    restore point, so nothing wrote it since; otherwise Get Page Ranges against that snapshot tells
+    (an ETag also moves for a change of metadata, which leaves the pages as they were)."""
     blob = clients.backup_blob(container, name)
     try:
         props = clients.blob.get_properties(blob)
@@ -252,8 +272,11 @@ def _blob_facts(clients: AzureClients, container: str, name: str, expected_snaps
     newest = snapshots[-1][0] if snapshots else None
     changed: bool | None = None
     if newest is not None and newest == expected_snapshot:
-        diff, _ = clients.blob.get_page_ranges_page(blob, previous_snapshot=newest, page_size=1)
-        changed = bool(diff.page_ranges or diff.clear_ranges)
+        if unchanged:
+            changed = False
+        else:
+            diff, _ = clients.blob.get_page_ranges_page(blob, previous_snapshot=newest, page_size=1)
+            changed = bool(diff.page_ranges or diff.clear_ranges)
     return BlobFacts(True, props.size, newest, changed)
 
 
@@ -536,7 +559,8 @@ def snapshot_backup_blob(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Take the restore point: a blob snapshot of the backup blob, its metadata naming run and snapshot.
 
     If an earlier attempt of this activity took it already (the newest snapshot carries this run's id),
-    that one is answered: one restore point per night however often this runs.
+    that one is answered: one restore point per night however often this runs. Answers the snapshot's
+    timestamp and the blob's ETag after it (recorded, so the next night can tell nothing wrote since).
     """
     payload = _object(data)
     run_id = _text(payload, "runId")
@@ -544,14 +568,16 @@ def snapshot_backup_blob(clients: AzureClients, data: Any) -> dict[str, Any]:
     destination = clients.backup_blob(container, name)
     earlier = _snapshots(clients, container, name)
     if earlier and _metadata_value(earlier[-1][1], "runId") == run_id:
-        return {"blobSnapshot": earlier[-1][0]}
-    metadata = {
-        "runId": run_id,
-        "diskId": _text(payload, "diskId"),
-        "snapshotId": _text(payload, "snapshotId"),
-        "kind": _text(payload, "kind"),
-    }
-    return {"blobSnapshot": clients.blob.snapshot(destination, metadata=_cased(metadata))}
+        taken = earlier[-1][0]
+    else:
+        metadata = {
+            "runId": run_id,
+            "diskId": _text(payload, "diskId"),
+            "snapshotId": _text(payload, "snapshotId"),
+            "kind": _text(payload, "kind"),
+        }
+        taken = clients.blob.snapshot(destination, metadata=_cased(metadata))
+    return {"blobSnapshot": taken, "blobEtag": clients.blob.get_properties(destination).etag}
 
 
 def delete_plan(clients: AzureClients, data: Any) -> dict[str, Any]:

@@ -532,6 +532,7 @@ class RestorePointRecord:
     requests: int | None = None  # write and clear requests (full: the one Copy Blob)
     full_copy_reason: str | None = None
     base_snapshot_id: str | None = None  # the managed snapshot an incremental night diffed against
+    blob_etag: str | None = None  # the backup blob's ETag right after the restore point was taken
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys): the ``record_restore_point`` activity's input."""
@@ -557,6 +558,7 @@ class RestorePointRecord:
             "requests": self.requests,
             "fullCopyReason": self.full_copy_reason,
             "baseSnapshotId": self.base_snapshot_id,
+            "blobEtag": self.blob_etag,
         }
 
     @classmethod
@@ -589,6 +591,7 @@ class RestorePointRecord:
             requests=_optional_int(data, "requests", where),
             full_copy_reason=_optional_str(data, "fullCopyReason", where),
             base_snapshot_id=_optional_str(data, "baseSnapshotId", where),
+            blob_etag=_optional_str(data, "blobEtag", where),
         )
 
 

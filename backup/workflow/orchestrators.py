@@ -232,6 +232,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                 "snapshotId": snapshot_id,
                 "forceFull": options.force_full,
                 "blobCreated": lease.get("created") is True,
+                "blobEtag": lease.get("etag"),
             },
         )
         kind, full_reason, previous_base = decision["kind"], decision["reason"], decision["previousBase"]
@@ -278,6 +279,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             requests=figures.requests,
             full_copy_reason=full_reason if kind == "full" else None,
             base_snapshot_id=base_id,
+            blob_etag=taken.get("blobEtag"),
         )
         recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point.to_json())
 

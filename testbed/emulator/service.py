@@ -66,7 +66,7 @@ class DataPlanePort(Protocol):
     def grant(
         self, *, resource_id: str, family_id: str | None, content: PageMap, duration_seconds: int
     ) -> str:
-        """Materialise ``content`` and return its read SAS URL."""
+        """Make ``content`` readable behind a fresh read SAS and return its URL."""
         ...
 
     def revoke(self, resource_id: str) -> None:
