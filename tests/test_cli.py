@@ -80,6 +80,7 @@ def test_run_then_status_list_and_restore_points(
     assert first["fullCopyReason"] == "no earlier restore point of this disk"
     assert 0 < second["bytesMoved"] < first["bytesMoved"] and second["blobSnapshot"]
     code, text = run_cli([*state, "status", second["runId"], "--json"], cli_env)
+    assert [d["kind"] for d in json.loads(text)["disks"]] == ["incremental"]
     [disk_result] = json.loads(text)["result"]["disks"]
     assert (disk_result["kind"], disk_result["bytesMoved"]) == ("incremental", second["bytesMoved"])
     code, text = run_cli([*state, "restore-points", disk], cli_env)

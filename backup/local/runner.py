@@ -35,6 +35,7 @@ class DiskProgress:
     bytes_copied: int
     bytes_total: int
     runtime_status: str
+    kind: str | None = None  # once the disk's night is decided: "full" or "incremental"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def _disk_progress(index: int, status: InstanceStatus | None) -> DiskProgress:
         bytes_copied=custom.bytes_copied,
         bytes_total=custom.bytes_total,
         runtime_status=str(status.runtime_status),
+        kind=custom.kind,
     )
 
 
