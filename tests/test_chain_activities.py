@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cleanup import remove_group_contents
 
 from backup.azure.blob import BlobClient
 from backup.azure.page_range import PageRange
@@ -103,6 +104,7 @@ def corner(proving_ground: ProvingGround, unique_name: str) -> Iterator[Corner]:
     for grant in proving_ground.control("GET", "/grants")["resources"]:
         if f"/resourcegroups/{group}/" in grant["id"].lower():
             corner.finish(activities.begin_revoke_access(corner.clients, {"snapshotId": grant["id"]}))
+    remove_group_contents(corner.clients, proving_ground.subscription_id, group)
 
 
 def _lease_input(corner: Corner, run_id: str, now: str = NOW) -> dict[str, Any]:

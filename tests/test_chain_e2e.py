@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from cleanup import remove_group_contents
 
 from backup.app.blueprint import build_app
 from backup.azure.blob import BlobAddress, BlobClient
@@ -194,6 +195,7 @@ def chain(proving_ground: ProvingGround, unique_name: str) -> Iterator[Chain]:
     bed.make_disk()
     yield bed
     assert bed.grants() == [], "every grant is revoked on every path"
+    remove_group_contents(bed.clients, settings.subscription_id, group)
 
 
 def _scheduled(history: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

@@ -643,11 +643,13 @@ class ComputeService:
             return Reply(200, operation.result)
         with self._lock:
             self._operations[operation.id] = operation
-            if len(self._operations) > MAX_KEPT_OPERATIONS:
-                # Finished operations hold their resource (and its content) alive: keep only recent ones.
-                for old_id in [i for i, op in self._operations.items() if op.done][
-                    : len(self._operations) // 2
-                ]:
+            excess = len(self._operations) - MAX_KEPT_OPERATIONS
+            if excess > 0:
+                # Finished operations hold their resource (and its content) alive: the oldest finished go,
+                # at least half the limit at a time so the sweep stays rare; how many ran before does not
+                # change which go.
+                finished = [i for i, op in self._operations.items() if op.done]
+                for old_id in finished[: max(excess, MAX_KEPT_OPERATIONS // 2)]:
                     del self._operations[old_id]
         return Accepted(operation, body_now() if body_now else None)
 
