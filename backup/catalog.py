@@ -7,6 +7,13 @@ Two kinds of rows share the table, told apart by their PartitionKey:
   ``disk_{encoded disk id}`` (the lower-cased disk resource ID through :func:`backup.azure.odata.encode_key`,
   since IDs hold ``/``), RowKey ``{inverted run start time}_{run id}``.
 
+A restore point of the incremental chain is a blob snapshot of the disk's one backup blob: its row holds
+the blob URL and ``BlobSnapshot`` (the snapshot's timestamp), ``BlobEtag`` (the blob's ETag just after,
+to tell cheaply that nothing wrote it since), how the night's data got in (``Kind``
+``full`` or ``incremental``, and for a full copy ``FullCopyReason``), ``BytesMoved``, ``BytesChanged``,
+``Ranges``, ``Requests`` and the managed snapshots involved. A restore point recorded before the chain
+is a whole blob of its own and has no ``BlobSnapshot``; it reads back as before.
+
 The inverted time (``10**15`` minus milliseconds since the epoch, zero-padded) makes the table's natural
 ascending key order newest-first, so "a disk's restore points, newest first" and "recent runs" are
 single-partition queries that read only as many rows as asked for. Keys are functions of the run and the
@@ -19,6 +26,7 @@ from another version) is reported as a problem naming the row and the field, nev
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +37,7 @@ from backup.azure.odata import and_, decode_key, encode_key, eq
 from backup.azure.table import Entity, EntityValue, TableClient, UpsertMode
 from backup.errors import InvalidInputError, NotFoundError
 from backup.redact import get_logger, redact, strip_query
-from backup.workflow.models import RestorePointRecord, RunSummary, iso, parse_iso
+from backup.workflow.models import KINDS, RestorePointRecord, RunSummary, iso, parse_iso
 
 log = get_logger(__name__)
 
@@ -39,6 +47,7 @@ _INVERT_BASE = 10**15
 _RUN_STATUSES = ("Running", "Succeeded", "PartiallySucceeded", "Failed")
 _POINT_STATUSES = ("Succeeded", "Failed")
 _MAX_REASON = 2000
+_BLOB_SNAPSHOT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z")
 
 RestorePointStatus = Literal["Succeeded", "Failed"]
 
@@ -187,6 +196,14 @@ class RestorePoint:
     reason: str | None
     copy_id: str | None
     code: str | None = None  # a failed attempt's failure code (backup.failures.FailureCode)
+    blob_snapshot: str | None = None  # None: a whole blob recorded before the chain
+    bytes_moved: int | None = None
+    bytes_changed: int | None = None
+    ranges: int | None = None
+    requests: int | None = None
+    full_copy_reason: str | None = None
+    base_snapshot_id: str | None = None
+    blob_etag: str | None = None  # the backup blob's ETag just after this point: unchanged since if equal
 
     @property
     def partition_key(self) -> str:
@@ -220,6 +237,17 @@ class RestorePoint:
             props["CopyId"] = self.copy_id
         if self.code:
             props["Code"] = self.code
+        optional: dict[str, EntityValue | None] = {
+            "BlobSnapshot": self.blob_snapshot,
+            "BytesMoved": self.bytes_moved,
+            "BytesChanged": self.bytes_changed,
+            "Ranges": self.ranges,
+            "Requests": self.requests,
+            "FullCopyReason": self.full_copy_reason,
+            "BaseSnapshotId": self.base_snapshot_id,
+            "BlobEtag": self.blob_etag,
+        }
+        props.update({name: value for name, value in optional.items() if value is not None})
         return props
 
     @classmethod
@@ -233,6 +261,13 @@ class RestorePoint:
         blob_url = _prop_text(p, "BlobUrl", where)
         if "?" in blob_url:
             raise InvalidInputError(f"{where}.BlobUrl", "carries a query; the catalog never stores one")
+        blob_snapshot = _prop_optional_text(p, "BlobSnapshot", where)
+        if blob_snapshot is not None and not _BLOB_SNAPSHOT.fullmatch(blob_snapshot):
+            raise InvalidInputError(f"{where}.BlobSnapshot", f"{blob_snapshot[:40]!r} is not a snapshot time")
+        kind = _prop_text(p, "Kind", where)
+        if kind not in KINDS:
+            raise InvalidInputError(f"{where}.Kind", f"{kind[:40]!r} is not one of {', '.join(KINDS)}")
+        bytes_copied = _prop_int(p, "BytesCopied", where)
         point = cls(
             disk_id=_prop_text(p, "DiskId", where),
             run_id=_prop_text(p, "RunId", where),
@@ -240,14 +275,23 @@ class RestorePoint:
             snapshot_id=_prop_optional_text(p, "SnapshotId", where),
             blob_url=blob_url,
             size_bytes=_prop_int(p, "SizeBytes", where),
-            bytes_copied=_prop_int(p, "BytesCopied", where),
-            kind=_prop_text(p, "Kind", where),
+            bytes_copied=bytes_copied,
+            kind=kind,
             started_at=_prop_time(p, "StartedAt", where),
             finished_at=_prop_time(p, "FinishedAt", where),
             status="Succeeded" if status == "Succeeded" else "Failed",
             reason=_prop_optional_text(p, "Reason", where),
             copy_id=_prop_optional_text(p, "CopyId", where),
             code=_prop_optional_text(p, "Code", where),
+            blob_snapshot=blob_snapshot,
+            # Before the chain every point was a full copy: what it copied is what it moved.
+            bytes_moved=_prop_optional_int(p, "BytesMoved", where) if "BytesMoved" in p else bytes_copied,
+            bytes_changed=_prop_optional_int(p, "BytesChanged", where),
+            ranges=_prop_optional_int(p, "Ranges", where),
+            requests=_prop_optional_int(p, "Requests", where),
+            full_copy_reason=_prop_optional_text(p, "FullCopyReason", where),
+            base_snapshot_id=_prop_optional_text(p, "BaseSnapshotId", where),
+            blob_etag=_prop_optional_text(p, "BlobEtag", where),
         )
         if point.partition_key != entity.partition_key or point.row_key != entity.row_key:
             raise InvalidInputError(f"{where}", "keys do not match the row's DiskId, RunId and RunStartedAt")
@@ -269,6 +313,13 @@ class RestorePoint:
             "code": self.code,
             "reason": self.reason,
             "copyId": self.copy_id,
+            "blobSnapshot": self.blob_snapshot,
+            "bytesMoved": self.bytes_moved,
+            "bytesChanged": self.bytes_changed,
+            "ranges": self.ranges,
+            "requests": self.requests,
+            "fullCopyReason": self.full_copy_reason,
+            "baseSnapshotId": self.base_snapshot_id,
         }
 
 
@@ -325,6 +376,16 @@ class Catalog:
             reason=redact(record.reason)[:_MAX_REASON] if record.reason else None,
             copy_id=record.copy_id,
             code=record.code,
+            blob_snapshot=record.blob_snapshot,
+            bytes_moved=record.bytes_moved if record.bytes_moved is not None else record.bytes_copied,
+            bytes_changed=record.bytes_changed,
+            ranges=record.ranges,
+            requests=record.requests,
+            full_copy_reason=redact(record.full_copy_reason)[:_MAX_REASON]
+            if record.full_copy_reason
+            else None,
+            base_snapshot_id=record.base_snapshot_id,
+            blob_etag=record.blob_etag,
         )
         self._ensure_table()
         self.table.upsert(point.partition_key, point.row_key, point.properties(), mode=UpsertMode.REPLACE)
@@ -342,6 +403,20 @@ class Catalog:
         if not include_failed:
             where = and_(where, eq("Status", "Succeeded"))
         return self._read(where, top, RestorePoint.from_entity)
+
+    def last_good_point(self, disk_id: str) -> tuple[RestorePoint | None, str | None]:
+        """A disk's newest good restore point, or why it cannot be told: ``(point, problem)``.
+
+        The newest row recorded Succeeded is read alone; a row that cannot be read is a problem, never
+        skipped for an older one (the chain must not build on anything but the newest point).
+        """
+        listing = self.list_restore_points(disk_id, top=1)
+        if listing.problems:
+            return (
+                None,
+                f"the disk's newest restore point in the catalog cannot be read ({listing.problems[0]})",
+            )
+        return (listing.items[0] if listing.items else None), None
 
     def _read(self, where: Any, top: int | None, parse: Any) -> Listing:
         items: list[Any] = []
@@ -383,6 +458,12 @@ def _prop_optional_text(p: dict[str, EntityValue], key: str, where: str) -> str 
     if not isinstance(value, str):
         raise InvalidInputError(f"{where}.{key}", "is not text")
     return value
+
+
+def _prop_optional_int(p: dict[str, EntityValue], key: str, where: str) -> int | None:
+    if p.get(key) is None:
+        return None
+    return _prop_int(p, key, where)
 
 
 def _prop_int(p: dict[str, EntityValue], key: str, where: str) -> int:

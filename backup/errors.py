@@ -19,6 +19,7 @@
     ├── OperationFailedError              a long-running operation ended Failed/Canceled  not retryable
     ├── CopyFailedError                   a blob copy ended failed or aborted              not retryable
     ├── VerificationError                 a finished backup does not match its source     not retryable
+    ├── WriterBusyError                   another run is writing this disk's backup        not retryable
     └── DeadlineExceededError             a wait ran past its deadline                     not retryable
 
 Each class says in ``retryable`` whether repeating the same request may succeed. Error text never holds
@@ -54,6 +55,7 @@ __all__ = [
     "TransportError",
     "UnexpectedResponseError",
     "VerificationError",
+    "WriterBusyError",
     "http_error_class",
 ]
 
@@ -247,6 +249,15 @@ class CopyFailedError(DiskBackupError):
 
 class VerificationError(DiskBackupError):
     """A finished backup does not match its source (size, copy id, content). Not retryable."""
+
+
+class WriterBusyError(DiskBackupError):
+    """Another run holds this disk's backup blob (one writer per disk): the disk is skipped tonight.
+
+    Not retryable now; the next run tries again.
+    """
+
+    failure_code: ClassVar[str | None] = "WriterBusy"
 
 
 class DeadlineExceededError(DiskBackupError):

@@ -20,6 +20,7 @@ those go to the logs). :func:`describe` is the one place that maps the exception
     OperationFailed      OperationFailedError of another operation (grant, revoke, delete)     no
     CopyFailed           CopyFailedError: the blob copy ended failed or aborted                no
     VerificationFailed   VerificationError: the backup does not match its disk                 no
+    WriterBusy           WriterBusyError: another run is writing this disk's backup (skipped)  no
     DeadlineExceeded     DeadlineExceededError: a wait ran past its deadline                   no
     Terminated           the run or disk orchestration was terminated                          no
     InternalError        anything else: a bug (details in the logs)                            no
@@ -90,6 +91,7 @@ class FailureCode(StrEnum):
     OPERATION_FAILED = "OperationFailed"
     COPY_FAILED = "CopyFailed"
     VERIFICATION_FAILED = "VerificationFailed"
+    WRITER_BUSY = "WriterBusy"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     TERMINATED = "Terminated"
     INTERNAL = "InternalError"

@@ -32,9 +32,11 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("day-of-week", 0, 7, _DAYS),
 )
 _ITEM = re.compile(r"(?P<base>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>[0-9]+))?")
-# Limits how far back or forward an occurrence is searched: 8 years covers every valid expression
-# (29 February on a Monday recurs within 28 years, but such schedules are not worth a slow search).
-_SEARCH_DAYS = 366 * 8
+# Limits how far back or forward an occurrence is searched: one whole Gregorian cycle (400 years, the
+# calendar then repeats), so an expression that occurs at all is found. A date on a weekday can be 11
+# years apart (25 March fell on a Sunday in 2018, next in 2029) and 29 February on a Monday up to 40; an
+# impossible expression (30 February) costs a fraction of a second to refuse.
+_SEARCH_DAYS = 146_097
 
 
 @dataclass(frozen=True)

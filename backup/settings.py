@@ -155,6 +155,21 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Restore points kept per disk: newest of each of the last N days/ISO weeks/months/years that have "
         "one (kinds not named keep the default; the disk tag diskbackup-retention overrides per disk).",
     ),
+    SettingSpec(
+        "BACKUP_FULL_COPY_PERCENT",
+        "60",
+        "A night whose changes exceed this share of the disk copies it whole instead (1-100).",
+    ),
+    SettingSpec(
+        "BACKUP_VERIFY_SAMPLE_MIB",
+        "64",
+        "MiB of each backed-up disk read back and compared by SHA-256 every night (0-1048576; 0: none).",
+    ),
+    SettingSpec(
+        "BACKUP_WRITES_PER_BLOB",
+        "8",
+        "Writes in flight into one backup blob during an incremental copy (1-64).",
+    ),
 )
 
 DEFAULT_SELECT_TAG = "diskbackup=enabled"
@@ -190,6 +205,9 @@ class Settings:
     alert_webhook: str | None = field(default=None, repr=False)
     alert_stale_hours: int = 36
     retention: RetentionPolicy = DEFAULT_POLICY
+    full_copy_percent: int = 60
+    verify_sample_mib: int = 64
+    writes_per_blob: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -271,6 +289,9 @@ class Settings:
             "alert_webhook": read("BACKUP_ALERT_WEBHOOK", _webhook),
             "alert_stale_hours": read("BACKUP_ALERT_STALE_HOURS", _int_between(1, 8760)),
             "retention": read("BACKUP_RETENTION", _retention_policy),
+            "full_copy_percent": read("BACKUP_FULL_COPY_PERCENT", _int_between(1, 100)),
+            "verify_sample_mib": read("BACKUP_VERIFY_SAMPLE_MIB", _int_between(0, 1 << 20)),
+            "writes_per_blob": read("BACKUP_WRITES_PER_BLOB", _int_between(1, 64)),
         }
         return cls(**values)
 

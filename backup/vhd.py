@@ -20,7 +20,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-__all__ = ["FOOTER_SIZE", "VhdFooter", "build_footer", "parse_footer"]
+__all__ = ["FOOTER_SIZE", "VhdFooter", "build_footer", "fixed_disk_problem", "parse_footer"]
 
 FOOTER_SIZE = 512
 _COOKIE = b"conectix"
@@ -85,3 +85,16 @@ def parse_footer(footer: bytes) -> VhdFooter:
         current_size=fields[9],
         checksum_ok=stored == _checksum(footer),
     )
+
+
+def fixed_disk_problem(footer: bytes, disk_bytes: int) -> str | None:
+    """What is wrong with ``footer`` as the footer of a fixed disk of ``disk_bytes``, or ``None``."""
+    parsed = parse_footer(footer)
+    if parsed.cookie != _COOKIE or not parsed.checksum_ok:
+        return "the last 512 bytes are not an intact VHD footer"
+    if parsed.disk_type != _FIXED or parsed.current_size != disk_bytes:
+        return (
+            f"the VHD footer describes a type-{parsed.disk_type} disk of {parsed.current_size} bytes, "
+            f"expected a fixed disk of {disk_bytes}"
+        )
+    return None

@@ -113,6 +113,23 @@ param snapshotCopyTimeoutMinutes int = 720
 @description('BACKUP_RETENTION: restore points kept per disk, e.g. daily=7,weekly=4,monthly=12,yearly=3 (a disk tag diskbackup-retention overrides).')
 param retention string = 'daily=7,weekly=4,monthly=12,yearly=3'
 
+// -- the incremental chain ---------------------------------------------------------------------------
+
+@description('BACKUP_FULL_COPY_PERCENT: a night whose changes exceed this share of the disk copies it whole instead.')
+@minValue(1)
+@maxValue(100)
+param fullCopyPercent int = 60
+
+@description('BACKUP_VERIFY_SAMPLE_MIB: MiB of each disk read back and compared by SHA-256 every night (0: none).')
+@minValue(0)
+@maxValue(1048576)
+param verifySampleMiB int = 64
+
+@description('BACKUP_WRITES_PER_BLOB: writes in flight into one backup blob during an incremental copy.')
+@minValue(1)
+@maxValue(64)
+param writesPerBlob int = 8
+
 // -- alerts ------------------------------------------------------------------------------------------
 
 @description('BACKUP_ALERT_WEBHOOK: an HTTPS URL (Teams, Slack or any JSON endpoint) told when a run goes wrong; empty = no alerts. A secret: whoever holds it can post.')
@@ -292,6 +309,9 @@ var backupSettings = {
   BACKUP_SNAPSHOT_TIMEOUT_MINUTES: string(snapshotTimeoutMinutes)
   BACKUP_COPY_TIMEOUT_MINUTES: string(copyTimeoutMinutes)
   BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES: string(snapshotCopyTimeoutMinutes)
+  BACKUP_FULL_COPY_PERCENT: string(fullCopyPercent)
+  BACKUP_VERIFY_SAMPLE_MIB: string(verifySampleMiB)
+  BACKUP_WRITES_PER_BLOB: string(writesPerBlob)
   BACKUP_ALERT_WEBHOOK: alertWebhook
   BACKUP_ALERT_STALE_HOURS: string(alertStaleHours)
   BACKUP_RETENTION: retention

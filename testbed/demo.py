@@ -112,7 +112,9 @@ def _backup_and_verify(ground: ProvingGround, settings: Settings, state_dir: Pat
             continue
         prefix = f"{container.url}/"
         blob_name = unquote(str(result["blobUrl"])[len(prefix) :])
-        digest, blob_size = blob_sha256(blob, container.blob(blob_name), length=size)
+        # The restore point is the backup blob at its blob snapshot.
+        point = container.blob(blob_name).at_snapshot(result.get("blobSnapshot"))
+        digest, blob_size = blob_sha256(blob, point, length=size)
         expected = ground.control("GET", f"/resourceGroups/{RESOURCE_GROUP}/disks/{name}/digest")["sha256"]
         same = digest == expected and blob_size == size + 512
         detail = f"sha256 {digest[:16]}... {'==' if digest == expected else '!='} disk's {expected[:16]}..."

@@ -3,8 +3,8 @@
 ``ProvingGround`` starts, in order:
 
 1. Azurite with two accounts: ``devstoreaccount1`` (the backup account, well-known key) and the
-   managed-disk account (``mdisks``, a random key only the data plane knows), which holds materialised
-   snapshot content behind grant-access SAS URLs;
+   managed-disk account (``mdisks``, a random key only the data plane knows), where snapshot content
+   behind grant-access SAS URLs is written before a Copy Blob reads it;
 2. the data plane's *front* (:class:`testbed.emulator.dataplane.DataPlane`): the blob endpoint the app
    uses, forwarding to Azurite and answering what Azurite gets wrong;
 3. the compute emulator (:class:`testbed.emulator.arm.ComputeEmulator`): ARM over HTTPS with a bearer

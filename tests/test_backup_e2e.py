@@ -163,13 +163,22 @@ def test_three_disks_backed_up_verified_and_catalogued(bed: Bed) -> None:
         assert result["status"] == "Succeeded" and result["diskId"] == ids[name]
         assert "?" not in result["blobUrl"]
         disk_size = names[name][0]
-        digest, size = blob_sha256(blob, bed.backup_blob(result["blobUrl"]), length=disk_size)
+        # The restore point is a blob snapshot of the disk's one backup blob.
+        assert (
+            result["kind"] == "full" and result["fullCopyReason"] == "no earlier restore point of this disk"
+        )
+        point = bed.backup_blob(result["blobUrl"]).at_snapshot(result["blobSnapshot"])
+        digest, size = blob_sha256(blob, point, length=disk_size)
         assert size == disk_size + 512  # a fixed VHD: the disk, then its footer
         assert digest == bed.disk_digest(name), f"{name}: backup differs from the disk"
+        assert result["bytesMoved"] == result["bytesChanged"] > 0  # a full copy moves every populated byte
 
-    # Access revoked, snapshots deleted (BACKUP_KEEP_SNAPSHOTS defaults to false).
+    # Access revoked; each disk's snapshot kept, tagged, as the diff base of its next night.
     assert bed.active_grants() == []
-    assert bed.snapshots() == []
+    kept = {s.lower() for s in bed.snapshots()}
+    assert kept == {r["snapshotId"].lower() for r in summary["disks"]}
+    compute = clients_for(bed.settings).compute
+    assert all(compute.get_snapshot(s).tags.get("diskbackupBase") == "true" for s in kept)
 
     # The catalog: one restore point per disk, newest first, and the run.
     for name, disk_id in ids.items():
@@ -191,6 +200,8 @@ def test_three_disks_backed_up_verified_and_catalogued(bed: Bed) -> None:
     assert view["runtimeStatus"] == "Completed"
     assert [d["phase"] for d in view["disks"]] == ["done"] * 3
     assert all(d["bytesCopied"] == d["bytesTotal"] > 0 for d in view["disks"])
+    assert [d["kind"] for d in view["disks"]] == ["full"] * 3
+    assert [d["bytesMoved"] for d in view["disks"]] == [r["bytesMoved"] for r in summary["disks"]]
 
 
 def test_failing_disks_fail_alone_and_access_is_always_revoked(
@@ -378,7 +389,6 @@ def test_timer_starts_each_occurrence_once(bed: Bed) -> None:
         (b'{"tag": {"name": "a/b", "value": "c"}}', "tag"),
         (b'{"resourceGroup": "bad/group"}', "resourceGroup"),
         (b'{"resourceGroup": "rg", "tag": {"name": "a", "value": "b"}}', "resourceGroup"),
-        (b'{"options": {"kind": "incremental"}}', "options.kind"),
         (b'{"options": {"kind": "weekly"}}', "options.kind"),
         (b'{"options": {"keepSnapshot": "yes"}}', "options.keepSnapshot"),
         (b'{"options": {"retention": 3}}', "options.retention"),

@@ -50,6 +50,8 @@ PHASE_OF = {
     act.START_COPY: "copy",
     act.BEGIN_REVOKE_ACCESS: "revoke",
     act.BEGIN_DELETE_SNAPSHOT: "delete",
+    act.BEGIN_TAG_BASE: "tag",
+    act.BEGIN_RETIRE_BASE: "retire",
 }
 
 
@@ -223,8 +225,10 @@ def test_delays_double_to_the_cap_and_honour_retry_after(
     six = doubling(2, 10, 6)
     assert six == [2, 4, 8, 10, 10, 10]
     plain = waits["a-plain"]
-    for phase in ("snapshot", "grant", "revoke", "delete"):
+    # (A first night: tonight's snapshot is tagged as the diff base, and nothing is deleted.)
+    for phase in ("snapshot", "grant", "revoke", "tag"):
         assert plain[phase] == six, (phase, plain)
+    assert "delete" not in plain
     assert plain["copy"] == doubling(2, 10, len(plain["copy"]))
 
     # A throttled begin waits what it was asked to, then polls at the cap (the doubling goes on from
@@ -258,7 +262,7 @@ def test_an_operations_own_retry_after_sets_the_floor(
         waits = bed.waits(sub_orchestration_id(run_id, 0))
 
     # 7 rather than the initial 2, then doubling on from there to the cap.
-    for phase in ("snapshot", "grant", "revoke", "delete"):
+    for phase in ("snapshot", "grant", "revoke", "tag"):
         assert waits[phase] == [7, 10, 10], (phase, waits)
 
 
@@ -323,8 +327,12 @@ def test_a_snapshot_that_never_finishes_fails_its_disk_at_the_deadline(
     assert timedelta(seconds=60) <= failed_at - slow_started <= timedelta(seconds=61)
     assert [p["status"] for p in points["b-ok"]] == ["Succeeded"]
     assert bed.grants() == []
-    # The unfinished snapshot was deleted like the others (nothing is left to pay for).
-    assert failed["warnings"] == [] and bed.snapshots() == []
+    # The unfinished snapshot was deleted (nothing is left to pay for); the two good disks keep theirs
+    # as the diff base of their next night.
+    assert failed["warnings"] == []
+    assert sorted(s.lower() for s in bed.snapshots()) == sorted(
+        results[name]["snapshotId"].lower() for name in ("b-ok", "c-ok")
+    )
 
 
 def _wait_for_first_timer(host: LocalHost, instance_id: str) -> None:
@@ -446,14 +454,18 @@ def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_then_backs_up
     assert looks[-1] < scheduled.index(act.BEGIN_GRANT_ACCESS)
     assert answers["b-std"] == [] and "snapshot-copy" not in waits["b-std"]
 
-    # Both backups are the disks, byte for byte; nothing is left granted or kept.
+    # Both backups are the disks, byte for byte; nothing is left granted, and each disk keeps only
+    # tonight's snapshot, as the diff base of its next night.
     blob = BlobClient()
     for name, result in results.items():
         digest, size = blob_sha256(blob, _backup_blob(bed.settings, result["blobUrl"]), length=DISK_SIZE)
         assert size == DISK_SIZE + 512
         disk = proving_ground.control("GET", f"/resourceGroups/{bed.group}/disks/{name}/digest")
         assert digest == disk["sha256"], f"{name}: backup differs from the disk"
-    assert bed.grants() == [] and bed.snapshots() == []
+    assert bed.grants() == []
+    assert sorted(s.lower() for s in bed.snapshots()) == sorted(
+        r["snapshotId"].lower() for r in results.values()
+    )
     assert [p["status"] for p in points] == ["Succeeded"]
 
 

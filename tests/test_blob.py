@@ -21,11 +21,14 @@ from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from throttle_proxy import ThrottlingProxy
 
 from backup.azure.blob import (
+    MAX_SMALL_BLOB,
     BlobAddress,
     BlobClient,
+    BlobItem,
     ContainerAddress,
     CopyStatus,
     PageRangeDiff,
+    parse_blob_list,
     parse_page_list,
     parse_storage_error,
 )
@@ -259,6 +262,118 @@ def test_snapshot_keeps_its_content_and_delete_variants(
         with pytest.raises(NotFoundError) as missing:
             client.get_properties(gone)
         assert missing.value.status == 404
+
+
+# -- leases, listings, small block blobs --------------------------------------------------------------------
+
+
+def test_a_lease_keeps_other_writers_out_until_released_or_broken(
+    client: BlobClient, container: ContainerAddress
+) -> None:
+    blob = container.blob("leased.vhd")
+    client.create_page_blob(blob, 4096)
+    ours, theirs = str(uuid.uuid4()), str(uuid.uuid4())
+    assert client.acquire_lease(blob, ours) == ours
+    assert client.acquire_lease(blob, ours) == ours  # again under the same id: harmless
+    props = client.get_properties(blob)
+    assert props.leased and props.lease_state == "leased"
+    with pytest.raises(ConflictError) as caught:
+        client.acquire_lease(blob, theirs)
+    assert caught.value.code == "LeaseAlreadyPresent"
+
+    page = PageRange.at(0, 512)
+    with pytest.raises(PreconditionFailedError) as missing:
+        client.put_page(blob, page, _bytes(512, 1))  # no lease id: refused
+    assert missing.value.code == "LeaseIdMissing"
+    client.put_page(blob, page, _bytes(512, 1), lease_id=ours)
+    client.clear_pages(blob, page, lease_id=ours)
+    client.set_metadata(blob, {"writer": "us"}, lease_id=ours)
+    client.snapshot(blob)  # a snapshot needs no lease id
+
+    client.release_lease(blob, ours)
+    assert not client.get_properties(blob).leased
+    client.acquire_lease(blob, theirs)
+    client.break_lease(blob)  # without knowing the id
+    assert client.get_properties(blob).lease_state == "broken"
+    client.acquire_lease(blob, ours)
+    client.release_lease(blob, ours)
+    client.delete(blob)
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda c, b: c.acquire_lease(b, "not-a-guid"), "lease_id"),
+        (lambda c, b: c.acquire_lease(b, str(uuid.uuid4()), duration=5), "duration"),
+        (lambda c, b: c.break_lease(b, break_period=61), "break_period"),
+        (lambda c, b: c.put_page(b, PageRange.at(0, 512), bytes(512), lease_id="x"), "lease_id"),
+    ],
+)
+def test_bad_lease_arguments_are_refused_before_sending(
+    client: BlobClient, container: ContainerAddress, call: Any, field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        call(client, container.blob("never.vhd"))
+    assert caught.value.field == field
+
+
+def test_list_blobs_with_snapshots_and_metadata(client: BlobClient, container: ContainerAddress) -> None:
+    chain = container.blob("disks/d1/chain.vhd")
+    client.create_page_blob(chain, 1024, metadata={"diskid": "d1"})
+    first = client.snapshot(chain, metadata={"runid": "r1"})
+    second = client.snapshot(chain, metadata={"runid": "r2"})
+    client.put_block_blob(container.blob("disks/d1/chain.vhd.plan/r3/0.json"), b"{}")
+    client.create_page_blob(container.blob("disks/d2/chain.vhd"), 512)
+
+    items = client.list_blobs(container, prefix="disks/d1/chain.vhd", snapshots=True, metadata=True)
+    # Azure lists a blob's snapshots oldest first and then the blob; Azurite the blob first. Callers sort.
+    items.sort(key=lambda i: (i.name, i.snapshot or "~"))
+    listed = [(i.name, i.snapshot, i.metadata) for i in items]
+    assert listed == [
+        ("disks/d1/chain.vhd", first, {"runid": "r1"}),
+        ("disks/d1/chain.vhd", second, {"runid": "r2"}),
+        ("disks/d1/chain.vhd", None, {"diskid": "d1"}),
+        ("disks/d1/chain.vhd.plan/r3/0.json", None, {}),
+    ]
+    assert [i.blob_type for i in items] == ["PageBlob"] * 3 + ["BlockBlob"]
+    assert [i.size for i in items[:3]] == [1024] * 3
+    plain = client.list_blobs(container, prefix="disks/")
+    assert [(i.name, i.snapshot, i.metadata) for i in plain] == [
+        ("disks/d1/chain.vhd", None, {}),
+        ("disks/d1/chain.vhd.plan/r3/0.json", None, {}),
+        ("disks/d2/chain.vhd", None, {}),
+    ]
+    assert client.list_blobs(container, prefix="nothing/") == []
+
+
+def test_parse_blob_list_follows_the_marker_and_ignores_the_copy_source() -> None:
+    text = (
+        '<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="c"><Blobs>'
+        "<Blob><Name>a.vhd</Name><Snapshot>2026-01-02T03:04:05.1234567Z</Snapshot><Properties>"
+        "<Content-Length>1024</Content-Length><BlobType>PageBlob</BlobType>"
+        "<CopySource>https://x/y?sv=1&amp;sig=SECRET</CopySource></Properties>"
+        "<Metadata><runid>r1</runid></Metadata></Blob>"
+        "<BlobPrefix><Name>dir/</Name></BlobPrefix>"
+        "</Blobs><NextMarker>page2</NextMarker></EnumerationResults>"
+    )
+    items, marker = parse_blob_list(text)
+    assert marker == "page2"
+    assert items == [BlobItem("a.vhd", "2026-01-02T03:04:05.1234567Z", 1024, {"runid": "r1"}, "PageBlob")]
+    assert "SECRET" not in repr(items)
+    with pytest.raises(InvalidInputError):
+        parse_blob_list("<EnumerationResults><Blobs><Blob><Name>x</Name></Blob></Blobs></EnumerationResults>")
+    with pytest.raises(InvalidInputError):
+        parse_blob_list("<PageList/>")
+
+
+def test_small_block_blobs_round_trip(client: BlobClient, container: ContainerAddress) -> None:
+    plan = container.blob("plan/0001.json")
+    client.put_block_blob(plan, b'{"writes": []}', content_type="application/json")
+    assert client.get_blob(plan) == b'{"writes": []}'
+    client.put_block_blob(plan, b"{}")  # replaced whole
+    assert client.get_blob(plan) == b"{}"
+    with pytest.raises(InvalidInputError):
+        client.put_block_blob(plan, bytes(MAX_SMALL_BLOB + 1))
 
 
 # -- copies --------------------------------------------------------------------------------------------
@@ -554,6 +669,21 @@ def test_page_range_diff_between_snapshot_sas_urls(front: tuple[DataPlane, list[
     assert diff.blob_size == 16 * MiB + 512  # a managed disk's blob ends with its 512-byte VHD footer
     paged = BlobClient().get_page_ranges(new, previous_snapshot_url=old, page_size=1)  # NextMarker paging
     assert paged == diff
+    # One response at a time, within a segment: what a bounded step of a long listing does.
+    client = BlobClient()
+    first, marker = client.get_page_ranges_page(
+        new, previous_snapshot_url=old, within=PageRange.at(0, 10 * MiB), page_size=1
+    )
+    assert (first.page_ranges, first.clear_ranges, first.blob_size) == (
+        diff.page_ranges[:1],
+        (),
+        16 * MiB + 512,
+    )
+    assert marker is not None
+    second, marker = client.get_page_ranges_page(
+        new, previous_snapshot_url=old, within=PageRange.at(0, 10 * MiB), page_size=1, marker=marker
+    )
+    assert (second.page_ranges, second.clear_ranges, marker) == ((), (PageRange.at(8 * MiB, MiB),), None)
 
 
 def test_put_page_from_url_moves_exactly_the_bytes_asked(

@@ -183,7 +183,110 @@ def test_a_restore_point_keeps_everything_a_restore_needs(catalog: Catalog) -> N
         "code": None,
         "reason": None,
         "copyId": "copy-nightly-1",
+        "blobSnapshot": None,
+        "bytesMoved": 8 << 20,
+        "bytesChanged": None,
+        "ranges": None,
+        "requests": None,
+        "fullCopyReason": None,
+        "baseSnapshotId": None,
     }
+
+
+CHAIN_BLOB = f"{SUB}/rg-prod/web-os/chain.vhd"
+
+
+def test_a_chain_restore_point_is_a_blob_snapshot_with_its_figures(catalog: Catalog) -> None:
+    record_point(
+        catalog,
+        point_input(
+            DISK_A,
+            "nightly-1",
+            T0,
+            blobName=CHAIN_BLOB,
+            blobSnapshot="2026-11-26T01:03:00.1234567Z",
+            bytesCopied=8 << 20,
+            bytesMoved=8 << 20,
+            bytesChanged=8 << 20,
+            ranges=12,
+            requests=1,
+            fullCopyReason="no earlier restore point of this disk",
+        ),
+    )
+    second = point_input(
+        DISK_A,
+        "nightly-2",
+        T0 + timedelta(days=1),
+        blobName=CHAIN_BLOB,
+        kind="incremental",
+        blobSnapshot="2026-11-27T01:02:00.7654321Z",
+        bytesCopied=180 << 10,
+        bytesMoved=180 << 10,
+        bytesChanged=176 << 10,
+        ranges=9,
+        requests=7,
+        baseSnapshotId=DISK_A.replace("/disks/", "/snapshots/") + "-nightly-1",
+    )
+    record_point(catalog, second)
+    newest, older = catalog.list_restore_points(DISK_A).items
+    assert newest.blob_url == older.blob_url == f"{BLOB_ENDPOINT}/disk-backups/{CHAIN_BLOB}"
+    view = newest.to_json()
+    assert {
+        k: view[k] for k in ("kind", "blobSnapshot", "bytesMoved", "bytesChanged", "ranges", "requests")
+    } == {
+        "kind": "incremental",
+        "blobSnapshot": "2026-11-27T01:02:00.7654321Z",
+        "bytesMoved": 180 << 10,
+        "bytesChanged": 176 << 10,
+        "ranges": 9,
+        "requests": 7,
+    }
+    assert view["baseSnapshotId"] == second["baseSnapshotId"] and view["fullCopyReason"] is None
+    assert older.kind == "full" and older.full_copy_reason == "no earlier restore point of this disk"
+    assert catalog.last_good_point(DISK_A) == (newest, None)
+
+
+def test_a_restore_point_recorded_before_the_chain_reads_back(catalog: Catalog, table: TableClient) -> None:
+    # Exactly the properties the pre-chain code wrote: a whole blob per run, no BlobSnapshot, no figures.
+    started = T0 - timedelta(days=30)
+    old = {
+        "DiskId": DISK_A,
+        "RunId": "nightly-old",
+        "RunStartedAt": started,
+        "BlobUrl": f"{BLOB_ENDPOINT}/disk-backups/{SUB}/rg-prod/web-os/20261027T010000Z-nightly-old.vhd",
+        "SizeBytes": 8 << 20,
+        "BytesCopied": (8 << 20) + 512,
+        "Kind": "full",
+        "StartedAt": started,
+        "FinishedAt": started + timedelta(minutes=3),
+        "Status": "Succeeded",
+        "SnapshotId": DISK_A.replace("/disks/", "/snapshots/") + "-old",
+        "CopyId": "copy-old",
+    }
+    table.create_if_missing()
+    table.upsert(
+        disk_partition(DISK_A), f"{inverted_time(started)}_nightly-old", old, mode=UpsertMode.REPLACE
+    )
+    listing = catalog.list_restore_points(DISK_A)
+    assert listing.problems == []
+    [point] = listing.items
+    assert (point.blob_snapshot, point.kind, point.bytes_moved) == (None, "full", (8 << 20) + 512)
+    assert point.blob_url == old["BlobUrl"]
+    assert catalog.last_good_point(DISK_A) == (point, None)
+
+
+def test_last_good_point_is_the_newest_succeeded_row_or_a_problem(
+    catalog: Catalog, table: TableClient
+) -> None:
+    assert catalog.last_good_point(DISK_A) == (None, None)
+    record_point(catalog, point_input(DISK_A, "run-0", T0))
+    record_point(catalog, point_input(DISK_A, "run-1", T0 + timedelta(days=1), status="Failed"))
+    point, problem = catalog.last_good_point(DISK_A)
+    assert problem is None and point is not None and point.run_id == "run-0"  # a failure is no base
+    record_point(catalog, point_input(DISK_A, "run-2", T0 + timedelta(days=2)))
+    _tamper(table, disk_partition(DISK_A), f"{inverted_time(T0 + timedelta(days=2))}_run-2", SizeBytes="x")
+    point, problem = catalog.last_good_point(DISK_A)
+    assert point is None and problem is not None and "SizeBytes" in problem  # never an older one instead
 
 
 def test_restore_points_per_disk_newest_first(catalog: Catalog) -> None:
@@ -280,6 +383,9 @@ def test_secrets_in_a_failure_reason_are_redacted(catalog: Catalog, table: Table
         ({"bytesCopied": True}, "restore point.bytesCopied"),
         ({"sizeBytes": "8388608"}, "restore point.sizeBytes"),
         ({"kind": 3}, "restore point.kind"),
+        ({"kind": "weekly"}, "restore point.kind"),
+        ({"bytesMoved": -1}, "restore point.bytesMoved"),
+        ({"blobSnapshot": 7}, "restore point.blobSnapshot"),
         ({"container": ""}, "restore point.container"),
         ({"snapshotId": 5}, "restore point.snapshotId"),
         ({"copyId": ["a"]}, "restore point.copyId"),
@@ -344,6 +450,9 @@ def _tamper(table: TableClient, partition: str, row_key: str, **changes: EntityV
         ({"RunStartedAt": T0 + timedelta(hours=1)}, "keys do not match"),
         ({"SnapshotId": 12}, "SnapshotId"),
         ({"CopyId": True}, "CopyId"),
+        ({"Kind": "weekly"}, "Kind"),
+        ({"BlobSnapshot": "yesterday"}, "BlobSnapshot"),
+        ({"BytesMoved": "lots"}, "BytesMoved"),
     ],
 )
 def test_a_tampered_restore_point_is_reported_not_used(

@@ -12,7 +12,7 @@ from backup.local.cli import main, read_env_file
 from backup.local.runner import StateLock, open_host
 from backup.settings import Settings
 from backup.workflow.models import RUN_ORCHESTRATOR
-from backup.workflow.startup import run_input
+from backup.workflow.startup import disk_ids_selection, run_input
 from testbed.devenv import proving_ground_settings, write_env_file
 from testbed.proving_ground import ProvingGround
 
@@ -83,6 +83,25 @@ def test_run_then_status_list_and_restore_points(
     code, text = run_cli([*state, "list"], cli_env)  # the human form names the run
     assert code == 0 and run_id in text and "1/1 disks" in text
 
+    # A second night copies only what changed: run, status and restore-points say so.
+    proving_ground.control("POST", f"/resourceGroups/{group}/disks/cli-disk/churn", {"seed": 3})
+    code, text = run_cli([*state, "run", "--tag", "team=cli"], cli_env)
+    assert code == 0, text
+    assert "(incremental, " in text and " MiB moved) -> " in text and "?snapshot=" in text
+    code, text = run_cli([*state, "restore-points", disk, "--json"], cli_env)
+    second, first = json.loads(text)["restorePoints"]
+    assert (first["kind"], second["kind"]) == ("full", "incremental")
+    assert first["fullCopyReason"] == "no earlier restore point of this disk"
+    assert 0 < second["bytesMoved"] < first["bytesMoved"] and second["blobSnapshot"]
+    code, text = run_cli([*state, "status", second["runId"], "--json"], cli_env)
+    [disk_view] = json.loads(text)["disks"]
+    assert (disk_view["kind"], disk_view["bytesMoved"]) == ("incremental", second["bytesMoved"])
+    assert disk_view["result"]["kind"] == "incremental"
+    code, text = run_cli([*state, "restore-points", disk], cli_env)
+    lines = text.splitlines()
+    assert "incremental" in lines[0] and second["runId"] in lines[0] and "MiB moved" in lines[0]
+    assert "full copy: no earlier restore point of this disk" in text
+
 
 def test_env_file_round_trip_and_bad_input_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
     env_file = tmp_path / "env"
@@ -144,14 +163,23 @@ def test_files_in_the_state_folder_that_are_not_records_are_named_and_skipped(
     assert code == 0 and "junk.json" in err
 
 
-def test_run_names_unfinished_runs_and_resume_finishes_them(cli_env: dict[str, str], tmp_path: Path) -> None:
-    # A run left unfinished in the folder: started, then its process gone before it did anything.
+def test_run_names_unfinished_runs_and_resume_finishes_them(
+    cli_env: dict[str, str], tmp_path: Path, proving_ground: ProvingGround
+) -> None:
+    # A run left unfinished in the folder: started, then its process gone before it did anything. It
+    # backs up another disk than the new run below: runs of one disk have one writer at a time, and
+    # starting the host carries the unfinished run on beside the new one.
     settings = Settings.from_env(cli_env)
-    pending = run_input(settings, "cli")  # the configured selection: this test's resource group
+    group = cli_env["BACKUP_SELECT_RESOURCE_GROUP"]
+    proving_ground.control("PUT", f"/resourceGroups/{group}/disks/left-disk", {"size_bytes": 1 << 20})
+    left = disk_ids_selection([proving_ground.disk_id("left-disk", group)])
+    pending = run_input(settings, "cli", left)
     open_host(settings, tmp_path).start_new(RUN_ORCHESTRATOR, input=pending.to_json(), instance_id="left-1")
     state = ["--state-dir", str(tmp_path)]
 
-    code, out, err = run_cli_err([*state, "run"], cli_env)
+    code, out, err = run_cli_err(
+        [*state, "run", "--disk", proving_ground.disk_id("cli-disk", group)], cli_env
+    )
     assert code == 0, out + err
     assert "1 unfinished run(s)" in err and "left-1" in err and f"--state-dir {tmp_path} resume" in err
 

@@ -24,6 +24,7 @@ from backup.azure.compute import (
 )
 from backup.azure.credentials import StaticTokenProvider
 from backup.azure.lro import LroState, LroStatus, PollKind, ResultSource
+from backup.azure.resource_id import parse_snapshot_id
 from backup.azure.retry import RetryPolicy
 from backup.azure.transport import Transport
 from backup.errors import (
@@ -248,6 +249,33 @@ def test_list_snapshots_by_source_disk_tag(env: Env, unique_name: str) -> None:
         env.ground.subscription_id, group, tags={"sourceDiskId": source_disk_tag(mine.upper().lower())}
     )
     assert sorted(s.tags["runId"] for s in found) == ["r1", "r2"]
+
+
+def test_update_snapshot_tags_replaces_them_and_nothing_else_is_patched(env: Env, unique_name: str) -> None:
+    snap_id = env.snapshot(env.disk(unique_name), "r")
+    before = env.compute.get_snapshot(snap_id)
+    wanted = {**before.tags, "diskbackupBase": "true"}
+    operation = env.compute.begin_update_snapshot_tags(snap_id, wanted)
+    assert env.finish(operation).succeeded
+    after = env.compute.get_snapshot(snap_id)
+    assert after.tags == wanted
+    assert (after.family_id, after.size_bytes, after.incremental) == (
+        before.family_id,
+        before.size_bytes,
+        before.incremental,
+    )
+    assert env.finish(env.compute.begin_update_snapshot_tags(snap_id, {"only": "this"})).succeeded
+    assert env.compute.get_snapshot(snap_id).tags == {"only": "this"}  # a PATCH's tags replace them whole
+    # The emulator patches tags only: anything else is refused, not half-applied.
+    with pytest.raises(BadRequestError) as refused:
+        env.arm.patch(
+            parse_snapshot_id(snap_id).path, {"properties": {"diskSizeGB": 2}}, api_version=API_VERSION
+        )
+    assert refused.value.code == "InvalidParameter" and "tags only" in str(refused.value)
+    with pytest.raises(NotFoundError):
+        env.compute.begin_update_snapshot_tags(snap_id.replace("/snapshots/", "/snapshots/no-"), {})
+    with pytest.raises(InvalidInputError):
+        env.compute.begin_update_snapshot_tags(snap_id, {"bad/name": "x"})
 
 
 def test_delete_snapshot(env: Env, unique_name: str) -> None:

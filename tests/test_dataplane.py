@@ -386,6 +386,8 @@ def test_azurite_alone_answers_the_diff_wrongly(
 ) -> None:
     """The reason diffs are answered by the front: Azurite returns the full ranges, no ClearRange."""
     old_sas, new_sas, _, newer, _ = two_snapshots
+    for sas_url in (old_sas, new_sas):
+        plane.materialise(sas_url)  # into Azurite, as before a Copy Blob (only copies need it there)
     direct = new_sas.replace(plane.blob_url, md_azurite.blob_url)  # our SAS is one Azurite accepts too
     answer = _page_list(_get(direct + "&comp=pagelist", **{"x-ms-previous-snapshot-url": old_sas}))
     assert not any(item.cleared for item in answer)

@@ -35,7 +35,7 @@ from azure.functions.decorators.function_app import Function
 from backup.app import http_routes, starter
 from backup.errors import ConfigurationError
 from backup.settings import SETTINGS
-from backup.workflow import activities, activity_names, models, orchestrators
+from backup.workflow import activities, activity_names, chain_activities, incremental, models, orchestrators
 
 ROOT = Path(__file__).resolve().parent.parent
 SUB = "00000000-0000-0000-0000-0000000000aa"
@@ -167,17 +167,25 @@ def called_names() -> tuple[set[str], set[str]]:
     """Every activity and orchestrator name the workflow and the HTTP API call or hand out to call."""
     called_activities: set[str] = set()
     computed = 0
-    for node in _first_arguments(orchestrators, "call_activity"):
-        name = _resolve(orchestrators, node)
-        if name is None:
-            computed += 1
-        else:
-            called_activities.add(name)
+    for module in (orchestrators, incremental):
+        for node in _first_arguments(module, "call_activity"):
+            name = _resolve(module, node)
+            if name is None:
+                computed += 1
+            else:
+                called_activities.add(name)
+        # call_activity_with_retry(name, retry_options, input)
+        called_activities.update(
+            name
+            for node in _first_arguments(module, "call_activity_with_retry")
+            if (name := _resolve(module, node))
+        )
     # The one computed call repeats a throttled begin: the activity named in its answer's "retry".
     assert computed == 1
-    throttled = [_resolve(activities, node) for node in _first_arguments(activities, "_throttled")]
-    assert throttled and None not in throttled
-    called_activities.update(name for name in throttled if name is not None)
+    for module in (activities, chain_activities):
+        throttled = [_resolve(module, node) for node in _first_arguments(module, "_throttled")]
+        assert throttled and None not in throttled
+        called_activities.update(name for name in throttled if name is not None)
 
     called_orchestrators = {
         name

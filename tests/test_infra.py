@@ -572,7 +572,11 @@ def test_disk_operator_role_holds_exactly_the_actions_the_code_calls(
     compute.get_snapshot(started.snapshot_id)
     compute.list_snapshots(sub, group, tags={"createdBy": "diskbackup"})
     exercised |= {"poll", "begin_grant_access", "read_access_sas"}
-    exercised |= {"begin_revoke_access", "begin_delete_snapshot"}
+    exercised |= {"begin_revoke_access", "begin_delete_snapshot", "begin_update_snapshot_tags"}
+    # The chain tags tonight's snapshot as the next night's diff base (PATCH: snapshots/write).
+    assert _finish(
+        compute, compute.begin_update_snapshot_tags(started.snapshot_id, {"base": "yes"})
+    ).succeeded
     grant = _finish(compute, compute.begin_grant_access(started.snapshot_id, 600))
     assert compute.read_access_sas(grant).startswith("http")
     assert _finish(compute, compute.begin_revoke_access(started.snapshot_id)).succeeded
@@ -726,6 +730,9 @@ def test_numeric_parameters_have_the_apps_bounds() -> None:
         "copyTimeoutMinutes": (1, 20160),
         "snapshotCopyTimeoutMinutes": (1, 10080),
         "alertStaleHours": (1, 8760),
+        "fullCopyPercent": (1, 100),
+        "verifySampleMiB": (0, 1 << 20),
+        "writesPerBlob": (1, 64),
     }
     for name, (low, high) in bounds.items():
         declared = (decorator(params[name], "min_value"), decorator(params[name], "max_value"))

@@ -7,11 +7,13 @@ easily produce, such as the catalog failing only at the very end of a run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
+import pytest
 
 from backup.app.blueprint import register_orchestrators
 from backup.errors import OperationFailedError, TransportError, VerificationError
@@ -86,6 +88,48 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
         act.BEGIN_REVOKE_ACCESS: record(act.BEGIN_REVOKE_ACCESS, done),
         act.RECORD_RESTORE_POINT: record(act.RECORD_RESTORE_POINT, {"blobUrl": "https://x/c/b.vhd"}),
         act.BEGIN_DELETE_SNAPSHOT: record(act.BEGIN_DELETE_SNAPSHOT, done),
+        act.ACQUIRE_WRITER_LEASE: record(
+            act.ACQUIRE_WRITER_LEASE, {"acquired": True, "created": True, "brokeStale": None}
+        ),
+        act.RELEASE_WRITER_LEASE: record(act.RELEASE_WRITER_LEASE, {"released": True}),
+        act.INSPECT_CHAIN: record(
+            act.INSPECT_CHAIN,
+            {
+                "kind": "full",
+                "reason": "no earlier restore point of this disk",
+                "base": None,
+                "previousBase": None,
+            },
+        ),
+        act.LIST_CHANGES: record(
+            act.LIST_CHANGES,
+            lambda d: {
+                "part": d["part"],
+                "batches": 2,
+                "changedBytes": 64 << 10,
+                "clearedBytes": 0,
+                "moveBytes": 64 << 10,
+                "ranges": 3,
+                "writes": 3,
+                "clears": 0,
+                "listRequests": 1,
+                "nextMarker": None,
+            },
+        ),
+        act.APPLY_BATCH: record(act.APPLY_BATCH, {"bytesMoved": 32 << 10, "writes": 2, "clears": 0}),
+        act.SYNC_FOOTER: record(act.SYNC_FOOTER, {"rewritten": False, "bytesMoved": 0}),
+        act.VERIFY_PAGES: record(
+            act.VERIFY_PAGES, {"equal": True, "problem": None, "populatedBytes": 4096, "ranges": 2}
+        ),
+        act.VERIFY_CONTENT: record(
+            act.VERIFY_CONTENT, {"equal": True, "problem": None, "windows": 1, "bytesCompared": 4096}
+        ),
+        act.SNAPSHOT_BACKUP_BLOB: record(
+            act.SNAPSHOT_BACKUP_BLOB, {"blobSnapshot": "2026-11-26T01:00:09.0000000Z"}
+        ),
+        act.DELETE_PLAN: record(act.DELETE_PLAN, {"deleted": 0}),
+        act.BEGIN_TAG_BASE: record(act.BEGIN_TAG_BASE, done),
+        act.BEGIN_RETIRE_BASE: record(act.BEGIN_RETIRE_BASE, {**done, "action": "deleted"}),
     }
 
 
@@ -124,17 +168,29 @@ def test_every_disk_through_every_phase_in_lanes() -> None:
     assert status.output["status"] == "Succeeded" and status.output["succeeded"] == 3
     names = [name for name, _ in calls]
     # Every operation answered Succeeded at once, so no polls: one call of each step per disk.
+    # The first night of a chain: a full copy, verified, snapshotted, its snapshot made the base.
     for step in (
+        act.ACQUIRE_WRITER_LEASE,
         act.BEGIN_SNAPSHOT,
+        act.INSPECT_CHAIN,
         act.BEGIN_GRANT_ACCESS,
         act.START_COPY,
         act.VERIFY_BACKUP,
+        act.VERIFY_PAGES,
+        act.VERIFY_CONTENT,
         act.BEGIN_REVOKE_ACCESS,
+        act.SNAPSHOT_BACKUP_BLOB,
         act.RECORD_RESTORE_POINT,
-        act.BEGIN_DELETE_SNAPSHOT,
+        act.BEGIN_TAG_BASE,
+        act.DELETE_PLAN,
+        act.RELEASE_WRITER_LEASE,
     ):
         assert names.count(step) == 3, step
     assert names.count(act.POLL_OPERATION) == names.count(act.COPY_STATUS) == 0
+    # Nothing to retire on the first night, and the new base is never deleted.
+    assert names.count(act.BEGIN_RETIRE_BASE) == names.count(act.BEGIN_DELETE_SNAPSHOT) == 0
+    assert {d["kind"] for d in status.output["disks"]} == {"full"}
+    assert {d["fullCopyReason"] for d in status.output["disks"]} == {"no earlier restore point of this disk"}
     assert [data["status"] for name, data in calls if name == act.RECORD_RUN] == ["Running", "Succeeded"]
     assert [d["diskName"] for d in status.output["disks"]] == ["a", "b", "c"]  # in selection order
 
@@ -219,6 +275,7 @@ def test_a_failing_activity_fails_its_disk_revokes_and_cleans_up() -> None:
     }
     names = [name for name, _ in calls]
     assert names.count(act.BEGIN_REVOKE_ACCESS) == 3 and names.count(act.BEGIN_DELETE_SNAPSHOT) == 3
+    assert names.count(act.RELEASE_WRITER_LEASE) == 3 and names.count(act.SNAPSHOT_BACKUP_BLOB) == 0
     failed_points = [data for name, data in calls if name == act.RECORD_RESTORE_POINT]
     assert [p["status"] for p in failed_points] == ["Failed"] * 3
 
@@ -369,3 +426,113 @@ def test_a_failed_background_copy_fails_its_disk_at_once() -> None:
     assert _timer_delays(host.history(sub_orchestration_id("run-1", 0))) == []
     names = [name for name, _ in calls]
     assert act.BEGIN_GRANT_ACCESS not in names and names.count(act.BEGIN_DELETE_SNAPSHOT) == 1
+
+
+# -- the chain's decisions, with activities we own ------------------------------------------------------
+
+BASE = {
+    "snapshotId": _disk("a")["id"].replace("/disks/", "/snapshots/") + "-base",
+    "blobSnapshot": "t",
+    "runId": "r0",
+}
+
+
+def _incremental(activities: dict[str, Callable[[Any], Any]], calls: list[tuple[str, Any]]) -> None:
+    """Make the fakes say: the chain can serve (a base exists), so tonight is incremental."""
+
+    def inspect(data: Any) -> Any:
+        calls.append((act.INSPECT_CHAIN, data))
+        return {"kind": "incremental", "reason": None, "base": BASE, "previousBase": BASE["snapshotId"]}
+
+    inspect.__name__ = act.INSPECT_CHAIN
+    activities[act.INSPECT_CHAIN] = inspect
+
+
+def test_an_incremental_night_applies_its_plan_verifies_and_rotates_the_base() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    _incremental(activities, calls)
+    status = _run(activities, max_parallel=1)
+    assert status.output["status"] == "Succeeded"
+    assert {d["kind"] for d in status.output["disks"]} == {"incremental"}
+    assert {(d["bytesMoved"], d["bytesChanged"]) for d in status.output["disks"]} == {(64 << 10, 64 << 10)}
+    names = [name for name, _ in calls]
+    # Two grants a disk (tonight's snapshot and the base), both revoked; one listing and two batches.
+    assert names.count(act.BEGIN_GRANT_ACCESS) == names.count(act.BEGIN_REVOKE_ACCESS) == 6
+    assert names.count(act.LIST_CHANGES) == 3 and names.count(act.APPLY_BATCH) == 6
+    assert names.count(act.START_COPY) == 0
+    # The old base is retired after the new point is recorded, never before.
+    for disk in ("a", "b", "c"):
+        mine = [n for n, d in calls if isinstance(d, dict) and disk in json.dumps(d)]
+        assert mine.index(act.RECORD_RESTORE_POINT) < mine.index(act.BEGIN_RETIRE_BASE)
+    points = [d for n, d in calls if n == act.RECORD_RESTORE_POINT]
+    assert {(p["kind"], p["baseSnapshotId"], p["requests"]) for p in points} == {
+        ("incremental", BASE["snapshotId"], 3)
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            # Wrong after the incremental apply (it names plan blobs), right after the full copy.
+            {act.VERIFY_CONTENT: lambda d: {"equal": not d["planBlobs"], "problem": "content differs"}},
+            "verification failed: content differs",
+        ),
+        (
+            {act.LIST_CHANGES: lambda d: {
+                "part": d["part"], "batches": 1, "changedBytes": 900 << 10, "clearedBytes": 0,
+                "moveBytes": 900 << 10, "ranges": 1, "writes": 1, "clears": 0, "listRequests": 1,
+                "nextMarker": None,
+            }},
+            "the diff is 88% of the disk, above the 60% (BACKUP_FULL_COPY_PERCENT) where one "
+            "server-side copy is cheaper",
+        ),
+    ],
+)  # fmt: skip
+def test_an_incremental_night_that_cannot_serve_falls_back_to_a_full_copy_in_the_same_run(
+    change: dict[str, Callable[[Any], Any]], reason: str
+) -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    _incremental(activities, calls)
+    for name, answer in change.items():
+
+        def replaced(data: Any, answer: Callable[[Any], Any] = answer, name: str = name) -> Any:
+            calls.append((name, data))
+            return answer(data)
+
+        replaced.__name__ = name
+        activities[name] = replaced
+    status = _run(activities, max_parallel=1)
+    assert status.output["status"] == "Succeeded", status.output
+    assert {(d["kind"], d["fullCopyReason"]) for d in status.output["disks"]} == {("full", reason)}
+    names = [name for name, _ in calls]
+    assert names.count(act.START_COPY) == 3  # the fallback copy, in this run
+    points = [d for n, d in calls if n == act.RECORD_RESTORE_POINT]
+    assert {(p["status"], p["kind"], p["fullCopyReason"]) for p in points} == {("Succeeded", "full", reason)}
+
+
+def test_a_disk_another_run_is_writing_is_skipped_untouched() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    busy = {"acquired": False, "holder": "nightly-20261126T010000Z", "since": "2026-11-26T01:00:00.000Z"}
+
+    def acquire(data: Any) -> Any:
+        calls.append((act.ACQUIRE_WRITER_LEASE, data))
+        return busy
+
+    acquire.__name__ = act.ACQUIRE_WRITER_LEASE
+    activities[act.ACQUIRE_WRITER_LEASE] = acquire
+    status = _run(activities, max_parallel=1)
+    assert status.output["status"] == "Failed"
+    assert {d["code"] for d in status.output["disks"]} == {"WriterBusy"}
+    assert {d["reason"] for d in status.output["disks"]} == {
+        "lease: skipped: run nightly-20261126T010000Z has been writing this disk's backup since "
+        "2026-11-26T01:00:00.000Z (one writer per disk)"
+    }
+    names = [name for name, _ in calls]
+    # Nothing of the other run's is touched: no snapshot, no grant, no lease release, no plan deleted.
+    for step in (act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.RELEASE_WRITER_LEASE, act.DELETE_PLAN):
+        assert names.count(step) == 0, step
+    assert [d["status"] for n, d in calls if n == act.RECORD_RESTORE_POINT] == ["Failed"] * 3

@@ -60,7 +60,10 @@ def test_summary_lines() -> None:
                     "phase": "done",
                     "diskName": "a",
                     "sizeBytes": 1 << 20,
-                    "blobUrl": "https://x/c/a.vhd",
+                    "blobUrl": "https://x/c/a/chain.vhd",
+                    "blobSnapshot": "2026-11-29T01:00:09.0000000Z",
+                    "kind": "incremental",
+                    "bytesMoved": 1 << 19,
                 },
                 {
                     "diskId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/b",
@@ -75,7 +78,8 @@ def test_summary_lines() -> None:
     )
     assert lines == [
         "run r: PartiallySucceeded — 1 of 2 disks backed up",
-        "  ok      a: 1.0 MiB -> https://x/c/a.vhd",
+        "  ok      a: 1.0 MiB (incremental, 0.5 MiB moved) -> "
+        "https://x/c/a/chain.vhd?snapshot=2026-11-29T01:00:09.0000000Z",
         "  FAILED  b: copy: failed",
         "          warning: snapshot kept",
     ]

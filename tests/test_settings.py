@@ -30,6 +30,7 @@ def test_defaults() -> None:
     assert settings.keep_snapshots is False
     assert settings.snapshot_copy_timeout_minutes == 720
     assert settings.retention == RetentionPolicy(daily=7, weekly=4, monthly=12, yearly=3)
+    assert (settings.full_copy_percent, settings.verify_sample_mib, settings.writes_per_blob) == (60, 64, 8)
 
 
 def test_retention_names_only_what_it_changes() -> None:
@@ -49,8 +50,12 @@ def test_overrides_parse() -> None:
             "BACKUP_MAX_PARALLEL": "10",
             "BACKUP_SELECT_RESOURCE_GROUP": "rg-prod",
             "BACKUP_KEEP_SNAPSHOTS": "TRUE",
+            "BACKUP_FULL_COPY_PERCENT": "35",
+            "BACKUP_VERIFY_SAMPLE_MIB": "0",
+            "BACKUP_WRITES_PER_BLOB": "2",
         }
     )
+    assert (settings.full_copy_percent, settings.verify_sample_mib, settings.writes_per_blob) == (35, 0, 2)
     assert settings.arm_endpoint == "http://127.0.0.1:8443"
     assert settings.select_resource_group == "rg-prod" and settings.select_tag is None
     assert settings.keep_snapshots is True
@@ -84,6 +89,10 @@ def test_overrides_parse() -> None:
             "BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES",
             "outside 1-10080",
         ),
+        ({**BASE, "BACKUP_FULL_COPY_PERCENT": "0"}, "BACKUP_FULL_COPY_PERCENT", "outside 1-100"),
+        ({**BASE, "BACKUP_FULL_COPY_PERCENT": "60%"}, "BACKUP_FULL_COPY_PERCENT", "whole number"),
+        ({**BASE, "BACKUP_VERIFY_SAMPLE_MIB": "-1"}, "BACKUP_VERIFY_SAMPLE_MIB", "whole number"),
+        ({**BASE, "BACKUP_WRITES_PER_BLOB": "65"}, "BACKUP_WRITES_PER_BLOB", "outside 1-64"),
         ({**BASE, "BACKUP_SELECT_TAG": "novalue"}, "BACKUP_SELECT_TAG", "name=value"),
         ({**BASE, "BACKUP_RETENTION": "hourly=24"}, "BACKUP_RETENTION", "'hourly' is not a bucket kind"),
         ({**BASE, "BACKUP_RETENTION": "daily=7,daily=8"}, "BACKUP_RETENTION", "more than once"),

@@ -1,8 +1,9 @@
 """The Function App's functions: triggers, orchestrators and activities, registered on a Blueprint.
 
 Each function here only connects a trigger to the code that does the work (:mod:`backup.app.http_routes`,
-:mod:`backup.workflow.orchestrators`, :mod:`backup.workflow.activities`), with the settings it was built
-from. ``function_app.py`` builds the app once from the validated settings.
+:mod:`backup.workflow.orchestrators`, :mod:`backup.workflow.activities`,
+:mod:`backup.workflow.chain_activities`), with the settings it was built from. ``function_app.py``
+builds the app once from the validated settings.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from backup.clients import clients_for
 from backup.failures import ActivityFailure, describe
 from backup.redact import get_logger
 from backup.settings import Settings
-from backup.workflow import activities, orchestrators
+from backup.workflow import activities, chain_activities, orchestrators
 
 log = get_logger(__name__)
 
@@ -126,6 +127,56 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
     @bp.activity_trigger(input_name="data")
     def begin_delete_snapshot(data: Any) -> Any:
         return reported(activities.begin_delete_snapshot, data)
+
+    # -- the incremental chain's activities -----------------------------------------------------------
+
+    @bp.activity_trigger(input_name="data")
+    def acquire_writer_lease(data: Any) -> Any:
+        return reported(chain_activities.acquire_writer_lease, data)
+
+    @bp.activity_trigger(input_name="data")
+    def release_writer_lease(data: Any) -> Any:
+        return reported(chain_activities.release_writer_lease, data)
+
+    @bp.activity_trigger(input_name="data")
+    def inspect_chain(data: Any) -> Any:
+        return reported(chain_activities.inspect_chain, data)
+
+    @bp.activity_trigger(input_name="data")
+    def list_changes(data: Any) -> Any:
+        return reported(chain_activities.list_changes, data)
+
+    @bp.activity_trigger(input_name="data")
+    def apply_batch(data: Any) -> Any:
+        return reported(chain_activities.apply_batch, data)
+
+    @bp.activity_trigger(input_name="data")
+    def sync_footer(data: Any) -> Any:
+        return reported(chain_activities.sync_footer, data)
+
+    @bp.activity_trigger(input_name="data")
+    def verify_pages(data: Any) -> Any:
+        return reported(chain_activities.verify_pages, data)
+
+    @bp.activity_trigger(input_name="data")
+    def verify_content(data: Any) -> Any:
+        return reported(chain_activities.verify_content, data)
+
+    @bp.activity_trigger(input_name="data")
+    def snapshot_backup_blob(data: Any) -> Any:
+        return reported(chain_activities.snapshot_backup_blob, data)
+
+    @bp.activity_trigger(input_name="data")
+    def delete_plan(data: Any) -> Any:
+        return reported(chain_activities.delete_plan, data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_tag_base(data: Any) -> Any:
+        return reported(chain_activities.begin_tag_base, data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_retire_base(data: Any) -> Any:
+        return reported(chain_activities.begin_retire_base, data)
 
     return bp
 

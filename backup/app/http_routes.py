@@ -5,13 +5,15 @@ Routes (auth level FUNCTION):
 - ``POST /api/backups``: start a run. The JSON body selects disks with exactly one of ``diskIds`` (a list
   of disk resource IDs), ``tag`` (``{"name": ..., "value": ...}``) or ``resourceGroup`` (a name in the
   configured subscription); an empty body or ``{}`` uses the configured selection. ``options`` may set
-  ``kind`` and ``keepSnapshot`` (bool). Answers 202 with the run id and ``statusUri`` (also the
-  ``Location`` header): this API's own status route. Not the Durable management URLs: they carry the
-  app's system key, which can terminate or purge any instance, and a caller needs none of that.
+  ``kind`` (``"incremental"``, the default: the chain copies what changed when it can; ``"full"``: copy
+  every disk whole tonight) and ``keepSnapshot`` (bool). Answers 202 with the run id and ``statusUri``
+  (also the ``Location`` header): this API's own status route. Not the Durable management URLs: they
+  carry the app's system key, which can terminate or purge any instance, and a caller needs none of that.
 - ``GET /api/backups/{instanceId}``: the run's status, its disks counted by phase, and one page of its
   disks (``?top=`` 1-1000, default 100; ``?continuationToken=`` from the previous page's
-  ``nextContinuationToken``), read with a bounded number of Durable queries however many disks the run
-  has (:mod:`backup.workflow.run_progress`).
+  ``nextContinuationToken``), each with its phase, copy progress, how it is copied tonight (``kind``)
+  and, once done, the bytes it moved (``bytesMoved``); read with a bounded number of Durable queries
+  however many disks the run has (:mod:`backup.workflow.run_progress`).
 - ``GET /api/backups``: recent runs, from the catalog (``?top=`` 1-100, default 20).
 - ``GET /api/restore-points?disk=<disk resource ID>``: the disk's restore points, newest first
   (``?includeFailed=true`` adds failed attempts; ``?top=`` 1-1000, default 100).
@@ -110,6 +112,7 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
         selection = resource_group_selection(data["resourceGroup"])
 
     keep_snapshot = None
+    force_full = False
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise InvalidInputError("options", "must be a JSON object")
@@ -120,15 +123,14 @@ def parse_start_request(body: bytes, settings: Settings) -> RunInput:
         )
     if "kind" in options:
         kind = options["kind"]
-        if kind == "incremental":
-            raise InvalidInputError("options.kind", "'incremental' copies are not available yet; use 'full'")
-        if kind != "full":
-            raise InvalidInputError("options.kind", f"{echo(kind)} is not a backup kind (use 'full')")
+        if kind not in ("incremental", "full"):
+            raise InvalidInputError("options.kind", f"{echo(kind)} is not incremental or full")
+        force_full = kind == "full"
     if "keepSnapshot" in options:
         if not isinstance(options["keepSnapshot"], bool):
             raise InvalidInputError("options.keepSnapshot", "must be true or false")
         keep_snapshot = options["keepSnapshot"]
-    return run_input(settings, "http", selection, keep_snapshot=keep_snapshot)
+    return run_input(settings, "http", selection, keep_snapshot=keep_snapshot, force_full=force_full)
 
 
 def _key(name: str) -> str:

@@ -16,11 +16,13 @@ the token's identity needs read access to the source, e.g. Storage Blob Data Rea
 the *destination's* host, which reads the source with it: so only to https, or plain http on loopback
 (the emulator).
 
-:class:`BlobClient` sends the operations the backup needs: create the container if missing; create and
-resize a page blob; Put Page (update, clear) and Put Page From URL; Get Page Ranges, with a diff against
-an earlier snapshot and NextMarker paging; Copy Blob start, its status from Get Blob Properties (HEAD),
-abort; properties and metadata; a blob snapshot; ranged reads; delete with snapshots. Results are small
-frozen dataclasses. Storage's error answers (``x-ms-error-code``, XML ``<Code>``/``<Message>``) become the
+:class:`BlobClient` sends the operations the backup needs: create the container if missing; List Blobs
+(with snapshots and metadata); create and resize a page blob; Put Page (update, clear) and Put Page From
+URL; Get Page Ranges, with a diff against an earlier snapshot, one page at a time or NextMarker followed
+to the end; Copy Blob start, its status from Get Blob Properties (HEAD), abort; properties and metadata;
+a blob snapshot; Lease Blob (acquire, release, break); ranged reads; Put Blob and Get Blob of small block
+blobs; delete with snapshots. Writes take the ``lease_id`` of a leased blob. Results are small frozen
+dataclasses. Storage's error answers (``x-ms-error-code``, XML ``<Code>``/``<Message>``) become the
 :mod:`backup.errors` tree.
 
 A SAS is a secret: :class:`BlobAddress` keeps it out of ``repr`` and :attr:`BlobAddress.display_url`,
@@ -58,15 +60,19 @@ from backup.redact import get_logger, strip_query
 log = get_logger(__name__)
 
 __all__ = [
+    "INFINITE_LEASE",
     "MAX_PAGE_BLOB_SIZE",
+    "MAX_SMALL_BLOB",
     "STORAGE_API_VERSION",
     "BlobAddress",
     "BlobClient",
+    "BlobItem",
     "BlobProperties",
     "ContainerAddress",
     "CopyStarted",
     "CopyStatus",
     "PageRangeDiff",
+    "parse_blob_list",
     "parse_page_list",
     "parse_storage_error",
     "properties_from_headers",
@@ -78,11 +84,16 @@ __all__ = [
 STORAGE_API_VERSION = "2025-01-05"
 #: The largest page blob Azure allows.
 MAX_PAGE_BLOB_SIZE = 8 * 1024**4
+#: The largest small block blob (a plan document) written or read whole here.
+MAX_SMALL_BLOB = 16 * 1024**2
 
 _METADATA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 # Snapshot timestamps look like 2024-01-02T03:04:05.1234567Z.
 _SNAPSHOT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z")
+_LEASE_ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+#: Lease Blob's duration for a lease that lasts until released or broken.
+INFINITE_LEASE = -1
 
 
 class CopyStatus(StrEnum):
@@ -210,6 +221,13 @@ class BlobProperties:
     copy_status_description: str | None = None
     copy_source: str | None = None
     copy_completion_time: datetime | None = None
+    lease_state: str | None = None  # available, leased, expired, breaking, broken
+    lease_status: str | None = None  # locked, unlocked
+
+    @property
+    def leased(self) -> bool:
+        """Whether a lease holds the blob (writes need its lease id)."""
+        return self.lease_status == "locked"
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,21 @@ class CopyStarted:
 
     copy_id: str
     status: CopyStatus
+
+
+@dataclass(frozen=True)
+class BlobItem:
+    """One entry of List Blobs: a blob, or one of its snapshots (``snapshot`` set), with its metadata.
+
+    Only what the backup reads from a listing; the copy source Azure lists is left out on purpose (it
+    may carry the source's SAS).
+    """
+
+    name: str
+    snapshot: str | None
+    size: int
+    metadata: dict[str, str]
+    blob_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -320,6 +353,32 @@ def parse_page_list(text: str) -> tuple[list[PageRange], list[PageRange], str | 
     return pages, clears, marker or None
 
 
+def parse_blob_list(text: str) -> tuple[list[BlobItem], str | None]:
+    """A List Blobs answer: its blobs (and snapshots, in the order listed) and the NextMarker, if any."""
+    root = _xml(text)
+    if root.tag != "EnumerationResults":
+        raise InvalidInputError("response body", f"expected EnumerationResults, got {root.tag}")
+    items: list[BlobItem] = []
+    blobs = root.find("Blobs")
+    for element in blobs if blobs is not None else ():
+        if element.tag != "Blob":
+            continue  # BlobPrefix entries appear only with a delimiter, which is never sent
+        name = element.findtext("Name")
+        snapshot = (element.findtext("Snapshot") or "").strip() or None
+        properties = element.find("Properties")
+        length = properties.findtext("Content-Length") if properties is not None else None
+        if not name or length is None or not length.strip().isdigit():
+            raise InvalidInputError("response body", "a listed blob without Name or Content-Length")
+        if snapshot is not None and not _SNAPSHOT.fullmatch(snapshot):
+            raise InvalidInputError("response body", f"{snapshot!r} is not a snapshot timestamp")
+        found = element.find("Metadata")
+        metadata = {child.tag: child.text or "" for child in found} if found is not None else {}
+        blob_type = properties.findtext("BlobType") if properties is not None else None
+        items.append(BlobItem(name, snapshot, int(length.strip()), metadata, blob_type))
+    marker = (root.findtext("NextMarker") or "").strip()
+    return items, marker or None
+
+
 def _copy_progress(value: str | None) -> tuple[int, int] | None:
     if not value:
         return None
@@ -386,7 +445,19 @@ def properties_from_headers(headers: Mapping[str, str]) -> BlobProperties:
         copy_completion_time=_http_time(
             headers.get("x-ms-copy-completion-time"), "x-ms-copy-completion-time"
         ),
+        lease_state=headers.get("x-ms-lease-state"),
+        lease_status=headers.get("x-ms-lease-status"),
     )
+
+
+def _checked_lease_id(lease_id: str) -> str:
+    if not isinstance(lease_id, str) or not _LEASE_ID.fullmatch(lease_id):
+        raise InvalidInputError("lease_id", f"{lease_id!r} is not a lease id (a GUID)")
+    return lease_id
+
+
+def _lease_header(lease_id: str | None) -> dict[str, str]:
+    return {} if lease_id is None else {"x-ms-lease-id": _checked_lease_id(lease_id)}
 
 
 def _checked_size(size: int) -> int:
@@ -462,6 +533,7 @@ class BlobClient:
         *,
         metadata: Mapping[str, str] | None = None,
         overwrite: bool = True,
+        lease_id: str | None = None,
     ) -> str:
         """Create an empty page blob of ``size`` bytes (a 512 multiple); returns its ETag.
 
@@ -471,27 +543,38 @@ class BlobClient:
             "x-ms-blob-type": "PageBlob",
             "x-ms-blob-content-length": str(_checked_size(size)),
             **_metadata_headers(metadata or {}),
+            **_lease_header(lease_id),
         }
         if not overwrite:
             headers["If-None-Match"] = "*"
         response = self._send("PUT", blob, headers=headers, idempotent=overwrite)
         return response.headers.get("ETag", "")
 
-    def resize(self, blob: BlobAddress, size: int) -> str:
+    def resize(self, blob: BlobAddress, size: int, *, lease_id: str | None = None) -> str:
         """Set the page blob's size (a 512 multiple; shrinking drops pages past it); returns the ETag."""
-        headers = {"x-ms-blob-content-length": str(_checked_size(size))}
+        headers = {"x-ms-blob-content-length": str(_checked_size(size)), **_lease_header(lease_id)}
         response = self._send("PUT", blob, params={"comp": "properties"}, headers=headers, idempotent=True)
         return response.headers.get("ETag", "")
 
     def put_page(
-        self, blob: BlobAddress, page_range: PageRange, data: bytes, *, if_match: str | None = None
+        self,
+        blob: BlobAddress,
+        page_range: PageRange,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        lease_id: str | None = None,
     ) -> str:
         """Write ``data`` (the range's length, at most 4 MiB) into ``page_range``; returns the ETag."""
         if len(data) != page_range.length:
             raise InvalidInputError(
                 "data", f"is {len(data)} bytes but {page_range.header()} needs {page_range.length}"
             )
-        headers = {"x-ms-page-write": "update", "x-ms-range": page_range.write_header()}
+        headers = {
+            "x-ms-page-write": "update",
+            "x-ms-range": page_range.write_header(),
+            **_lease_header(lease_id),
+        }
         if if_match is not None:
             headers["If-Match"] = if_match
         response = self._send(
@@ -499,21 +582,28 @@ class BlobClient:
         )
         return response.headers.get("ETag", "")
 
-    def clear_pages(self, blob: BlobAddress, page_range: PageRange) -> str:
+    def clear_pages(self, blob: BlobAddress, page_range: PageRange, *, lease_id: str | None = None) -> str:
         """Clear (trim) ``page_range``: its pages become unpopulated zeros; returns the ETag.
 
         Clear is not limited to 4 MiB per call.
         """
-        headers = {"x-ms-page-write": "clear", "x-ms-range": page_range.header()}
+        headers = {"x-ms-page-write": "clear", "x-ms-range": page_range.header(), **_lease_header(lease_id)}
         response = self._send("PUT", blob, params={"comp": "page"}, headers=headers, idempotent=True)
         return response.headers.get("ETag", "")
 
     def put_page_from_url(
-        self, blob: BlobAddress, page_range: PageRange, source: BlobAddress, source_range: PageRange
+        self,
+        blob: BlobAddress,
+        page_range: PageRange,
+        source: BlobAddress,
+        source_range: PageRange,
+        *,
+        lease_id: str | None = None,
     ) -> str:
         """Write ``page_range`` of ``blob`` from ``source_range`` of ``source`` (SAS URL), server-side.
 
-        Both ranges have the same length, at most 4 MiB. Returns the ETag.
+        Both ranges have the same length, at most 4 MiB. Returns the ETag. Safe to repeat: it writes the
+        same bytes again.
         """
         if source.sas == "":
             raise InvalidInputError("source", "must be addressed by a SAS URL")
@@ -526,6 +616,7 @@ class BlobClient:
             "x-ms-range": page_range.write_header(),
             "x-ms-source-range": source_range.write_header(),
             "x-ms-copy-source": source.source_url(),
+            **_lease_header(lease_id),
         }
         response = self._send("PUT", blob, params={"comp": "page"}, headers=headers, idempotent=True)
         return response.headers.get("ETag", "")
@@ -582,7 +673,39 @@ class BlobClient:
         ``previous_snapshot`` is a snapshot timestamp of this same blob (``prevsnapshot``);
         ``previous_snapshot_url`` a SAS-addressed older snapshot (``x-ms-previous-snapshot-url``, what
         managed-disk incremental snapshots need). ``within`` limits the answer to a range; ``page_size``
-        asks for at most that many ranges per response. NextMarker is followed to the end.
+        asks for at most that many ranges per response. NextMarker is followed to the end: for a blob
+        that may hold millions of ranges, call :meth:`get_page_ranges_page` segment by segment instead.
+        """
+        pages: list[PageRange] = []
+        clears: list[PageRange] = []
+        marker: str | None = None
+        while True:
+            answer, marker = self.get_page_ranges_page(
+                blob,
+                previous_snapshot=previous_snapshot,
+                previous_snapshot_url=previous_snapshot_url,
+                within=within,
+                page_size=page_size,
+                marker=marker,
+            )
+            pages.extend(answer.page_ranges)
+            clears.extend(answer.clear_ranges)
+            if marker is None:
+                return PageRangeDiff(tuple(pages), tuple(clears), answer.blob_size)
+
+    def get_page_ranges_page(
+        self,
+        blob: BlobAddress,
+        *,
+        previous_snapshot: str | None = None,
+        previous_snapshot_url: BlobAddress | None = None,
+        within: PageRange | None = None,
+        page_size: int | None = None,
+        marker: str | None = None,
+    ) -> tuple[PageRangeDiff, str | None]:
+        """One response of Get Page Ranges (see :meth:`get_page_ranges`) and its NextMarker, if any.
+
+        Pass the marker back to get the next response: a bounded step of an unbounded listing.
         """
         if previous_snapshot is not None and previous_snapshot_url is not None:
             raise InvalidInputError("previous snapshot", "give a timestamp or a URL, not both")
@@ -597,6 +720,8 @@ class BlobClient:
             params["prevsnapshot"] = previous_snapshot
         if page_size is not None:
             params["maxresults"] = str(page_size)
+        if marker:
+            params["marker"] = marker
         headers: dict[str, str] = {}
         if previous_snapshot_url is not None:
             if not previous_snapshot_url.sas:
@@ -604,24 +729,13 @@ class BlobClient:
             headers["x-ms-previous-snapshot-url"] = previous_snapshot_url.source_url()
         if within is not None:
             headers["x-ms-range"] = within.header()
-        pages: list[PageRange] = []
-        clears: list[PageRange] = []
-        blob_size = 0
-        marker: str | None = None
-        while True:
-            request_params = dict(params, marker=marker) if marker else params
-            response = self._send("GET", blob, params=request_params, headers=headers)
-            with reading(response):
-                more_pages, more_clears, marker = parse_page_list(response.text)
-            pages.extend(more_pages)
-            clears.extend(more_clears)
-            size_header = response.headers.get("x-ms-blob-content-length") or "0"
-            if not _is_number(size_header):
-                raise unexpected_response(response, "x-ms-blob-content-length", f"{size_header[:100]!r}")
-            blob_size = int(size_header)
-            if marker is None:
-                break
-        return PageRangeDiff(tuple(pages), tuple(clears), blob_size)
+        response = self._send("GET", blob, params=params, headers=headers)
+        with reading(response):
+            pages, clears, next_marker = parse_page_list(response.text)
+        size_header = response.headers.get("x-ms-blob-content-length") or "0"
+        if not _is_number(size_header):
+            raise unexpected_response(response, "x-ms-blob-content-length", f"{size_header[:100]!r}")
+        return PageRangeDiff(tuple(pages), tuple(clears), int(size_header)), next_marker
 
     def read_range(self, blob: BlobAddress, page_range: PageRange) -> bytes:
         """The bytes of ``page_range`` (Get Blob with ``x-ms-range``); holes read as zeros."""
@@ -635,16 +749,83 @@ class BlobClient:
             )
         return data
 
+    # -- small block blobs ---------------------------------------------------------------------------
+
+    def put_block_blob(
+        self, blob: BlobAddress, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> str:
+        """Put Blob: ``data`` (at most :data:`MAX_SMALL_BLOB` bytes) as a block blob, replacing any; the ETag.
+
+        For small documents the backup keeps beside its page blobs (a copy plan), not for disk data.
+        """
+        if len(data) > MAX_SMALL_BLOB:
+            raise InvalidInputError(
+                "data", f"is {len(data)} bytes; at most {MAX_SMALL_BLOB} in one Put Blob here"
+            )
+        headers = {"x-ms-blob-type": "BlockBlob", "Content-Type": content_type}
+        response = self._send("PUT", blob, headers=headers, body=data, idempotent=True)
+        return response.headers.get("ETag", "")
+
+    def get_blob(self, blob: BlobAddress) -> bytes:
+        """Get Blob: the whole content of a small blob (at most :data:`MAX_SMALL_BLOB` bytes)."""
+        response = self._send("GET", blob)
+        if len(response.content) > MAX_SMALL_BLOB:
+            raise InvalidInputError(
+                "blob", f"{blob.display_url} holds more than {MAX_SMALL_BLOB} bytes; too big to read whole"
+            )
+        return response.content
+
+    # -- listing ---------------------------------------------------------------------------------------
+
+    def list_blobs(
+        self,
+        container: ContainerAddress,
+        *,
+        prefix: str = "",
+        snapshots: bool = False,
+        metadata: bool = False,
+    ) -> list[BlobItem]:
+        """List Blobs of ``container`` whose names start with ``prefix``, NextMarker followed to the end.
+
+        ``snapshots`` lists each blob's snapshots too (each an item with its timestamp), ``metadata``
+        fills every item's metadata.
+        """
+        include = [name for name, wanted in (("snapshots", snapshots), ("metadata", metadata)) if wanted]
+        params = {"restype": "container", "comp": "list"}
+        if prefix:
+            params["prefix"] = prefix
+        if include:
+            params["include"] = ",".join(include)
+        items: list[BlobItem] = []
+        marker: str | None = None
+        while True:
+            request_params = dict(params, marker=marker) if marker else params
+            response = self._send("GET", container, params=request_params)
+            more, marker = parse_blob_list(response.text)
+            items.extend(more)
+            if marker is None:
+                return items
+
     # -- copies ----------------------------------------------------------------------------------------
 
     def start_copy(
-        self, destination: BlobAddress, source: BlobAddress, *, metadata: Mapping[str, str] | None = None
+        self,
+        destination: BlobAddress,
+        source: BlobAddress,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        lease_id: str | None = None,
     ) -> CopyStarted:
         """Start Copy Blob from ``source`` (usually a SAS URL) into ``destination``.
 
-        Azure may finish at once (``success``) or later (``pending``): poll :meth:`get_properties`.
+        Azure may finish at once (``success``) or later (``pending``): poll :meth:`get_properties`. A
+        leased destination needs its ``lease_id``; the lease stays. The destination's snapshots stay.
         """
-        headers = {"x-ms-copy-source": source.source_url(), **_metadata_headers(metadata or {})}
+        headers = {
+            "x-ms-copy-source": source.source_url(),
+            **_metadata_headers(metadata or {}),
+            **_lease_header(lease_id),
+        }
         response = self._send("PUT", destination, headers=headers)
         copy_id = response.headers.get("x-ms-copy-id")
         with reading(response):
@@ -670,23 +851,31 @@ class BlobClient:
     # -- properties, metadata, snapshots, delete -----------------------------------------------------------
 
     def get_properties(self, blob: BlobAddress) -> BlobProperties:
-        """Get Blob Properties (HEAD): size, ETag, metadata, copy state."""
+        """Get Blob Properties (HEAD): size, ETag, metadata, copy state, lease state."""
         response = self._send("HEAD", blob)
         with reading(response):
             return properties_from_headers(response.headers)
 
     def set_metadata(
-        self, blob: BlobAddress, metadata: Mapping[str, str], *, if_match: str | None = None
+        self,
+        blob: BlobAddress,
+        metadata: Mapping[str, str],
+        *,
+        if_match: str | None = None,
+        lease_id: str | None = None,
     ) -> str:
         """Replace the blob's metadata with ``metadata``; returns the new ETag."""
-        headers = _metadata_headers(metadata)
+        headers = {**_metadata_headers(metadata), **_lease_header(lease_id)}
         if if_match is not None:
             headers["If-Match"] = if_match
         response = self._send("PUT", blob, params={"comp": "metadata"}, headers=headers, idempotent=True)
         return response.headers.get("ETag", "")
 
     def snapshot(self, blob: BlobAddress, *, metadata: Mapping[str, str] | None = None) -> str:
-        """Take a blob snapshot; returns its timestamp (address it with :meth:`BlobAddress.at_snapshot`)."""
+        """Take a blob snapshot; returns its timestamp (address it with :meth:`BlobAddress.at_snapshot`).
+
+        ``metadata`` becomes the snapshot's own (else it keeps the blob's). A leased blob needs no lease id.
+        """
         response = self._send(
             "PUT", blob, params={"comp": "snapshot"}, headers=_metadata_headers(metadata or {})
         )
@@ -697,13 +886,50 @@ class BlobClient:
             )
         return snapshot
 
-    def delete(self, blob: BlobAddress, *, snapshots: Literal["include", "only"] | None = "include") -> None:
+    def delete(
+        self,
+        blob: BlobAddress,
+        *,
+        snapshots: Literal["include", "only"] | None = "include",
+        lease_id: str | None = None,
+    ) -> None:
         """Delete the blob with its snapshots (``include``), only its snapshots, or a single snapshot.
 
         An address with a snapshot deletes that snapshot alone; ``snapshots`` is then ignored, as Azure
         refuses the header on a snapshot.
         """
-        headers = {}
+        headers = _lease_header(lease_id)
         if blob.snapshot is None and snapshots is not None:
             headers["x-ms-delete-snapshots"] = snapshots
         self._send("DELETE", blob, headers=headers)
+
+    # -- leases --------------------------------------------------------------------------------------------
+
+    def acquire_lease(self, blob: BlobAddress, lease_id: str, *, duration: int = INFINITE_LEASE) -> str:
+        """Lease Blob ``acquire`` with the proposed ``lease_id`` (a GUID the caller chose); the lease id.
+
+        ``duration`` is 15-60 seconds or :data:`INFINITE_LEASE`. Acquiring a lease already held under the
+        same id succeeds again (so a repeat is harmless); one held under another id answers 409
+        ``LeaseAlreadyPresent`` (:class:`~backup.errors.ConflictError`).
+        """
+        if duration != INFINITE_LEASE and not 15 <= duration <= 60:
+            raise InvalidInputError("duration", f"must be 15-60 seconds or -1 (infinite), got {duration!r}")
+        headers = {
+            "x-ms-lease-action": "acquire",
+            "x-ms-lease-duration": str(duration),
+            "x-ms-proposed-lease-id": _checked_lease_id(lease_id),
+        }
+        response = self._send("PUT", blob, params={"comp": "lease"}, headers=headers, idempotent=True)
+        return response.headers.get("x-ms-lease-id", lease_id)
+
+    def release_lease(self, blob: BlobAddress, lease_id: str) -> None:
+        """Lease Blob ``release``: the blob is free for another writer at once."""
+        headers = {"x-ms-lease-action": "release", **_lease_header(lease_id)}
+        self._send("PUT", blob, params={"comp": "lease"}, headers=headers, idempotent=True)
+
+    def break_lease(self, blob: BlobAddress, *, break_period: int = 0) -> None:
+        """Lease Blob ``break``: end whoever's lease after ``break_period`` seconds (0-60), without its id."""
+        if isinstance(break_period, bool) or not isinstance(break_period, int) or not 0 <= break_period <= 60:
+            raise InvalidInputError("break_period", f"must be 0-60 seconds, got {break_period!r}")
+        headers = {"x-ms-lease-action": "break", "x-ms-lease-break-period": str(break_period)}
+        self._send("PUT", blob, params={"comp": "lease"}, headers=headers, idempotent=True)

@@ -239,6 +239,8 @@ def snapshot_readable(
     if completion_percent is not None and completion_percent < 100:
         return False
     return access_state in (None, "Unknown") or access_state in READABLE_ACCESS_STATES
+
+
 def upload_size_for(disk_bytes: int) -> int:
     """``uploadSizeBytes`` for a disk of ``disk_bytes``: the bytes + the 512-byte VHD footer, checked as
     Compute checks it (whole MiB, 20 MiB to 32,767 GiB), so a bad size fails here and not at the PUT."""
@@ -653,6 +655,14 @@ class ComputeClient:
             incremental=incremental,
         )
         return SnapshotStarted(str(target), operation)
+
+    def begin_update_snapshot_tags(self, snapshot_id: str | ResourceId, tags: Mapping[str, str]) -> LroStatus:
+        """Start replacing a snapshot's tags with ``tags`` (``Snapshots_Update``, PATCH).
+
+        A PATCH's tags replace the old ones whole: to add a tag, send the old ones with it. Safe to retry.
+        """
+        rid = _as_id(snapshot_id, "snapshots", "snapshot id")
+        return self.arm.begin("PATCH", rid.path, api_version=API_VERSION, body={"tags": _checked_tags(tags)})
 
     def begin_delete_snapshot(self, snapshot_id: str | ResourceId) -> LroStatus:
         """Start deleting a snapshot (safe to retry: deleting twice leaves the same state)."""

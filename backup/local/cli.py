@@ -1,6 +1,6 @@
 """``diskbackup`` (also ``python -m backup``): run backups and read their results from a shell.
 
-    diskbackup run [--disk ID ...| --tag NAME=VALUE | --resource-group RG] [--keep-snapshot] [--json]
+    diskbackup run [--disk ID ...| --tag NAME=VALUE | --resource-group RG] [--keep-snapshot] [--full] [--json]
     diskbackup resume [RUN_ID] [--json]
     diskbackup status RUN_ID [--top N] [--continuation-token TOKEN] [--json]
     diskbackup list [--top N] [--json]
@@ -131,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     chosen.add_argument("--tag", metavar="NAME=VALUE", help="disks carrying this tag")
     chosen.add_argument("--resource-group", metavar="RG", help="every disk of this resource group")
     run.add_argument("--keep-snapshot", action="store_true", help="keep the snapshots after the copy")
+    run.add_argument("--full", action="store_true", help="copy every disk whole tonight (not incrementally)")
     run.add_argument("--json", action="store_true", help="print the run's result as JSON")
 
     resume = commands.add_parser("resume", help="drive an interrupted run (or all unfinished) to its end")
@@ -323,7 +324,7 @@ def _view(context: Context) -> Callable[[RunProgress], None]:
 def _run(context: Context) -> int:
     args = context.args
     keep = True if args.keep_snapshot else None
-    run = run_input(context.settings, "cli", _selection(args), keep_snapshot=keep)
+    run = run_input(context.settings, "cli", _selection(args), keep_snapshot=keep, force_full=args.full)
     run_id = new_run_id(datetime.now(UTC))
     with StateLock(args.state_dir):
         host = _open(context)
@@ -494,7 +495,14 @@ def _restore_points(context: Context) -> int:
     if not points:
         out.write(f"no restore points for {disk}\n")
     for point in points:
-        line = f"{point['finishedAt']}  {point['status']:<9} {point['runId']:<40} {point['blobUrl']}"
+        where = point["blobUrl"] + (f"?snapshot={point['blobSnapshot']}" if point["blobSnapshot"] else "")
+        moved = f"{(point['bytesMoved'] or 0) / (1 << 20):.1f} MiB moved"
+        line = (
+            f"{point['finishedAt']}  {point['status']:<9} {point['kind']:<11} {moved:>16}  "
+            f"{point['runId']:<40} {where}"
+        )
+        if point["fullCopyReason"]:
+            line += f"\n    full copy: {point['fullCopyReason']}"
         if point["reason"]:
             code = f" [{point['code']}]" if point.get("code") else ""
             line += f"\n    reason{code}: {point['reason']}"

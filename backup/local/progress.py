@@ -107,7 +107,11 @@ def summary_lines(output: object) -> list[str]:
         lines.append(f"  reason{code}: {summary.reason}")
     for disk in summary.disks:
         if disk.status == "Succeeded":
-            lines.append(f"  ok      {disk.disk_name}: {mib(disk.size_bytes or 0)} -> {disk.blob_url}")
+            point = f"{disk.blob_url}?snapshot={disk.blob_snapshot}" if disk.blob_snapshot else disk.blob_url
+            how = f"{disk.kind or 'full'}, {mib(disk.bytes_moved or disk.bytes_copied or 0)} moved"
+            lines.append(f"  ok      {disk.disk_name}: {mib(disk.size_bytes or 0)} ({how}) -> {point}")
+            if disk.kind == "full" and disk.full_copy_reason:
+                lines.append(f"          full copy: {disk.full_copy_reason}")
         else:
             code = f" [{disk.code}]" if disk.code else ""
             lines.append(f"  FAILED  {disk.disk_name}: {disk.reason}{code}")

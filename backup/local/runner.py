@@ -63,6 +63,7 @@ class DiskProgress:
     bytes_copied: int
     bytes_total: int
     runtime_status: str
+    kind: str | None = None  # once the disk's night is decided: "full" or "incremental"
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ def _disk_progress(view: DiskView) -> DiskProgress:
         bytes_copied=view.bytes_copied,
         bytes_total=view.bytes_total,
         runtime_status=view.runtime_status,
+        kind=view.kind,
     )
 
 

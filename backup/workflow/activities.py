@@ -9,8 +9,9 @@ return error text. A throttled *begin* call is not a failure: it answers ``Throt
 repeat, and the orchestrator waits on a durable timer instead of a thread sleeping here. The shapes of
 the answers are described in :mod:`backup.workflow.activity_names`.
 
-The one secret in the workflow, the snapshot's SAS, exists only inside :func:`start_copy`: read from the
-grant-access operation, handed to Copy Blob, never returned or logged.
+The one secret in the workflow, a snapshot's SAS, exists only inside the activities that read through it
+(:func:`start_copy` here, the chain's in :mod:`backup.workflow.chain_activities`): read from the
+grant-access operation, handed to Storage, never returned or logged.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def begin_grant_access(clients: AzureClients, data: Any) -> dict[str, Any]:
 def begin_revoke_access(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Start revoking access to the snapshot (harmless when nothing was granted)."""
     payload = _object(data)
+    clients.grants.forget(_text(payload, "snapshotId"))
     try:
         operation = clients.compute.begin_revoke_access(_text(payload, "snapshotId"))
     except ThrottledError as exc:
@@ -244,8 +246,10 @@ def begin_delete_snapshot(clients: AzureClients, data: Any) -> dict[str, Any]:
 def start_copy(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Copy the snapshot (through the SAS its grant issued) into the backup blob.
 
-    If an earlier attempt of this same activity already started the copy (same snapshot, blob carrying
-    our metadata, copy pending or done), that copy is answered instead of starting a second one.
+    A backup blob under the writer's lease is copied over with its ``leaseId``; its blob snapshots (the
+    earlier restore points) stay. If an earlier attempt of this same activity already started the copy
+    (same snapshot, blob carrying our metadata, copy pending or done), that copy is answered instead of
+    starting a second one.
     """
     payload = _object(data)
     snapshot_id = _text(payload, "snapshotId")
@@ -255,6 +259,9 @@ def start_copy(clients: AzureClients, data: Any) -> dict[str, Any]:
     grant = _operation(payload, "grant")
     if not grant.succeeded:
         raise InvalidInputError("grant", "the access grant has not succeeded")
+    lease_id = payload.get("leaseId")  # the writer's lease on the backup blob, when it holds one
+    if lease_id is not None and not isinstance(lease_id, str):
+        raise InvalidInputError("leaseId", "must be a string")
     destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
     clients.blob.create_container(clients.backup_container(_text(payload, "container")))
 
@@ -268,8 +275,8 @@ def start_copy(clients: AzureClients, data: Any) -> dict[str, Any]:
         log.info("copy %s into %s was started before; following it", earlier.copy_id, destination.display_url)
         return _copy_answer(earlier.copy_id, earlier.copy_status, earlier.copy_progress, earlier.size)
 
-    source = BlobAddress.from_sas_url(clients.compute.read_access_sas(grant))
-    started = clients.blob.start_copy(destination, source, metadata=metadata)
+    source = BlobAddress.from_sas_url(clients.read_access_sas(grant))
+    started = clients.blob.start_copy(destination, source, metadata=metadata, lease_id=lease_id)
     props = clients.blob.get_properties(destination)
     if props.copy_id != started.copy_id:
         raise CopyFailedError(f"another copy ({props.copy_id}) replaced ours ({started.copy_id}) at once")
@@ -319,16 +326,10 @@ def verify_backup(clients: AzureClients, data: Any) -> dict[str, Any]:
     if props.copy_progress is not None and props.copy_progress[0] != props.copy_progress[1]:
         problems.append(f"copy progress is {props.copy_progress[0]}/{props.copy_progress[1]}")
     if not problems:
-        footer = vhd.parse_footer(
-            clients.blob.read_range(destination, PageRange.at(expected, vhd.FOOTER_SIZE))
-        )
-        if footer.cookie != b"conectix" or not footer.checksum_ok:
-            problems.append("the last 512 bytes are not an intact VHD footer")
-        elif footer.disk_type != 2 or footer.current_size != expected:
-            problems.append(
-                f"the VHD footer describes a type-{footer.disk_type} disk of {footer.current_size} bytes, "
-                f"expected a fixed disk of {expected}"
-            )
+        footer = clients.blob.read_range(destination, PageRange.at(expected, vhd.FOOTER_SIZE))
+        footer_problem = vhd.fixed_disk_problem(footer, expected)
+        if footer_problem is not None:
+            problems.append(footer_problem)
     if problems:
         raise VerificationError(f"{destination.display_url}: " + "; ".join(problems))
     return {"sizeBytes": props.size, "diskBytes": expected, "copyId": copy_id, "etag": props.etag}

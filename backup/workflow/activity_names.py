@@ -15,6 +15,11 @@ background copy failed makes the activity raise.
 
 A *copy answer* (start_copy, copy_status) is ``{"copyId", "status": "pending" | "success", "copied",
 "total"}``; a failed or aborted copy makes the activity raise.
+
+The incremental chain's activities (:mod:`backup.workflow.chain_activities`, whose docstring lists what
+each answers) follow: the writer's lease, the choice of kind, the diff into a stored plan, applying it,
+verifying, the restore point, and the diff base's rotation (begin_tag_base and begin_retire_base give
+operation answers).
 """
 
 RESOLVE_SELECTION = "resolve_selection"
@@ -30,3 +35,15 @@ BEGIN_REVOKE_ACCESS = "begin_revoke_access"
 RECORD_RESTORE_POINT = "record_restore_point"
 BEGIN_DELETE_SNAPSHOT = "begin_delete_snapshot"
 SEND_RUN_ALERT = "send_run_alert"
+ACQUIRE_WRITER_LEASE = "acquire_writer_lease"
+RELEASE_WRITER_LEASE = "release_writer_lease"
+INSPECT_CHAIN = "inspect_chain"
+LIST_CHANGES = "list_changes"
+APPLY_BATCH = "apply_batch"
+SYNC_FOOTER = "sync_footer"
+VERIFY_PAGES = "verify_pages"
+VERIFY_CONTENT = "verify_content"
+SNAPSHOT_BACKUP_BLOB = "snapshot_backup_blob"
+DELETE_PLAN = "delete_plan"
+BEGIN_TAG_BASE = "begin_tag_base"
+BEGIN_RETIRE_BASE = "begin_retire_base"

@@ -1,6 +1,7 @@
 """What flows through the orchestrations: run inputs, per-disk jobs, results, records and statuses.
 
-- :class:`RunInput` (with :class:`Selection` and :class:`RunOptions`): what starts a run;
+- :class:`RunInput` (with :class:`Selection`, :class:`RunOptions` and its :class:`ChainOptions`): what
+  starts a run;
 - :class:`DiskJob` (with :class:`DiskRef`): what starts one disk's backup;
 - :class:`DiskStatus`: a disk orchestration's custom status, its phase and bytes as they go;
 - :class:`DiskResult`: how one disk's backup ended; :class:`RunSummary`: how a run ended;
@@ -25,6 +26,8 @@ SelectionKind = Literal["configured", "diskIds", "tag", "resourceGroup"]
 Outcome = Literal["Succeeded", "Failed"]
 RunStatus = Literal["Running", "Succeeded", "PartiallySucceeded", "Failed"]
 Trigger = Literal["schedule", "http", "cli"]
+#: How a restore point's data got into the backup blob.
+KINDS = ("full", "incremental")
 
 #: Registered names of the orchestrators and activities (strings: ``call_activity`` needs names).
 RUN_ORCHESTRATOR = "backup_run"
@@ -79,6 +82,69 @@ class Selection:
         )
 
 
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class ChainOptions:
+    """How the incremental chain copies and checks a disk (see :mod:`backup.workflow.chain`).
+
+    The first three come from settings; the rest bound each activity's work and are fixed here (tests
+    make them small to exercise paging and batching on small disks).
+    """
+
+    full_copy_percent: int = 60  # a diff above this share of the disk is copied whole instead
+    verify_sample_mib: int = 64  # bytes of content compared by SHA-256 per disk-night; 0: none
+    writes_per_blob: int = 8  # Put Page From URL calls in flight into one backup blob
+    batch_bytes: int = 256 * MiB  # at most this much written by one apply activity
+    batch_requests: int = 1000  # and at most this many write or clear requests
+    segment_bytes: int = 32 * GiB  # the disk is diffed and verified in segments of this size
+    diff_page_size: int | None = None  # ranges per Get Page Ranges answer (None: the service's 10,000)
+    diff_pages_per_call: int = 5  # answers one listing activity reads before handing back its marker
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form carried in orchestration inputs."""
+        return {
+            "fullCopyPercent": self.full_copy_percent,
+            "verifySampleMiB": self.verify_sample_mib,
+            "writesPerBlob": self.writes_per_blob,
+            "batchBytes": self.batch_bytes,
+            "batchRequests": self.batch_requests,
+            "segmentBytes": self.segment_bytes,
+            "diffPageSize": self.diff_page_size,
+            "diffPagesPerCall": self.diff_pages_per_call,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ChainOptions:
+        """Rebuild from :meth:`to_json`'s output; absent fields take their defaults (older inputs)."""
+        if data is None:
+            return cls()
+        where = "options.chain"
+        data = _object(data, where)
+        default = cls()
+
+        def number(key: str, low: int, high: int, fallback: int) -> int:
+            return fallback if data.get(key) is None else _int(data, key, where, low, high)
+
+        segment = number("segmentBytes", MiB, 1 << 43, default.segment_bytes)
+        if segment % 512:
+            raise InvalidInputError(f"{where}.segmentBytes", "must be a multiple of 512")
+        return cls(
+            full_copy_percent=number("fullCopyPercent", 1, 100, default.full_copy_percent),
+            verify_sample_mib=number("verifySampleMiB", 0, 1 << 20, default.verify_sample_mib),
+            writes_per_blob=number("writesPerBlob", 1, 64, default.writes_per_blob),
+            batch_bytes=number("batchBytes", 4 * MiB, 4 * GiB, default.batch_bytes),
+            batch_requests=number("batchRequests", 1, 100_000, default.batch_requests),
+            segment_bytes=segment,
+            diff_page_size=None
+            if data.get("diffPageSize") is None
+            else _int(data, "diffPageSize", where, 1, 10_000),
+            diff_pages_per_call=number("diffPagesPerCall", 1, 100, default.diff_pages_per_call),
+        )
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How a run backs each disk up, and how patiently it waits.
@@ -97,11 +163,22 @@ class RunOptions:
     copy_timeout_minutes: int = 1440
     #: How long a Premium SSD v2 / Ultra snapshot may take to finish its background copy.
     snapshot_copy_timeout_minutes: int = 720
+    force_full: bool = False  # options.kind "full": copy whole tonight whatever the chain could do
+    chain: ChainOptions = field(default_factory=ChainOptions)
 
     @property
     def sas_duration_seconds(self) -> int:
         """How long the snapshot's read access lasts: the copy's deadline plus an hour of slack."""
         return (self.copy_timeout_minutes + 60) * 60
+
+    @property
+    def writer_stale_minutes(self) -> int:
+        """After how long a backup blob's writer lease counts as abandoned and may be broken.
+
+        Longer than any disk orchestration can run: every wait it makes has a deadline (snapshot, two
+        grants, copy, revokes, deletes), so a lease older than all of them together is a dead run's.
+        """
+        return self.copy_timeout_minutes + 8 * self.snapshot_timeout_minutes + 60
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form carried in orchestration inputs."""
@@ -115,6 +192,8 @@ class RunOptions:
             "snapshotTimeoutMinutes": self.snapshot_timeout_minutes,
             "copyTimeoutMinutes": self.copy_timeout_minutes,
             "snapshotCopyTimeoutMinutes": self.snapshot_copy_timeout_minutes,
+            "forceFull": self.force_full,
+            "chain": self.chain.to_json(),
         }
 
     @classmethod
@@ -136,6 +215,8 @@ class RunOptions:
                 if data.get("snapshotCopyTimeoutMinutes") is not None
                 else cls.snapshot_copy_timeout_minutes
             ),
+            force_full=_bool(data, "forceFull", "options") if "forceFull" in data else False,
+            chain=ChainOptions.from_json(data.get("chain")),
         )
 
 
@@ -267,6 +348,11 @@ class DiskResult:
     bytes_copied: int | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
     code: str | None = None  # a failure's code (backup.failures.FailureCode)
+    kind: str | None = None  # "full" or "incremental": how tonight's data got into the backup blob
+    bytes_moved: int | None = None  # bytes written into the backup blob tonight
+    bytes_changed: int | None = None  # bytes in the diff's changed ranges (full: all populated bytes)
+    blob_snapshot: str | None = None  # the restore point: this blob snapshot of blob_url
+    full_copy_reason: str | None = None  # why tonight was a full copy (None for incremental)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys)."""
@@ -283,6 +369,11 @@ class DiskResult:
             "sizeBytes": data["size_bytes"],
             "bytesCopied": data["bytes_copied"],
             "warnings": list(self.warnings),
+            "kind": self.kind,
+            "bytesMoved": self.bytes_moved,
+            "bytesChanged": self.bytes_changed,
+            "blobSnapshot": self.blob_snapshot,
+            "fullCopyReason": self.full_copy_reason,
         }
 
     @classmethod
@@ -292,6 +383,8 @@ class DiskResult:
         status = data.get("status")
         if status not in ("Succeeded", "Failed"):
             raise InvalidInputError(f"{where}.status", f"{status!r} is not Succeeded or Failed")
+        if data.get("kind") not in (None, *KINDS):
+            raise InvalidInputError(f"{where}.kind", f"{data.get('kind')!r} is not one of {', '.join(KINDS)}")
         return cls(
             disk_id=_str(data, "diskId", where),
             disk_name=_str(data, "diskName", where),
@@ -304,6 +397,11 @@ class DiskResult:
             bytes_copied=_optional_int(data, "bytesCopied", where),
             warnings=_str_tuple(data, "warnings", where),
             code=_optional_code(data, "code", where),
+            kind=_optional_str(data, "kind", where),
+            bytes_moved=_optional_int(data, "bytesMoved", where),
+            bytes_changed=_optional_int(data, "bytesChanged", where),
+            blob_snapshot=_optional_str(data, "blobSnapshot", where),
+            full_copy_reason=_optional_str(data, "fullCopyReason", where),
         )
 
     @classmethod
@@ -323,6 +421,7 @@ class DiskStatus:
     reason: str | None = None
     #: A Premium SSD v2 / Ultra snapshot's background copy, in percent, once the disk waited for one.
     snapshot_copy_percent: float | None = None
+    kind: str | None = None  # once decided: "full" or "incremental"
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (what ``set_custom_status`` stores)."""
@@ -336,6 +435,8 @@ class DiskStatus:
             data["reason"] = self.reason
         if self.snapshot_copy_percent is not None:
             data["snapshotCopyPercent"] = self.snapshot_copy_percent
+        if self.kind is not None:
+            data["kind"] = self.kind
         return data
 
     @classmethod
@@ -350,6 +451,7 @@ class DiskStatus:
             bytes_total=_optional_int(data, "bytesTotal", where) or 0,
             reason=_optional_str(data, "reason", where),
             snapshot_copy_percent=_optional_percent(data, "snapshotCopyPercent", where),
+            kind=_optional_str(data, "kind", where),
         )
 
     @classmethod
@@ -460,6 +562,14 @@ class RestorePointRecord:
     copy_id: str | None = None
     reason: str | None = None
     code: str | None = None  # a failed attempt's failure code (backup.failures.FailureCode)
+    blob_snapshot: str | None = None  # the restore point is this blob snapshot of the blob
+    bytes_moved: int | None = None
+    bytes_changed: int | None = None
+    ranges: int | None = None  # ranges the diff listed (full: populated ranges)
+    requests: int | None = None  # write and clear requests (full: the one Copy Blob)
+    full_copy_reason: str | None = None
+    base_snapshot_id: str | None = None  # the managed snapshot an incremental night diffed against
+    blob_etag: str | None = None  # the backup blob's ETag right after the restore point was taken
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys): the ``record_restore_point`` activity's input."""
@@ -479,6 +589,14 @@ class RestorePointRecord:
             "copyId": self.copy_id,
             "reason": self.reason,
             "code": self.code,
+            "blobSnapshot": self.blob_snapshot,
+            "bytesMoved": self.bytes_moved,
+            "bytesChanged": self.bytes_changed,
+            "ranges": self.ranges,
+            "requests": self.requests,
+            "fullCopyReason": self.full_copy_reason,
+            "baseSnapshotId": self.base_snapshot_id,
+            "blobEtag": self.blob_etag,
         }
 
     @classmethod
@@ -499,12 +617,20 @@ class RestorePointRecord:
             started_at=_time(data, "startedAt", where),
             finished_at=_time(data, "finishedAt", where),
             status=status,
-            kind=_str(data, "kind", where),
+            kind=_kind(data, where),
             bytes_copied=_optional_int(data, "bytesCopied", where) or 0,
             snapshot_id=_optional_str(data, "snapshotId", where),
             copy_id=_optional_str(data, "copyId", where),
             reason=_optional_str(data, "reason", where),
             code=_optional_code(data, "code", where),
+            blob_snapshot=_optional_str(data, "blobSnapshot", where),
+            bytes_moved=_optional_int(data, "bytesMoved", where),
+            bytes_changed=_optional_int(data, "bytesChanged", where),
+            ranges=_optional_int(data, "ranges", where),
+            requests=_optional_int(data, "requests", where),
+            full_copy_reason=_optional_str(data, "fullCopyReason", where),
+            base_snapshot_id=_optional_str(data, "baseSnapshotId", where),
+            blob_etag=_optional_str(data, "blobEtag", where),
         )
 
 
@@ -569,6 +695,13 @@ def _str(data: dict[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInputError(f"{where}.{key}", "must be a non-empty string")
     return value
+
+
+def _kind(data: dict[str, Any], where: str) -> str:
+    value = data.get("kind")
+    if value not in KINDS:
+        raise InvalidInputError(f"{where}.kind", f"{value!r:.40} is not one of {', '.join(KINDS)}")
+    return str(value)
 
 
 def _bool(data: dict[str, Any], key: str, where: str) -> bool:

@@ -1,5 +1,6 @@
 """The three orchestrators: a run fans out over lanes, a lane backs its disks up one after another, and a
-disk goes snapshot → access → copy → verify → revoke → record.
+disk goes lease → snapshot → access → copy (whole, or the changes since its diff base) → verify → revoke
+→ restore point → record → base rotated.
 
 Orchestrators are replayed from history many times, so they are deterministic: time comes from
 ``context.current_utc_datetime``, every Azure call is an activity, and every wait is a durable timer
@@ -10,7 +11,8 @@ starts at ``pollInitialSeconds`` and doubles up to ``pollMaxSeconds`` (never sho
 ``Retry-After`` the service asked for), and gives up with a clear reason at a deadline.
 
 No secret ever enters an orchestration: the grant-access operation's state carries only its polling URL,
-and the activity that starts the copy fetches the SAS from that operation itself.
+and the activities that read through a snapshot's SAS fetch it from that operation themselves. No range
+list or plan enters one either: they live in storage (:mod:`backup.workflow.incremental`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from backup.errors import DeadlineExceededError, InvalidInputError
+from backup.errors import DeadlineExceededError, InvalidInputError, VerificationError, WriterBusyError
 from backup.failures import Failure, FailureCode, failure_of, for_phase
 from backup.workflow import activity_names as act
+from backup.workflow import incremental
+from backup.workflow.chain import chain_blob_name, writer_lease_id
 from backup.workflow.models import (
     DISK_ORCHESTRATOR,
     LANE_ORCHESTRATOR,
@@ -192,11 +196,17 @@ def lane_status(jobs: int, outputs: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
-    """Back up one disk; always returns a :class:`DiskResult` (as JSON), never raises for a failure."""
+    """Back up one disk into its chain; always returns a :class:`DiskResult` (as JSON), never raises.
+
+    lease (one writer per disk) → snapshot → full or incremental? → grant → copy the whole snapshot, or
+    the changes since the base (falling back to a whole copy when they cannot be verified) → verify →
+    revoke → blob snapshot (the restore point) → record → tonight's snapshot becomes the diff base →
+    plan deleted, lease released. See :mod:`backup.workflow.chain`.
+    """
     job = DiskJob.from_json(context.get_input())
     options = job.options
     disk = job.disk
-    status = DiskStatus(disk=disk.name, phase="snapshot", bytes_total=disk.size_bytes)
+    status = DiskStatus(disk=disk.name, phase="lease", bytes_total=disk.size_bytes)
 
     def phase(name: str, **changes: Any) -> None:
         nonlocal status
@@ -204,13 +214,44 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         context.set_custom_status(status.to_json())
 
     snapshot_id: str | None = None
-    access_granted = False
+    granted: list[str] = []  # snapshots with read access: revoked on every path
+    lease_held = False
     copy: dict[str, Any] | None = None
-    blob = {"container": options.container, "blobName": backup_blob_name(job)}
+    blob = {
+        "container": options.container,
+        "blobName": chain_blob_name(disk.subscription_id, disk.resource_group, disk.name),
+    }
+    lease_id = writer_lease_id(job.run_id, disk.id)
+    kind, full_reason, base_id, previous_base = "full", None, None, None
+    figures = incremental.Figures()
     warnings: list[str] = []
     started_at = iso(context.current_utc_datetime)
     try:
-        # 1. Snapshot, point in time.
+        # 1. One writer per disk: the backup blob's lease.
+        phase("lease")
+        lease = yield context.call_activity(
+            act.ACQUIRE_WRITER_LEASE,
+            {
+                **blob,
+                "leaseId": lease_id,
+                "runId": job.run_id,
+                "diskBytes": disk.size_bytes,
+                "now": iso(context.current_utc_datetime),
+                "staleAfterMinutes": options.writer_stale_minutes,
+            },
+        )
+        if not lease["acquired"]:
+            raise WriterBusyError(
+                f"skipped: run {lease['holder']} has been writing this disk's backup since {lease['since']} "
+                "(one writer per disk)"
+            )
+        lease_held = True
+        if lease.get("brokeStale"):
+            warnings.append(
+                f"took over the backup blob from run {lease['brokeStale']}, whose lease had gone stale"
+            )
+
+        # 2. Snapshot, point in time.
         phase("snapshot")
         deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
         op = yield context.call_activity(
@@ -220,54 +261,78 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         snapshot_id = op["snapshotId"]
         op = yield from _wait_for_operation(context, op, deadline, options, "snapshot creation")
         yield from _wait_for_snapshot_ready(context, disk, snapshot_id, options, phase)
+        night = incremental.Night(job, blob["container"], blob["blobName"], lease_id, snapshot_id)
 
-        # 2. Read access; the SAS stays inside the operation, out of this history.
-        phase("grant")
-        access_granted = True  # from here on, revoke: endGetAccess is harmless if nothing was granted
-        op = yield context.call_activity(
-            act.BEGIN_GRANT_ACCESS,
-            {"snapshotId": snapshot_id, "durationSeconds": options.sas_duration_seconds},
-        )
-        op = yield from _wait_for_operation(context, op, deadline, options, "access grant")
-
-        # 3. Copy into the backup account, and watch it.
-        phase("copy")
-        copy = yield context.call_activity(
-            act.START_COPY,
+        # 3. Full or incremental tonight, and why.
+        phase("plan")
+        decision = yield context.call_activity(
+            act.INSPECT_CHAIN,
             {
                 **blob,
+                "diskId": disk.id,
+                "diskBytes": disk.size_bytes,
                 "snapshotId": snapshot_id,
-                "grant": op["operation"],
-                "metadata": {"runId": job.run_id, "diskId": disk.id, "snapshotId": snapshot_id},
+                "forceFull": options.force_full,
+                "blobCreated": lease.get("created") is True,
+                "blobEtag": lease.get("etag"),
             },
         )
-        copy = yield from _wait_for_copy(context, copy, blob, options, phase)
+        kind, full_reason, previous_base = decision["kind"], decision["reason"], decision["previousBase"]
+        phase("plan", kind=kind)
 
-        # 4. Verify what arrived.
-        phase("verify", bytes_copied=copy["copied"])
-        verified = yield context.call_activity(
-            act.VERIFY_BACKUP, {**blob, "copyId": copy["copyId"], "expectedSize": disk.size_bytes}
-        )
+        # 4. Read access; the SAS stays inside the operation, out of this history.
+        phase("grant")
+        granted.append(snapshot_id)  # from here on, revoke: endGetAccess is harmless if nothing was granted
+        grant = yield from _grant(context, snapshot_id, deadline, options)
 
-        # 5. Revoke, now that the copy no longer needs the source.
+        # 5. The changes since the base, or the whole snapshot.
+        if kind == "incremental":
+            base_id = decision["base"]["snapshotId"]
+            granted.append(base_id)
+            base_grant = yield from _grant(context, base_id, deadline, options)
+            outcome = yield from incremental.copy_changes(context, night, grant, base_grant, phase)
+            figures = outcome.figures
+            if outcome.fallback is not None:
+                kind, full_reason, base_id = "full", outcome.fallback, None
+        if kind == "full":
+            figures, copy = yield from _copy_whole(context, night, grant, phase)
+
+        # 6. Revoke, now that nothing reads the snapshots any more.
         phase("revoke")
-        yield from _revoke(context, snapshot_id, options)
-        access_granted = False
+        while granted:
+            yield from _revoke(context, granted[0], options)
+            granted.pop(0)
 
-        # 6. Record the restore point, then drop the snapshot unless told to keep it.
+        # 7. The restore point: a blob snapshot of the backup blob, then the catalog.
         phase("record")
+        taken = yield context.call_activity(
+            act.SNAPSHOT_BACKUP_BLOB,
+            {**blob, "runId": job.run_id, "diskId": disk.id, "snapshotId": snapshot_id, "kind": kind},
+        )
         restore_point = replace(
             _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy),
             status="Succeeded",
-            size_bytes=verified["diskBytes"],
+            kind=kind,
+            bytes_copied=copy["copied"] if copy is not None else figures.bytes_moved,
+            blob_snapshot=taken["blobSnapshot"],
+            bytes_moved=figures.bytes_moved,
+            bytes_changed=figures.bytes_changed,
+            ranges=figures.ranges,
+            requests=figures.requests,
+            full_copy_reason=full_reason if kind == "full" else None,
+            base_snapshot_id=base_id,
+            blob_etag=taken.get("blobEtag"),
         )
         recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point.to_json())
-        if not options.keep_snapshot:
-            phase("cleanup")
-            try:
-                yield from _delete_snapshot(context, snapshot_id, options)
-            except Exception as exc:  # the backup stands; a leftover snapshot is only a cost
-                warnings.append(f"snapshot not deleted: {failure_reason(exc)}")
+
+        # 8. Tonight's snapshot is the diff base now; the one it replaces goes (unless kept).
+        phase("cleanup")
+        try:
+            yield from _rotate_base(context, snapshot_id, previous_base, options)
+        except Exception as exc:  # the restore point stands; the catalog names the base either way
+            warnings.append(f"diff base not rotated: {failure_reason(exc)}")
+        warnings.extend((yield from _finish_writing(context, blob, lease_id)))
+        lease_held = False
         phase("done")
         return DiskResult(
             disk.id,
@@ -276,35 +341,49 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             "done",
             snapshot_id=snapshot_id,
             blob_url=recorded["blobUrl"],
-            size_bytes=verified["diskBytes"],
-            bytes_copied=copy["copied"],
+            size_bytes=disk.size_bytes,
+            bytes_copied=restore_point.bytes_copied,
             warnings=tuple(warnings),
+            kind=kind,
+            bytes_moved=figures.bytes_moved,
+            bytes_changed=figures.bytes_changed,
+            blob_snapshot=taken["blobSnapshot"],
+            full_copy_reason=restore_point.full_copy_reason,
         ).to_json()
     except Exception as exc:
         failed_phase = status.phase
         failure = for_phase(failure_of(exc), failed_phase)
         reason = f"{failed_phase}: {failure.message}"
-        if access_granted and snapshot_id is not None:
+        if granted:
             phase("revoke")
-            try:
-                yield from _revoke(context, snapshot_id, options)
-            except Exception as revoke_exc:
-                reason += f"; revoking access also failed: {failure_reason(revoke_exc)}"
+            for granted_id in granted:
+                try:
+                    yield from _revoke(context, granted_id, options)
+                except Exception as revoke_exc:
+                    reason += f"; revoking access also failed: {failure_reason(revoke_exc)}"
         phase("record")
         try:
             failed_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
             yield context.call_activity(
                 act.RECORD_RESTORE_POINT,
-                replace(failed_point, reason=reason, code=failure.code.value).to_json(),
+                replace(
+                    failed_point,
+                    kind=kind,
+                    reason=reason,
+                    full_copy_reason=full_reason,
+                    code=failure.code.value,
+                ).to_json(),
             )
         except Exception as record_exc:
             warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
         if snapshot_id is not None and not options.keep_snapshot:
             phase("cleanup")
             try:
-                yield from _delete_snapshot(context, snapshot_id, options)
+                yield from _delete_snapshot(context, snapshot_id, options)  # tonight's only: never the base
             except Exception as delete_exc:
                 warnings.append(f"snapshot not deleted: {failure_reason(delete_exc)}")
+        if lease_held:
+            warnings.extend((yield from _finish_writing(context, blob, lease_id)))
         phase("failed", reason=reason)
         return DiskResult(
             disk.id,
@@ -315,7 +394,101 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             snapshot_id=snapshot_id,
             warnings=tuple(warnings),
             code=failure.code.value,
+            kind=kind if snapshot_id is not None else None,
         ).to_json()
+
+
+def _copy_whole(
+    context: df.DurableOrchestrationContext,
+    night: incremental.Night,
+    grant: dict[str, Any],
+    phase: Callable[..., None],
+) -> Orchestration:
+    """Copy Blob of the whole snapshot over the backup blob (its earlier restore points stay), watched
+    and verified; answers ``(figures, copy)``. A copy that does not verify fails the night."""
+    job = night.job
+    phase("copy", kind="full", bytes_copied=0, bytes_total=job.disk.size_bytes)
+    copy = yield context.call_activity(
+        act.START_COPY,
+        {
+            **night.blob,
+            "snapshotId": night.snapshot_id,
+            "grant": grant["operation"],
+            "leaseId": night.lease_id,
+            "metadata": {
+                "runId": job.run_id,
+                "diskId": job.disk.id,
+                "snapshotId": night.snapshot_id,
+                # Copy Blob replaces the metadata: the writer's record goes along.
+                "writerRunId": job.run_id,
+                "writerSince": iso(context.current_utc_datetime),
+            },
+        },
+    )
+    copy = yield from _wait_for_copy(context, copy, night.blob, job.options, phase)
+    phase("verify", bytes_copied=copy["copied"])
+    yield context.call_activity(
+        act.VERIFY_BACKUP, {**night.blob, "copyId": copy["copyId"], "expectedSize": job.disk.size_bytes}
+    )
+    checked = yield from incremental.verify(context, night, grant, incremental.all_segments(night), [], phase)
+    if checked.problem is not None:
+        raise VerificationError(checked.problem)
+    figures = incremental.Figures(
+        bytes_moved=checked.populated_bytes,
+        bytes_changed=checked.populated_bytes,
+        ranges=checked.ranges,
+        requests=1,
+    )
+    return figures, copy
+
+
+def _grant(
+    context: df.DurableOrchestrationContext, snapshot_id: str, deadline: datetime, options: RunOptions
+) -> Orchestration:
+    """Read access to a snapshot, waited for; answers the succeeded grant operation (no SAS in it)."""
+    op = yield context.call_activity(
+        act.BEGIN_GRANT_ACCESS, {"snapshotId": snapshot_id, "durationSeconds": options.sas_duration_seconds}
+    )
+    return (yield from _wait_for_operation(context, op, deadline, options, "access grant"))
+
+
+def _rotate_base(
+    context: df.DurableOrchestrationContext, snapshot_id: str, previous: str | None, options: RunOptions
+) -> Orchestration:
+    """Tag tonight's snapshot as the diff base, then retire the base it replaces."""
+    deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
+    op = yield context.call_activity(
+        act.BEGIN_TAG_BASE, {"snapshotId": snapshot_id, "keep": options.keep_snapshot}
+    )
+    yield from _wait_for_operation(context, op, deadline, options, "tagging the diff base")
+    if previous is not None and previous.lower() != snapshot_id.lower():
+        op = yield context.call_activity(act.BEGIN_RETIRE_BASE, {"snapshotId": previous})
+        yield from _wait_for_operation(context, op, deadline, options, "retiring the old diff base")
+
+
+def _finish_writing(
+    context: df.DurableOrchestrationContext, blob: dict[str, str], lease_id: str
+) -> Orchestration:
+    """Delete the night's plan and give the lease back; answers warnings (the night's outcome stands).
+
+    Releasing is retried a few times: a lease left behind would keep the next nights off this disk
+    until it counts as stale.
+    """
+    warnings: list[str] = []
+    try:
+        yield context.call_activity(act.DELETE_PLAN, blob)
+    except Exception as exc:
+        warnings.append(f"plan not deleted: {failure_reason(exc)}")
+    try:
+        yield context.call_activity_with_retry(
+            act.RELEASE_WRITER_LEASE, _RELEASE_RETRY, {**blob, "leaseId": lease_id}
+        )
+    except Exception as exc:
+        warnings.append(f"writer lease not released: {failure_reason(exc)}")
+    return warnings
+
+
+_RELEASE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
 
 
 # -- waiting ------------------------------------------------------------------------------------------
@@ -441,17 +614,6 @@ def _sleep(
 
 
 # -- small pure parts ---------------------------------------------------------------------------------
-
-
-def backup_blob_name(job: DiskJob) -> str:
-    """Where a disk's backup goes in the container: by disk, then by run time, unique per run.
-
-    ``{subscription}/{resource group}/{disk}/{run start, UTC}-{run id}.vhd``, lower-cased (ARM names are
-    case-insensitive), so a disk's backups list together and in time order.
-    """
-    stamp = job.run_started_at.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
-    disk = job.disk
-    return f"{disk.subscription_id}/{disk.resource_group}/{disk.name}/{stamp}-{job.run_id}.vhd".lower()
 
 
 def failure_reason(error: object) -> str:

@@ -75,6 +75,7 @@ class DiskView:
     bytes_total: int = 0
     result: DiskResult | None = None
     snapshot_copy_percent: float | None = None  # a Premium SSD v2 / Ultra snapshot's background copy
+    kind: str | None = None  # once the night is decided: "full" or "incremental"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON a status page lists per disk."""
@@ -89,8 +90,12 @@ class DiskView:
         }
         if self.snapshot_copy_percent is not None:
             view["snapshotCopyPercent"] = self.snapshot_copy_percent
+        if self.kind is not None:
+            view["kind"] = self.kind
         if self.result is not None:
             view["result"] = self.result.to_json()
+            view["kind"] = self.result.kind
+            view["bytesMoved"] = self.result.bytes_moved
         return view
 
 
@@ -109,6 +114,7 @@ def disk_view(run_id: str, status: Mapping[str, Any]) -> DiskView:
             bytes_copied=custom.bytes_copied,
             bytes_total=custom.bytes_total,
             snapshot_copy_percent=custom.snapshot_copy_percent,
+            kind=custom.kind,
         )
     if view.runtime_status == "Completed":
         try:

@@ -16,7 +16,7 @@ from backup.azure.names import validate_tag_name, validate_tag_value
 from backup.azure.resource_id import parse_disk_id
 from backup.errors import InvalidInputError
 from backup.settings import Settings, parse_resource_group_name
-from backup.workflow.models import RunInput, RunOptions, Selection, Trigger
+from backup.workflow.models import ChainOptions, RunInput, RunOptions, Selection, Trigger
 
 #: At most this many disk IDs in one explicit selection.
 MAX_DISK_IDS = 1000
@@ -86,8 +86,10 @@ def resource_group_selection(name: object, field: str = "resourceGroup") -> Sele
     return Selection(kind="resourceGroup", resource_group=group)
 
 
-def run_options(settings: Settings, *, keep_snapshot: bool | None = None) -> RunOptions:
-    """The run's options from settings, with a request's overrides."""
+def run_options(
+    settings: Settings, *, keep_snapshot: bool | None = None, force_full: bool = False
+) -> RunOptions:
+    """The run's options from settings, with a request's overrides (``force_full``: kind ``full``)."""
     return RunOptions(
         container=settings.container,
         keep_snapshot=settings.keep_snapshots if keep_snapshot is None else keep_snapshot,
@@ -97,6 +99,12 @@ def run_options(settings: Settings, *, keep_snapshot: bool | None = None) -> Run
         snapshot_timeout_minutes=settings.snapshot_timeout_minutes,
         copy_timeout_minutes=settings.copy_timeout_minutes,
         snapshot_copy_timeout_minutes=settings.snapshot_copy_timeout_minutes,
+        force_full=force_full,
+        chain=ChainOptions(
+            full_copy_percent=settings.full_copy_percent,
+            verify_sample_mib=settings.verify_sample_mib,
+            writes_per_blob=settings.writes_per_blob,
+        ),
     )
 
 
@@ -106,12 +114,13 @@ def run_input(
     selection: Selection | None = None,
     *,
     keep_snapshot: bool | None = None,
+    force_full: bool = False,
 ) -> RunInput:
     """A run's input: the given selection (or the configured one) and the options from settings."""
     return RunInput(
         trigger=trigger,
         selection=selection if selection is not None else configured_selection(settings),
-        options=run_options(settings, keep_snapshot=keep_snapshot),
+        options=run_options(settings, keep_snapshot=keep_snapshot, force_full=force_full),
     )
 
 

@@ -61,6 +61,16 @@ class Route:
 
 ROUTES = (
     Route(re.compile(f"{_SUB}{_TYPE}/?", re.I), {"GET": "{Type}_List"}),
+    # Snapshots alone take PATCH here (Snapshots_Update, tags only); a disk's PATCH stays 405.
+    Route(
+        re.compile(rf"{_SUB}{_RG}/providers/Microsoft\.Compute/(?P<type>snapshots)/(?P<name>[^/]+)/?", re.I),
+        {
+            "GET": "{Type}_Get",
+            "PUT": "{Type}_CreateOrUpdate",
+            "DELETE": "{Type}_Delete",
+            "PATCH": "{Type}_Update",
+        },
+    ),
     Route(re.compile(f"{_SUB}{_RG}{_TYPE}/?", re.I), {"GET": "{Type}_ListByResourceGroup"}),
     Route(
         re.compile(f"{_SUB}{_RG}{_TYPE}/(?P<name>[^/]+)/?", re.I),
@@ -357,6 +367,9 @@ class ComputeEmulator:
             action = lambda: self.service.create_or_update(key, parsed)  # noqa: E731
         elif operation_id.endswith("_Delete"):
             action = lambda: self.service.delete(key)  # noqa: E731
+        elif operation_id.endswith("_Update"):
+            parsed = _json_body(body, required=True)
+            action = lambda: self.service.update_tags(key, parsed)  # noqa: E731
         elif operation_id.endswith("_GrantAccess"):
             parsed = _json_body(body, required=True)
             action = lambda: self.service.grant_access(key, parsed)  # noqa: E731

@@ -18,10 +18,12 @@ Why each piece (verified in Azurite 3.37.0's source):
 
 - Azurite's Copy Blob takes a source only on its own instance: it compares the copy request's ``Host``
   with the source URL's host, checks access with a HEAD of the source URL, then copies the page list
-  from its own store. So a grant is *materialised*: its content is written with Put Page (never Copy
-  Blob) into a fresh, never-reused page blob of the md account, whose service SAS (``sp=r``, ``se`` =
-  grant end, signed with the md key) is the accessSAS, on the front's host. The HEAD comes back to the
-  front, which answers it from the grant.
+  from its own store. So a grant's SAS names a fresh, never-reused page blob of the md account (its
+  service SAS, ``sp=r``, ``se`` = grant end, signed with the md key, is the accessSAS, on the front's
+  host), and before the first Copy Blob from it the grant is *materialised* there: its content written
+  with Put Page (never Copy Blob). Only a copy needs that; every other use of the SAS (reads, diffs,
+  Put Page From URL, the HEAD Azurite sends) is answered by the front from the grant, so an incremental
+  night's grants cost no writes at all.
 - Azurite's Copy Blob makes the destination share the source's page list until Azurite restarts, so a
   write to a copy changes its source. Reads through a SAS are therefore answered from the grant's own
   frozen PageMap (never from Azurite), and a second Copy Blob from one grant first re-materialises the
@@ -319,8 +321,11 @@ class DataPlane:
             issued_at=now,
             expires_at=now + timedelta(seconds=duration_seconds),
             vanished=resource_id in self._vanished,
+            # What Azure shows for the blob behind a disk SAS; fixed for the grant's life, as its content.
+            etag=f'"0x{uuid.uuid4().hex[:15].upper()}"',
+            last_modified=_http_date(now),
         )
-        self._materialise(grant, create_container=True)
+        self._blobs.create_container(self._accounts.container(self.md_account, grant.container))
         with self._lock:
             self._current[resource_id] = grant
             self._by_container[grant.container] = grant
@@ -337,15 +342,16 @@ class DataPlane:
         log.info("granted %s for %d s (md container %s)", resource_id, duration_seconds, grant.container)
         return f"{base}/{self.md_account}/{grant.container}/{MD_BLOB_NAME}?{query}"
 
-    def _materialise(self, grant: _Grant, *, create_container: bool) -> None:
-        """Write the grant's blob into a page blob of the md account with Put Page (never Copy Blob)."""
+    def _materialise(self, grant: _Grant) -> None:
+        """Write the grant's blob into a fresh page blob of the md account with Put Page (never Copy Blob).
+
+        Called (under the grant's lock) before each Copy Blob from the grant: Azurite copies from its own
+        store, and an earlier copy shares (and may have changed) the page list of the blob written before.
+        """
         assert grant.blob is not None
         address = self._accounts.blob(self.md_account, grant.container, MD_BLOB_NAME)
-        if create_container:
-            self._blobs.create_container(self._accounts.container(self.md_account, grant.container))
-        else:
-            with suppress(NotFoundError):
-                self._blobs.delete(address)
+        with suppress(NotFoundError):
+            self._blobs.delete(address)
         self._blobs.create_page_blob(address, grant.blob_size)
         content = grant.blob
         ranges = [PageRange(start, end) for start, end in content.ranges()]
@@ -357,10 +363,19 @@ class DataPlane:
         with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="md-writer") as pool:
             for _ in pool.map(put, split(ranges)):
                 pass
-        if create_container:
-            properties = self._blobs.get_properties(address)
-            grant.etag = properties.etag
-            grant.last_modified = _http_date(properties.last_modified)
+
+    def materialise(self, sas_url: str) -> None:
+        """Write the content behind a grant's SAS into its md blob now, as a Copy Blob from it would.
+
+        For tests that show what Azurite alone does with that blob; the front never needs it otherwise.
+        """
+        _, container, _ = _split_path(urlsplit(sas_url).path)
+        with self._lock:
+            grant = self._by_container.get(container)
+        if grant is None or grant.blob is None:
+            raise InvalidInputError("sas_url", "names no active grant of this data plane")
+        with grant.lock:
+            self._materialise(grant)
 
     def revoke(self, resource_id: str) -> None:
         """End ``resource_id``'s grant: its SAS answers 403, a copy still pending from it fails.
@@ -1023,9 +1038,10 @@ class DataPlane:
     def _copy_from_grant(self, request: Request, grant: _Grant) -> Reply:
         with grant.lock:
             usable = not grant.revoked and not grant.vanished and grant.blob is not None
-            if usable and grant.copies > 0:
-                # An earlier copy shares (and may have changed) the md blob's pages in Azurite.
-                self._materialise(grant, create_container=False)
+            if usable:
+                # Azurite copies from its own store: the content goes there now (afresh for a second
+                # copy, since an earlier copy shares, and may have changed, the md blob's pages).
+                self._materialise(grant)
             reply = self._forwarder.forward(request)
             if reply.status != 202:
                 return reply

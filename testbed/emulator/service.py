@@ -85,7 +85,7 @@ class DataPlanePort(Protocol):
     def grant(
         self, *, resource_id: str, family_id: str | None, content: PageMap, duration_seconds: int
     ) -> str:
-        """Materialise ``content`` and return its read SAS URL."""
+        """Make ``content`` readable behind a fresh read SAS and return its URL."""
         ...
 
     def revoke(self, resource_id: str) -> None:
@@ -384,6 +384,42 @@ class ComputeService:
 
         resource.provisioning_state = "Updating"
         return self._start(operation_name, resource, complete, fail, body_now=lambda: render(resource))
+
+    # -- PATCH --------------------------------------------------------------------------------------
+
+    def update_tags(self, key: ResourceKey, body: Any) -> Reply | Accepted:
+        """``Snapshots_Update`` (PATCH): the emulator changes tags only, as a long-running operation.
+
+        A patch of anything else (properties, sku) is refused with 400 rather than half-applied.
+        """
+        _validate("SnapshotUpdate", body)
+        if not isinstance(body, dict):
+            raise arm_errors.invalid_request_content("the request body is not a JSON object")
+        others = sorted(name for name in body if name != "tags" and body[name] not in (None, {}))
+        if others:
+            raise arm_errors.invalid_parameter(
+                others[0], f"PATCH of '{others[0]}' is not supported by this emulator (tags only)."
+            )
+        resource = self.find(key)
+        if resource.provisioning_state != "Succeeded":
+            raise arm_errors.operation_not_allowed(
+                f"'{key.name}' is in provisioning state {resource.provisioning_state}; it cannot be updated."
+            )
+        tags = body.get("tags")
+        if tags is not None and len(tags) > 50:
+            raise arm_errors.invalid_parameter("tags", "At most 50 tags are allowed per resource.")
+
+        def complete() -> dict[str, Any]:
+            if tags is not None:
+                resource.tags = dict(tags)
+            resource.provisioning_state = "Succeeded"
+            return render(resource)
+
+        def fail() -> None:
+            resource.provisioning_state = "Succeeded"
+
+        resource.provisioning_state = "Updating"
+        return self._start("Snapshots_Update", resource, complete, fail, body_now=lambda: render(resource))
 
     def _new_resource(
         self, key: ResourceKey, body: dict[str, Any], properties: dict[str, Any], creation: dict[str, Any]
@@ -743,11 +779,13 @@ class ComputeService:
             return Reply(200, operation.result)
         with self._lock:
             self._operations[operation.id] = operation
-            if len(self._operations) > MAX_KEPT_OPERATIONS:
-                # Finished operations hold their resource (and its content) alive: keep only recent ones.
-                for old_id in [i for i, op in self._operations.items() if op.done][
-                    : len(self._operations) // 2
-                ]:
+            excess = len(self._operations) - MAX_KEPT_OPERATIONS
+            if excess > 0:
+                # Finished operations hold their resource (and its content) alive: the oldest finished go,
+                # at least half the limit at a time so the sweep stays rare; how many ran before does not
+                # change which go.
+                finished = [i for i, op in self._operations.items() if op.done]
+                for old_id in finished[: max(excess, MAX_KEPT_OPERATIONS // 2)]:
                     del self._operations[old_id]
         return Accepted(operation, body_now() if body_now else None)
 
