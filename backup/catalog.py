@@ -33,11 +33,19 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-from backup.azure.odata import and_, decode_key, encode_key, eq
+from backup.azure.odata import and_, decode_key, encode_key, eq, ne
 from backup.azure.table import Entity, EntityValue, TableClient, UpsertMode
 from backup.errors import InvalidInputError, NotFoundError
 from backup.redact import get_logger, redact, strip_query
-from backup.workflow.models import KINDS, RestorePointRecord, RunSummary, iso, parse_iso
+from backup.workflow.models import (
+    KINDS,
+    DiskResult,
+    RestorePointRecord,
+    RunSummary,
+    Selection,
+    iso,
+    parse_iso,
+)
 
 log = get_logger(__name__)
 
@@ -417,6 +425,64 @@ class Catalog:
                 f"the disk's newest restore point in the catalog cannot be read ({listing.problems[0]})",
             )
         return (listing.items[0] if listing.items else None), None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """A run's row, by its id (``None`` if the catalog has none)."""
+        found = self._read(
+            and_(eq("PartitionKey", RUN_PARTITION), eq("RunId", run_id)), 1, RunRecord.from_entity
+        )
+        return found.items[0] if found.items else None
+
+    def run_restore_points(self, run_id: str) -> Listing:
+        """Every disk's row of one run (good or failed): a query across the disks' partitions."""
+        where = and_(ne("PartitionKey", RUN_PARTITION), eq("RunId", run_id))
+        return self._read(where, None, RestorePoint.from_entity)
+
+    def run_summary(self, run_id: str) -> RunSummary | None:
+        """A run as the catalog recorded it, in the shape the run orchestrator returns (``None``: unknown).
+
+        For runs whose orchestration state is out of reach (a nightly run in Azure, seen from a laptop):
+        the run's row and its disks' rows, one per disk.
+        """
+        run = self.get_run(run_id)
+        if run is None:
+            return None
+        points = sorted(self.run_restore_points(run_id).items, key=lambda p: p.disk_id.lower())
+        disks = tuple(
+            DiskResult(
+                disk_id=point.disk_id,
+                disk_name=point.disk_id.rsplit("/", 1)[-1],
+                status=point.status,
+                phase="done" if point.status == "Succeeded" else "failed",
+                code=point.code,
+                reason=point.reason,
+                snapshot_id=point.snapshot_id,
+                blob_url=point.blob_url,
+                size_bytes=point.size_bytes,
+                bytes_copied=point.bytes_copied,
+                kind=point.kind,
+                bytes_moved=point.bytes_moved,
+                bytes_changed=point.bytes_changed,
+                blob_snapshot=point.blob_snapshot,
+                full_copy_reason=point.full_copy_reason,
+                started_at=iso(point.started_at),
+                finished_at=iso(point.finished_at),
+            )
+            for point in points
+        )
+        return RunSummary(
+            run_id=run.run_id,
+            trigger=run.trigger if run.trigger in ("schedule", "http", "cli") else "http",  # type: ignore[arg-type]
+            selection=Selection.from_json(run.selection) if run.selection else Selection(kind="configured"),
+            started_at=iso(run.started_at),
+            status=run.status,  # type: ignore[arg-type]
+            finished_at=iso(run.finished_at) if run.finished_at else None,
+            disk_count=run.disk_count,
+            succeeded=run.succeeded,
+            failed=run.failed,
+            reason=run.reason,
+            disks=disks,
+        )
 
     def _read(self, where: Any, top: int | None, parse: Any) -> Listing:
         items: list[Any] = []

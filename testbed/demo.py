@@ -6,7 +6,9 @@
    the nightly run goes through the real orchestrators and activities, over real HTTP.
 4. Checks every backup blob against its disk, byte for byte (SHA-256 of the whole content, holes as
    zeros: the blob's first disk-size bytes against the disk's), and the VHD footer after them.
-5. Prints a summary ending ``demo: N/3 disks backed up, M verified byte-for-byte`` and stops everything.
+5. Writes the run's HTML report (``.diskbackup/reports/<run id>.html``, the place ``diskbackup run``
+   leaves its reports) and names it.
+6. Prints a summary ending ``demo: N/3 disks backed up, M verified byte-for-byte`` and stops everything.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from azure.functions.timer import TimerRequest
 from backup.azure.blob import BlobClient
 from backup.clients import clients_for
 from backup.local.progress import ProgressView, mib, summary_lines
+from backup.local.reports import default_report_path, write_run_report
 from backup.local.runner import follow, open_host
 from backup.settings import Settings
 from backup.workflow.models import RUN_ORCHESTRATOR
@@ -32,6 +35,8 @@ from testbed.digest import blob_sha256
 from testbed.proving_ground import ProvingGround
 
 RESOURCE_GROUP = "rg-demo"
+#: Where the run's report is left (the command line's default state folder), to open after the demo.
+REPORTS_STATE_DIR = Path(".diskbackup")
 #: name, size, populated fraction, content seed
 DISKS: tuple[tuple[str, int, float, int], ...] = (
     ("app-os", 256 << 20, 0.10, 101),
@@ -77,7 +82,7 @@ def main() -> int:
                     BACKUP_POLL_MAX_SECONDS="2",
                 )
             )
-            checks = _backup_and_verify(ground, settings, state_dir)
+            checks, report = _backup_and_verify(ground, settings, state_dir)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     backed_up = sum(c.backed_up for c in checks)
@@ -85,12 +90,16 @@ def main() -> int:
     print()
     for check in checks:
         print(f"  {check.name:<10} {'verified' if check.verified else 'NOT verified':<13} {check.detail}")
+    if report is not None:
+        print(f"demo: the run's report: {report}")
     print(f"demo: done in {time.monotonic() - started:.0f} s; everything it started is stopped")
     print(f"demo: {backed_up}/{len(DISKS)} disks backed up, {verified} verified byte-for-byte")
     return 0 if verified == len(DISKS) else 1
 
 
-def _backup_and_verify(ground: ProvingGround, settings: Settings, state_dir: Path) -> list[Check]:
+def _backup_and_verify(
+    ground: ProvingGround, settings: Settings, state_dir: Path
+) -> tuple[list[Check], Path | None]:
     with open_host(settings, state_dir) as host:
         print("demo: firing the nightly timer...", flush=True)
         host.invoke_function("nightly_backup", timer=TimerRequest(past_due=False))
@@ -119,7 +128,13 @@ def _backup_and_verify(ground: ProvingGround, settings: Settings, state_dir: Pat
         same = digest == expected and blob_size == size + 512
         detail = f"sha256 {digest[:16]}... {'==' if digest == expected else '!='} disk's {expected[:16]}..."
         checks.append(Check(name, True, same, detail))
-    return checks
+    summary = progress.summary
+    report = None
+    if summary is not None:
+        report, _ = write_run_report(
+            clients_for(settings).catalog, summary, default_report_path(REPORTS_STATE_DIR, summary.run_id)
+        )
+    return checks, report
 
 
 if __name__ == "__main__":

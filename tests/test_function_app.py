@@ -45,10 +45,11 @@ HTTP_ROUTES = {
     # function: (method, route)
     "start_backup": ("POST", "backups"),
     "get_backup": ("GET", "backups/{instanceId}"),
+    "get_backup_report": ("GET", "backups/{instanceId}/report"),
     "list_backups": ("GET", "backups"),
     "list_restore_points": ("GET", "restore-points"),
 }
-NEEDS_DURABLE_CLIENT = {"nightly_backup", "start_backup", "get_backup"}
+NEEDS_DURABLE_CLIENT = {"nightly_backup", "start_backup", "get_backup", "get_backup_report"}
 ORCHESTRATORS = {models.RUN_ORCHESTRATOR, models.LANE_ORCHESTRATOR, models.DISK_ORCHESTRATOR}
 ACTIVITIES = {
     value for name, value in vars(activity_names).items() if name.isupper() and isinstance(value, str)

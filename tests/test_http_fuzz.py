@@ -74,7 +74,14 @@ class Bed:
         headers = json.dumps(dict(response.headers.items()))
         assert status < 500, text[:500]
         assert status in (200, 202, 400, 404), (status, text[:500])
-        document = json.loads(text)  # every answer is JSON
+        for secret in self.secrets:
+            for form in (secret, quote(secret, safe="")):
+                assert form not in text and form not in headers
+        if status == 200 and (response.mimetype or "").startswith("text/html"):
+            # The run report: self-contained (no script, nothing fetched from elsewhere), no SAS.
+            assert "<script" not in text.lower() and 'src="http' not in text and "sig=" not in text
+            return
+        document = json.loads(text)  # every other answer is JSON
         for secret in self.secrets:
             for form in (secret, quote(secret, safe="")):
                 assert form not in text and form not in headers
@@ -224,6 +231,17 @@ def test_get_backup_pages(bed: Bed, top: str | None, token: str | None) -> None:
     params = {key: value for key, value in (("top", top), ("continuationToken", token)) if value is not None}
     params = {key: value.replace("RUN", bed.run_id) for key, value in params.items()}
     bed.call("get_backup", "GET", f"backups/{bed.run_id}", params=params, route={"instanceId": bed.run_id})
+
+
+@FUZZ
+@given(instance_id=TEXT | st.sampled_from(["RUN", "RUN\n", "RUN-lane-00", "RUN-disk-0000", "RUN/../x"]))
+def test_get_backup_report(bed: Bed, instance_id: str) -> None:
+    instance_id = instance_id.replace("RUN", bed.run_id)
+    response = bed.call(
+        "get_backup_report", "GET", f"backups/{quote(instance_id)}/report", route={"instanceId": instance_id}
+    )
+    if response.status_code == 200:
+        assert f"Run {bed.run_id}" in response.get_body().decode()
 
 
 @FUZZ

@@ -37,10 +37,10 @@ def test_terminal_output_redraws_in_place() -> None:
 
 def test_plain_output_logs_only_changes() -> None:
     out = io.StringIO()
-    view = ProgressView(out, tty=False)
+    view = ProgressView(out, tty=False, clock=lambda: 7.0)
     view(_report("backing up", 0))
     view(_report("backing up", 1 << 19))  # progress only: nothing new to say
-    assert out.getvalue() == "run run-1: backing up\n  os: copy\n  data-disk: snapshot\n"
+    assert out.getvalue() == "run run-1: backing up (elapsed 0:00)\n  os: copy\n  data-disk: snapshot\n"
 
 
 def test_summary_lines() -> None:
@@ -50,6 +50,7 @@ def test_summary_lines() -> None:
             "trigger": "cli",
             "selection": {"kind": "configured"},
             "startedAt": "2026-11-29T01:00:00.000Z",
+            "finishedAt": "2026-11-29T01:02:05.000Z",
             "status": "PartiallySucceeded",
             "succeeded": 1,
             "diskCount": 2,
@@ -78,6 +79,7 @@ def test_summary_lines() -> None:
     )
     assert lines == [
         "run r: PartiallySucceeded — 1 of 2 disks backed up",
+        "  moved 512.0 KiB of disks totalling 1.0 MiB in 2:05 (1 incremental, 0 full)",
         "  ok      a: 1.0 MiB (incremental, 0.5 MiB moved) -> "
         "https://x/c/a/chain.vhd?snapshot=2026-11-29T01:00:09.0000000Z",
         "  FAILED  b: copy: failed",

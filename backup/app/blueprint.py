@@ -64,6 +64,15 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
     async def get_backup(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
         return await http_routes.guarded(lambda: http_routes.get_backup(req, client, settings))
 
+    @bp.route(route="backups/{instanceId}/report", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    @bp.durable_client_input(client_name="client")
+    async def get_backup_report(
+        req: func.HttpRequest, client: df.DurableOrchestrationClient
+    ) -> func.HttpResponse:
+        return await http_routes.guarded(
+            lambda: http_routes.get_backup_report(req, client, clients().catalog)
+        )
+
     @bp.route(route="backups", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
     async def list_backups(req: func.HttpRequest) -> func.HttpResponse:
         return await http_routes.guarded(lambda: http_routes.list_backups(req, clients().catalog))

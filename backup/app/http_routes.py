@@ -43,6 +43,13 @@ from backup.catalog import Catalog
 from backup.errors import AzureHttpError, InvalidInputError, TransportError, UnexpectedResponseError
 from backup.failures import INTERNAL_MESSAGE, Failure, FailureCode, one_line
 from backup.redact import get_logger, strip_query
+from backup.report import (
+    HISTORY_POINTS,
+    HistoryPoint,
+    gather_history,
+    render_message_page,
+    render_run_report,
+)
 from backup.settings import Settings
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, RunSummary, Selection
 from backup.workflow.run_progress import (
@@ -307,6 +314,62 @@ def _runtime(status: Any) -> str | None:
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+# -- the run report --------------------------------------------------------------------------------
+
+
+async def get_backup_report(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient, catalog: Catalog
+) -> func.HttpResponse:
+    """``GET /api/backups/{instanceId}/report``: the run's HTML report (:mod:`backup.report`).
+
+    From the run's Durable status when the task hub still has it, else from the catalog. A running run
+    gets a short page saying so; a report of a run whose disks' history the catalog cannot give is
+    still a report, without the charts.
+    """
+    instance_id = parse_instance_id(req.route_params.get("instanceId", ""))
+    status = await client.get_status(instance_id)
+    summary: RunSummary | None = None
+    if status and status.name == RUN_ORCHESTRATOR:
+        summary = RunSummary.read(status.output)
+        if summary is None:
+            phase = status.custom_status.get("phase") if isinstance(status.custom_status, dict) else None
+            page = render_message_page(
+                f"Run {instance_id}",
+                f"The run is {str(_runtime(status)).lower()} ({phase or 'starting'}): "
+                "its report comes when it ends.",
+            )
+            return _html(page)
+    if summary is None:
+        summary = await asyncio.to_thread(catalog.run_summary, instance_id)
+    if summary is None:
+        return error_response(404, "RunNotFound", f"no backup run has instance id {instance_id!r}")
+    found = summary
+
+    def history() -> dict[str, list[HistoryPoint]]:
+        def points(disk_id: str) -> list[dict[str, Any]]:
+            listing = catalog.list_restore_points(disk_id, include_failed=True, top=HISTORY_POINTS)
+            return [point.to_json() for point in listing.items]
+
+        return gather_history(found, points)
+
+    try:
+        drawn = await asyncio.to_thread(history)
+    except (TransportError, AzureHttpError, UnexpectedResponseError) as exc:
+        log.warning("report of %s without history: %s", instance_id, exc)
+        drawn = {}
+    return _html(render_run_report(found, drawn, generated_at=datetime.now(UTC)))
+
+
+def _html(page: str) -> func.HttpResponse:
+    return func.HttpResponse(
+        body=page,
+        status_code=200,
+        mimetype="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:"},
+    )
 
 
 # -- catalog listings ---------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from backup.errors import ConfigurationError, DiskBackupError, InvalidInputError
 from backup.failures import INTERNAL_MESSAGE, Failure, FailureCode, describe, one_line
 from backup.local.durable_host import LocalHost
 from backup.local.progress import ProgressView, counts_line, summary_lines
+from backup.local.reports import default_report_path, write_run_report
 from backup.local.runner import (
     RunProgress,
     StateInUseError,
@@ -55,7 +56,7 @@ from backup.local.runner import (
 )
 from backup.redact import get_logger
 from backup.settings import Settings
-from backup.workflow.models import RUN_ORCHESTRATOR, Selection
+from backup.workflow.models import RUN_ORCHESTRATOR, RunSummary, Selection
 from backup.workflow.startup import (
     disk_ids_selection,
     new_run_id,
@@ -147,6 +148,13 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="recent runs, from the catalog")
     listing.add_argument("--top", type=int, default=20)
     listing.add_argument("--json", action="store_true")
+
+    report = commands.add_parser("report", help="a run's HTML report (from --state-dir, else the catalog)")
+    report.add_argument("run_id")
+    report.add_argument(
+        "-o", "--output", type=Path, help="the file to write (default <state-dir>/reports/<run id>.html)"
+    )
+    report.add_argument("--json", action="store_true", help="print where it went as JSON")
 
     points = commands.add_parser("restore-points", help="a disk's restore points, newest first")
     points.add_argument("disk_id")
@@ -403,14 +411,21 @@ def _orchestration_failure(progress: RunProgress) -> Failure:
 
 
 def _report(context: Context, progress: RunProgress, *, print_json: bool = True) -> int:
-    """Show how a run ended (summary lines, or its ``--json`` document); answer the exit status."""
+    """Show how a run ended (summary lines and where its HTML report went, or its ``--json`` document);
+    answer the exit status."""
     summary = progress.summary
+    report = _leave_report(context, summary) if summary is not None else None
     if context.args.json:
         if print_json:
-            _dump(_document(progress), context.out)
+            document = _document(progress)
+            if report is not None:
+                document["report"] = str(report)
+            _dump(document, context.out)
     elif summary is not None:
         for line in summary_lines(summary.to_json()):
             context.out.write(line + "\n")
+        if report is not None:
+            context.out.write(f"  report: {report}\n")
     else:
         context.warn(_orchestration_failure(progress).message)
     succeeded = summary is not None and summary.status == "Succeeded"
@@ -512,7 +527,52 @@ def _restore_points(context: Context) -> int:
     return 0
 
 
+def _leave_report(context: Context, summary: RunSummary) -> Path | None:
+    """Write a finished run's HTML report into the state folder; a failure to costs only a warning."""
+    try:
+        catalog = clients_for(context.settings).catalog
+        path, complete = write_run_report(
+            catalog, summary, default_report_path(context.args.state_dir, summary.run_id)
+        )
+    except OSError as exc:
+        context.warn(f"report not written: {exc.strerror or exc}")
+        return None
+    if not complete:
+        context.warn("the catalog did not answer: the report has no restore point history")
+    return path
+
+
+def _report_command(context: Context) -> int:
+    args = context.args
+    summary: RunSummary | None = None
+    if Path(args.state_dir).is_dir():
+        status = _open(context).get_status(args.run_id)  # not started: reads the stored state
+        if status is not None and status.name == RUN_ORCHESTRATOR:
+            summary = RunSummary.read(status.output)
+            if summary is None:
+                raise InvalidInputError(
+                    "run_id", f"run {args.run_id} has not ended: its report comes when it does"
+                )
+    catalog = clients_for(context.settings).catalog
+    if summary is None:
+        summary = catalog.run_summary(args.run_id)
+    if summary is None:
+        wanted = one_line(repr(args.run_id), 100)
+        raise InvalidInputError("run_id", f"no run {wanted} in {args.state_dir} or in the catalog")
+    path, complete = write_run_report(
+        catalog, summary, args.output or default_report_path(args.state_dir, summary.run_id)
+    )
+    if not complete:
+        context.warn("the catalog did not answer: the report has no restore point history")
+    if args.json:
+        _dump({"runId": summary.run_id, "report": str(path)}, context.out)
+    else:
+        context.out.write(f"report: {path}\n")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Context], int]] = {
+    "report": _report_command,
     "run": _run,
     "resume": _resume,
     "status": _status,

@@ -353,6 +353,8 @@ class DiskResult:
     bytes_changed: int | None = None  # bytes in the diff's changed ranges (full: all populated bytes)
     blob_snapshot: str | None = None  # the restore point: this blob snapshot of blob_url
     full_copy_reason: str | None = None  # why tonight was a full copy (None for incremental)
+    started_at: str | None = None  # ISO 8601 UTC: when the disk's backup started and ended
+    finished_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (camelCase keys)."""
@@ -374,6 +376,8 @@ class DiskResult:
             "bytesChanged": self.bytes_changed,
             "blobSnapshot": self.blob_snapshot,
             "fullCopyReason": self.full_copy_reason,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
         }
 
     @classmethod
@@ -402,6 +406,8 @@ class DiskResult:
             bytes_changed=_optional_int(data, "bytesChanged", where),
             blob_snapshot=_optional_str(data, "blobSnapshot", where),
             full_copy_reason=_optional_str(data, "fullCopyReason", where),
+            started_at=_time(data, "startedAt", where) if data.get("startedAt") is not None else None,
+            finished_at=_time(data, "finishedAt", where) if data.get("finishedAt") is not None else None,
         )
 
     @classmethod

@@ -26,6 +26,7 @@ import azure.durable_functions as df
 
 from backup.errors import DeadlineExceededError, InvalidInputError, VerificationError, WriterBusyError
 from backup.failures import Failure, FailureCode, failure_of, for_phase
+from backup.telemetry import PhaseClock, emit, run_record
 from backup.workflow import activity_names as act
 from backup.workflow import incremental
 from backup.workflow.chain import chain_blob_name, writer_lease_id
@@ -42,6 +43,7 @@ from backup.workflow.models import (
     RunSummary,
     iso,
     lane_id,
+    parse_iso,
     run_status,
     sub_orchestration_id,
 )
@@ -120,6 +122,10 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     context.set_custom_status(
         {"phase": "done", "disks": total, "succeeded": succeeded, "failed": total - succeeded}
     )
+    if not context.is_replaying:
+        ended = parse_iso(iso(context.current_utc_datetime), "now")
+        took = ended - parse_iso(summary.started_at, "startedAt")
+        emit(run_record(summary.to_json(), int(took.total_seconds() * 1000)))
     return summary.to_json()
 
 
@@ -207,11 +213,18 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     options = job.options
     disk = job.disk
     status = DiskStatus(disk=disk.name, phase="lease", bytes_total=disk.size_bytes)
+    clock = PhaseClock(job.run_id, disk.id, disk.name)
 
     def phase(name: str, **changes: Any) -> None:
         nonlocal status
         status = replace(status, phase=name, **changes)
         context.set_custom_status(status.to_json())
+        clock.enter(name, context.current_utc_datetime, status.bytes_copied, replaying=context.is_replaying)
+
+    def finished(result: DiskResult) -> dict[str, Any]:
+        done = replace(result, started_at=started_at, finished_at=iso(context.current_utc_datetime))
+        clock.finish(context.current_utc_datetime, done.to_json(), replaying=context.is_replaying)
+        return done.to_json()
 
     snapshot_id: str | None = None
     granted: list[str] = []  # snapshots with read access: revoked on every path
@@ -334,22 +347,24 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         warnings.extend((yield from _finish_writing(context, blob, lease_id)))
         lease_held = False
         phase("done")
-        return DiskResult(
-            disk.id,
-            disk.name,
-            "Succeeded",
-            "done",
-            snapshot_id=snapshot_id,
-            blob_url=recorded["blobUrl"],
-            size_bytes=disk.size_bytes,
-            bytes_copied=restore_point.bytes_copied,
-            warnings=tuple(warnings),
-            kind=kind,
-            bytes_moved=figures.bytes_moved,
-            bytes_changed=figures.bytes_changed,
-            blob_snapshot=taken["blobSnapshot"],
-            full_copy_reason=restore_point.full_copy_reason,
-        ).to_json()
+        return finished(
+            DiskResult(
+                disk.id,
+                disk.name,
+                "Succeeded",
+                "done",
+                snapshot_id=snapshot_id,
+                blob_url=recorded["blobUrl"],
+                size_bytes=disk.size_bytes,
+                bytes_copied=restore_point.bytes_copied,
+                warnings=tuple(warnings),
+                kind=kind,
+                bytes_moved=figures.bytes_moved,
+                bytes_changed=figures.bytes_changed,
+                blob_snapshot=taken["blobSnapshot"],
+                full_copy_reason=restore_point.full_copy_reason,
+            )
+        )
     except Exception as exc:
         failed_phase = status.phase
         failure = for_phase(failure_of(exc), failed_phase)
@@ -385,17 +400,19 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         if lease_held:
             warnings.extend((yield from _finish_writing(context, blob, lease_id)))
         phase("failed", reason=reason)
-        return DiskResult(
-            disk.id,
-            disk.name,
-            "Failed",
-            failed_phase,
-            reason=reason,
-            snapshot_id=snapshot_id,
-            warnings=tuple(warnings),
-            code=failure.code.value,
-            kind=kind if snapshot_id is not None else None,
-        ).to_json()
+        return finished(
+            DiskResult(
+                disk.id,
+                disk.name,
+                "Failed",
+                failed_phase,
+                reason=reason,
+                snapshot_id=snapshot_id,
+                warnings=tuple(warnings),
+                code=failure.code.value,
+                kind=kind if snapshot_id is not None else None,
+            )
+        )
 
 
 def _copy_whole(
