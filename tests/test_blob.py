@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import requests
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-from throttle_proxy import ThrottlingProxy
 
 from backup.azure.blob import (
     MAX_SMALL_BLOB,
@@ -49,6 +48,7 @@ from backup.errors import (
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from testbed.emulator.dataplane import DataPlane
 from testbed.emulator.pages import PageMap
+from testbed.fault_proxy import FaultPlan, FaultProxy
 from testbed.proving_ground import ProvingGround
 
 KiB = 1024
@@ -495,22 +495,24 @@ def test_range_past_the_end_is_416(client: BlobClient, container: ContainerAddre
 
 
 def test_429_then_success_honours_retry_after(azurite: Azurite, container: ContainerAddress) -> None:
-    # Seam: a loopback proxy (tests/throttle_proxy.py) answers 429 + Retry-After: 1 once, then forwards
+    # Seam: the test bed's fault proxy (testbed/fault_proxy.py) answers 429 + Retry-After: 1 once, then forwards
     # to Azurite; the Transport's sleep seam records the wait instead of sleeping.
     waits: list[float] = []
-    with ThrottlingProxy(azurite.blob_url, throttle=1, retry_after="1") as proxy:
+    with FaultProxy(azurite.blob_url, FaultPlan(retry_after=1)) as proxy:
+        proxy.fail_next("throttle", 1)
         client = BlobClient(Transport(sleep=waits.append))
         name = container.url.rsplit("/", 1)[1]
         via_proxy = BlobAddress.in_account(f"{proxy.url}/{DEV_ACCOUNT}", name, "throttled.vhd", SIGNER)
         client.create_page_blob(via_proxy, 512)  # a PUT: 429 is retried whatever the verb
         assert client.get_properties(via_proxy).size == 512
     assert waits == [1.0]
-    assert [status for _, _, status in proxy.seen] == [429, 201, 200]
+    assert [action for action, _, _ in proxy.faults] == ["throttle"] and proxy.stats["forwarded"] == 2
 
 
 def test_429_beyond_the_budget_surfaces_as_throttled(azurite: Azurite, container: ContainerAddress) -> None:
     waits: list[float] = []
-    with ThrottlingProxy(azurite.blob_url, throttle=5, retry_after="2") as proxy:
+    with FaultProxy(azurite.blob_url, FaultPlan(retry_after=2)) as proxy:
+        proxy.fail_next("throttle", 5)
         client = BlobClient(Transport(sleep=waits.append, policy=RetryPolicy(max_attempts=3)))
         name = container.url.rsplit("/", 1)[1]
         via_proxy = BlobAddress.in_account(f"{proxy.url}/{DEV_ACCOUNT}", name, "never.vhd", SIGNER)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from throttle_proxy import ThrottlingProxy
 
 from backup.azure.odata import and_, eq, ge, lt
 from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
@@ -31,6 +30,7 @@ from backup.errors import (
     UnexpectedResponseError,
 )
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
+from testbed.fault_proxy import FaultPlan, FaultProxy
 
 SIGNER = SharedKeyAuthorizer(DEV_ACCOUNT, DEV_ACCOUNT_KEY, service=StorageService.TABLE)
 
@@ -317,14 +317,15 @@ def test_wrong_key_is_403(azurite: Azurite, table: TableClient) -> None:
 
 
 def test_429_then_success(azurite: Azurite, table: TableClient) -> None:
-    # Seam: the loopback throttling proxy answers 429 + Retry-After once, the Transport's sleep records it.
+    # Seam: the test bed's fault proxy answers 429 + Retry-After once, the Transport's sleep records it.
     waits: list[float] = []
-    with ThrottlingProxy(azurite.table_url, throttle=1, retry_after="3") as proxy:
+    with FaultProxy(azurite.table_url, FaultPlan(retry_after=3)) as proxy:
+        proxy.fail_next("throttle", 1)
         client = TableClient(f"{proxy.url}/{DEV_ACCOUNT}", table.table, SIGNER, Transport(sleep=waits.append))
         client.insert("p", "r", {"A": 1})  # a POST, retried because 429 means "not done"
         assert client.get("p", "r").properties == {"A": 1}
     assert waits == [3.0]
-    assert [status for _, _, status in proxy.seen] == [429, 204, 200]
+    assert [action for action, _, _ in proxy.faults] == ["throttle"] and proxy.stats["forwarded"] == 2
 
 
 def test_shared_key_lite_client(azurite: Azurite, table: TableClient) -> None:

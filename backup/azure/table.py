@@ -294,6 +294,7 @@ class TableClient:
             f"{self.endpoint}/Tables",
             headers={"Prefer": "return-no-content"},
             body={"TableName": self.table},
+            idempotent=True,  # a repeat (say, after a lost answer) meets 409 TableAlreadyExists: done
             ok=(201, 204, 409),
         )
         if response.status_code == 409:
