@@ -495,7 +495,7 @@ def test_range_past_the_end_is_416(client: BlobClient, container: ContainerAddre
 
 
 def test_429_then_success_honours_retry_after(azurite: Azurite, container: ContainerAddress) -> None:
-    # Seam: the test bed's fault proxy (testbed/fault_proxy.py) answers 429 + Retry-After: 1 once, then forwards
+    # Seam: the test bed's fault proxy answers 429 + Retry-After: 1 once, then forwards
     # to Azurite; the Transport's sleep seam records the wait instead of sleeping.
     waits: list[float] = []
     with FaultProxy(azurite.blob_url, FaultPlan(retry_after=1)) as proxy:
