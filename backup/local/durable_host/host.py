@@ -51,6 +51,7 @@ from backup.errors import (
     http_error_class,
 )
 from backup.local.durable_host import history as h
+from backup.local.durable_host import timestamps
 from backup.local.durable_host.clock import Clock, RealClock, VirtualClock
 from backup.local.durable_host.discovery import FunctionIndex
 from backup.local.durable_host.instance import Instance, ParentLink
@@ -196,6 +197,7 @@ class LocalHost:
                 "activity_workers", f"must be a positive integer, got {activity_workers!r}"
             )
         validate_task_hub_name(task_hub, "task_hub")
+        timestamps.install()  # the SDK re-parses every history timestamp on every replay
         self._index = FunctionIndex.from_app(app)
         self._clock: Clock = clock if clock is not None else RealClock()
         self._store = InstanceStore(store_dir) if store_dir is not None else None
