@@ -81,6 +81,7 @@ class DataPlanePort(Protocol):
     """What the ARM side needs of :class:`testbed.emulator.dataplane.DataPlane`."""
 
     copy_pending_polls: int
+    copy_pending_seconds: float
 
     def grant(
         self, *, resource_id: str, family_id: str | None, content: PageMap, duration_seconds: int
