@@ -53,6 +53,30 @@ def two_phase(context: df.DurableOrchestrationContext) -> Iterator[Any]:
     return [prepared, copied, context.current_utc_datetime.isoformat()]
 
 
+@app.activity_trigger(input_name="n")
+def tick(n: int) -> int:
+    calls["tick"] += 1
+    return n
+
+
+@app.orchestration_trigger(context_name="context")
+def ticker(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    # Like the copy watch: one timer and one activity per execution, then continue as new.
+    n = context.get_input()
+    yield context.create_timer(context.current_utc_datetime + timedelta(seconds=10))
+    yield context.call_activity("tick", n)
+    if n < 4:
+        context.continue_as_new(n + 1)
+        return None
+    return {"ticks": n + 1, "at": context.current_utc_datetime.isoformat()}
+
+
+@app.orchestration_trigger(context_name="context")
+def ticker_parent(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    result = yield context.call_sub_orchestrator("ticker", 0, f"{context.instance_id}-ticker")
+    return result
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,6 +151,38 @@ def test_restart_with_a_timer_armed(tmp_path: Path) -> None:
         status = second.wait_for_completion(instance_id)
     assert datetime.fromisoformat(status.output[2]) == START + timedelta(minutes=5)
     assert calls[f"copy:{key}"] == 1
+
+
+def test_restart_between_executions_of_a_sub_orchestration_that_continues_as_new(tmp_path: Path) -> None:
+    child = "run-ticker-ticker"
+
+    def execution_input(host: LocalHost) -> Any:
+        history = host.history(child) if host.get_status(child) else []
+        timer_armed = any(e["EventType"] == EventType.TIMER_CREATED for e in history)
+        return history[1]["Input"] if timer_armed else None
+
+    with LocalHost(app, clock=VirtualClock(START, auto_advance=False), store_dir=tmp_path) as first:
+        first.start_new("ticker_parent", instance_id="run-ticker")
+        for n in range(2):  # two executions done; the third waits on its timer when the host stops
+            wait_until(lambda n=n: execution_input(first) == f'"{n}"')
+            first.advance_clock(timedelta(seconds=10))
+        wait_until(lambda: execution_input(first) == '"2"')
+        assert calls["tick"] == 2
+
+    second = LocalHost(app, clock=VirtualClock(START + timedelta(seconds=20)), store_dir=tmp_path)
+    resumed = second.get_status(child)
+    assert resumed is not None and resumed.runtime_status == "Running" and resumed.input == 2
+    with second:
+        status = second.wait_for_completion("run-ticker")
+        history = second.history(child)
+        counts = second.counts(child)
+    assert status.runtime_status == "Completed"
+    assert status.output == {"ticks": 5, "at": (START + timedelta(seconds=50)).isoformat()}
+    assert calls["tick"] == 5  # nothing was in flight at the stop: no tick ran twice
+    # Only the last execution is kept, and what the host counted survived the restart.
+    assert history[1]["EventType"] == EventType.EXECUTION_STARTED and history[1]["Input"] == '"4"'
+    assert counts.history_events == len(history) <= 12
+    assert counts.activity_executions == 5
 
 
 def test_files_that_are_not_records_are_named_and_skipped(tmp_path: Path) -> None:

@@ -30,6 +30,12 @@ from backup.workflow.models import (
     lane_id,
     sub_orchestration_id,
 )
+from backup.workflow.watch import (
+    COPY_WATCH_ORCHESTRATOR,
+    OPERATION_WATCH_ORCHESTRATOR,
+    copy_watch_id,
+    operation_watch_id,
+)
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 
@@ -134,12 +140,16 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
 
 
 def _run(
-    activities: dict[str, Callable[[Any], Any]], max_parallel: int = 2, lanes: list[Any] | None = None
+    activities: dict[str, Callable[[Any], Any]],
+    max_parallel: int = 2,
+    lanes: list[Any] | None = None,
+    inspect: Callable[[LocalHost], None] = lambda host: None,
+    **options: Any,
 ) -> Any:
     run = RunInput(
         "http",
         Selection(kind="resourceGroup", resource_group="rg"),
-        RunOptions("c", max_parallel=max_parallel),
+        RunOptions("c", max_parallel=max_parallel, **options),
     )
     with LocalHost(_app(activities), clock=VirtualClock(datetime(2026, 11, 26, 1, tzinfo=UTC))) as host:
         host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id="run-1")
@@ -148,6 +158,7 @@ def _run(
             found = host.get_status(lane_id("run-1", lane))
             if lanes is not None and found is not None:
                 lanes.append(found.custom_status)
+        inspect(host)
         return status
 
 
@@ -159,6 +170,19 @@ def _table_down() -> ActivityFailure:
         cause="connection refused",
     )
     return ActivityFailure(describe(down))
+
+
+def _answers(*answers: Any) -> Callable[[Any], Any]:
+    """An activity that answers each of ``answers`` in turn (an exception is raised), then the last."""
+    given = list(answers)
+
+    def activity(data: Any) -> Any:
+        answer = given.pop(0) if len(given) > 1 else given[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return activity
 
 
 def test_every_disk_through_every_phase_in_lanes() -> None:
@@ -536,3 +560,93 @@ def test_a_disk_another_run_is_writing_is_skipped_untouched() -> None:
     for step in (act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.RELEASE_WRITER_LEASE, act.DELETE_PLAN):
         assert names.count(step) == 0, step
     assert [d["status"] for n, d in calls if n == act.RECORD_RESTORE_POINT] == ["Failed"] * 3
+
+
+# -- waits in sub-orchestrations ------------------------------------------------------------------------
+
+IN_PROGRESS = {"state": "InProgress", "retryAfter": None, "operation": {"kind": "op"}}
+DONE = {"state": "Succeeded", "retryAfter": None, "operation": {"kind": "op"}}
+
+
+def _pending(copied: int) -> dict[str, Any]:
+    return {"copyId": "c1", "status": "pending", "copied": copied, "total": 9}
+
+
+def test_waits_run_as_watches_and_a_long_copy_keeps_a_short_history() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    activities[act.BEGIN_SNAPSHOT] = lambda data: {**IN_PROGRESS, "snapshotId": data["disk"]["id"] + "-snap"}
+    activities[act.POLL_OPERATION] = _answers(IN_PROGRESS, DONE, DONE, DONE, DONE)
+    activities[act.START_COPY] = _answers(_pending(0))
+    polls = 40
+    copy_answers = [_pending(i % 9) for i in range(1, polls)]
+    activities[act.COPY_STATUS] = _answers(*copy_answers, {**_pending(9), "status": "success"})
+    seen: dict[str, Any] = {}
+
+    def histories(host: LocalHost) -> None:
+        disk = sub_orchestration_id("run-1", 0)
+        seen["disk"] = host.history(disk)
+        seen["snapshot"] = host.history(operation_watch_id(disk, "snapshot creation"))
+        seen["copy"] = host.history(copy_watch_id(disk))
+        seen["copy status"] = host.get_status(copy_watch_id(disk))
+        seen["copy counts"] = host.counts(copy_watch_id(disk))
+
+    status = _run(activities, max_parallel=1, inspect=histories, poll_initial_seconds=5, poll_max_seconds=60)
+    assert status.output["status"] == "Succeeded", status.output
+    # The snapshot's two polls are in its watch, not in the disk's history.
+    kinds = [e["EventType"] for e in seen["disk"]]
+    assert EventType.TIMER_CREATED not in kinds
+    assert [
+        e["Name"] for e in seen["disk"] if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
+    ] == [
+        OPERATION_WATCH_ORCHESTRATOR,
+        COPY_WATCH_ORCHESTRATOR,
+    ]
+    assert sum(1 for e in seen["snapshot"] if e["EventType"] == EventType.TIMER_CREATED) == 2
+    # Forty polls of the copy, one per execution: the history kept is the last execution's.
+    assert seen["copy counts"].activity_executions == polls
+    assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 80
+    assert seen["copy status"].custom_status == {"bytesCopied": 9, "bytesTotal": 9, "polls": polls}
+    last = json.loads(json.loads(seen["copy"][1]["Input"]))
+    assert (last["polls"], last["delay"]) == (polls - 1, 60)  # the delay doubled to the cap and stayed
+
+
+@pytest.mark.parametrize(
+    ("begin", "phase", "code"),
+    [
+        (act.BEGIN_GRANT_ACCESS, "grant", "OperationFailed"),
+        (act.BEGIN_SNAPSHOT, "snapshot", "SnapshotFailed"),
+    ],
+)
+def test_a_failure_in_a_watch_fails_the_disk_with_the_same_code_and_reason(
+    begin: str, phase: str, code: str
+) -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a"), _disk("b")])
+    activities[begin] = lambda data: {**IN_PROGRESS, "snapshotId": "/subscriptions/s/snapshots/x"}
+    busy = OperationFailedError(status="Failed", code="DiskBusy", error_message="the disk is busy")
+    activities[act.POLL_OPERATION] = _answers(ActivityFailure(describe(busy)))  # as the app's wrapper raises
+    status = _run(activities, max_parallel=2)
+    assert status.output["status"] == "Failed"
+    assert {(d["phase"], d["code"], d["reason"]) for d in status.output["disks"]} == {
+        (phase, code, f"{phase}: operation ended Failed: DiskBusy: the disk is busy")
+    }
+    names = [name for name, _ in calls]
+    assert names.count(act.BEGIN_DELETE_SNAPSHOT) == 2
+    assert names.count(act.BEGIN_REVOKE_ACCESS) == (2 if phase == "grant" else 0)
+
+
+def test_a_copy_that_outlives_its_deadline_fails_its_disk() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    activities[act.START_COPY] = _answers(_pending(0))
+    activities[act.COPY_STATUS] = _answers(_pending(3))
+    status = _run(activities, max_parallel=1, copy_timeout_minutes=2, poll_max_seconds=60)
+    [disk] = status.output["disks"]
+    assert (disk["status"], disk["phase"], disk["code"]) == ("Failed", "copy", "DeadlineExceeded")
+    assert disk["reason"].startswith(
+        "copy: copy (at 3 of 9 bytes) did not finish by its deadline (2026-11-26T01:02:"
+    )

@@ -1,6 +1,7 @@
 """The three orchestrators: a run fans out over lanes, a lane backs its disks up one after another, and a
 disk goes lease → snapshot → access → copy (whole, or the changes since its diff base) → verify → revoke
-→ restore point → record → base rotated.
+→ restore point → record → base rotated. Its waits run as sub-orchestrations (:mod:`backup.workflow.watch`),
+so no history grows with the length of a wait.
 
 Orchestrators are replayed from history many times, so they are deterministic: time comes from
 ``context.current_utc_datetime``, every Azure call is an activity, and every wait is a durable timer
@@ -24,7 +25,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from backup.errors import DeadlineExceededError, InvalidInputError, VerificationError, WriterBusyError
+from backup.errors import InvalidInputError, VerificationError, WriterBusyError
 from backup.failures import Failure, FailureCode, failure_of, for_phase
 from backup.telemetry import PhaseClock, emit, run_record
 from backup.workflow import activity_names as act
@@ -47,6 +48,16 @@ from backup.workflow.models import (
     run_status,
     sub_orchestration_id,
 )
+from backup.workflow.watch import next_delay, sleep_until_next_poll, wait_for_copy, wait_for_operation
+
+__all__ = [
+    "Orchestration",
+    "backup_disk",
+    "backup_lane",
+    "backup_run",
+    "failure_reason",
+    "next_delay",
+]
 
 Orchestration = Generator[Any, Any, Any]
 
@@ -511,17 +522,6 @@ _RELEASE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_
 # -- waiting ------------------------------------------------------------------------------------------
 
 
-def next_delay(
-    previous: float | None, options_initial: int, options_max: int, retry_after: float | None
-) -> float:
-    """Seconds to wait before the next poll: doubling from the initial delay to the cap, never less than
-    what the service asked for (``Retry-After``)."""
-    delay = float(options_initial) if previous is None else min(previous * 2, float(options_max))
-    if retry_after is not None and retry_after > delay:
-        delay = float(retry_after)
-    return delay
-
-
 def _wait_for_operation(
     context: df.DurableOrchestrationContext,
     op: dict[str, Any],
@@ -529,23 +529,14 @@ def _wait_for_operation(
     options: RunOptions,
     what: str,
 ) -> Orchestration:
-    """Poll an ARM operation (through the ``poll_operation`` activity) until it succeeded.
+    """Follow an ARM operation until it succeeded, in a watch sub-orchestration
+    (:func:`backup.workflow.watch.wait_for_operation`).
 
     ``op`` is an activity's answer (:mod:`backup.workflow.activity_names` describes it). A failed or
-    canceled operation makes the activity raise, which fails this wait with the operation's error. A
-    begin activity that was throttled answers ``Throttled`` with the call to repeat after the wait.
+    canceled operation, a poll that failed, or the deadline fail this wait with the reason. A begin
+    activity that was throttled answers ``Throttled`` with the call to repeat after the wait.
     """
-    delay: float | None = None
-    while op["state"] != "Succeeded":
-        delay = next_delay(
-            delay, options.poll_initial_seconds, options.poll_max_seconds, op.get("retryAfter")
-        )
-        yield from _sleep(context, delay, deadline, what)
-        if op["state"] == "Throttled":
-            op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
-        else:
-            op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
-    return op
+    return (yield from wait_for_operation(context, op, deadline, options, what))
 
 
 def _wait_for_snapshot_ready(
@@ -579,7 +570,7 @@ def _wait_for_snapshot_ready(
         )
         progress = "no progress reported" if percent is None else f"at {percent:g}%"
         access = state.get("accessState")
-        yield from _sleep(
+        yield from sleep_until_next_poll(
             context,
             delay,
             deadline,
@@ -594,15 +585,9 @@ def _wait_for_copy(
     options: RunOptions,
     phase: Callable[..., None],
 ) -> Orchestration:
-    """Poll the copy (HEAD of the destination blob) until it succeeded; report progress as we go."""
-    deadline = context.current_utc_datetime + timedelta(minutes=options.copy_timeout_minutes)
-    delay: float | None = None
-    while copy["status"] != "success":
-        phase("copy", bytes_copied=copy["copied"], bytes_total=copy["total"])
-        delay = next_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
-        yield from _sleep(context, delay, deadline, f"copy (at {copy['copied']} of {copy['total']} bytes)")
-        copy = yield context.call_activity(act.COPY_STATUS, {**blob, "copyId": copy["copyId"]})
-    return copy
+    """Follow the copy (HEAD of the destination blob) until it succeeded, in a copy watch that continues
+    as new after every poll (:func:`backup.workflow.watch.wait_for_copy`)."""
+    return (yield from wait_for_copy(context, copy, blob, options, phase))
 
 
 def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions) -> Orchestration:
@@ -617,17 +602,6 @@ def _delete_snapshot(
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
     op = yield context.call_activity(act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id})
     yield from _wait_for_operation(context, op, deadline, options, "snapshot deletion")
-
-
-def _sleep(
-    context: df.DurableOrchestrationContext, seconds: float, deadline: datetime, what: str
-) -> Orchestration:
-    """Wait ``seconds``, but not past ``deadline``: the last poll happens at the deadline itself, and
-    only a wait that would start at or after it fails."""
-    now = context.current_utc_datetime
-    if now >= deadline:
-        raise DeadlineExceededError(f"{what} did not finish by its deadline ({iso(deadline)})")
-    yield context.create_timer(min(now + timedelta(seconds=seconds), deadline))
 
 
 # -- small pure parts ---------------------------------------------------------------------------------
