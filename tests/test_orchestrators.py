@@ -30,6 +30,7 @@ from backup.workflow.models import (
     lane_id,
     sub_orchestration_id,
 )
+from backup.workflow.orchestrators import LANE_DISKS_PER_EXECUTION
 from backup.workflow.watch import (
     COPY_WATCH_ORCHESTRATOR,
     OPERATION_WATCH_ORCHESTRATOR,
@@ -560,6 +561,53 @@ def test_a_disk_another_run_is_writing_is_skipped_untouched() -> None:
     for step in (act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.RELEASE_WRITER_LEASE, act.DELETE_PLAN):
         assert names.count(step) == 0, step
     assert [d["status"] for n, d in calls if n == act.RECORD_RESTORE_POINT] == ["Failed"] * 3
+
+
+# -- lanes ----------------------------------------------------------------------------------------------
+
+
+def test_disks_are_dealt_to_lanes_largest_first_and_come_back_in_selection_order() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    sizes = {"a": 1 << 20, "b": 64 << 30, "c": 2 << 20, "d": 1 << 20, "e": 32 << 30, "f": 1 << 20}
+    disks = [{**_disk(name), "sizeBytes": size} for name, size in sizes.items()]
+    activities[act.RESOLVE_SELECTION] = _answers(disks)
+    lanes: list[list[str]] = []
+
+    def lane_inputs(host: LocalHost) -> None:
+        for lane in range(2):
+            status = host.get_status(lane_id("run-1", lane))
+            assert status is not None
+            lanes.append([job["disk"]["name"] for job in status.input["jobs"]])
+
+    status = _run(activities, max_parallel=2, inspect=lane_inputs)
+    assert status.output["status"] == "Succeeded"
+    # The 64 GiB disk alone; the 32 GiB one first in the other lane, the small ones after it.
+    assert lanes == [["b"], ["e", "c", "a", "d", "f"]]
+    assert [d["diskName"] for d in status.output["disks"]] == list(sizes)
+    assert [d["sizeBytes"] for d in status.output["disks"]] == list(sizes.values())
+
+
+def test_a_lane_continues_as_new_and_keeps_every_result_in_order() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    names = [f"disk{i:02d}" for i in range(LANE_DISKS_PER_EXECUTION * 2 + 3)]
+    activities[act.RESOLVE_SELECTION] = _answers([_disk(name) for name in names])
+    lane_counts: list[Any] = []
+    lanes: list[Any] = []
+    status = _run(
+        activities,
+        max_parallel=1,
+        lanes=lanes,
+        inspect=lambda host: lane_counts.append(host.counts(lane_id("run-1", 0))),
+    )
+    assert status.output["status"] == "Succeeded" and status.output["succeeded"] == len(names)
+    assert [d["diskName"] for d in status.output["disks"]] == names
+    # Three executions; the history kept is the last one's: three disks, four events each, and a few.
+    [counts] = lane_counts
+    assert counts.history_events <= 3 * 4 + 6
+    # Its custom status counts every disk it had, over all its executions.
+    assert lanes == [{"disks": len(names), "succeeded": len(names), "failed": 0}]
 
 
 # -- waits in sub-orchestrations ------------------------------------------------------------------------

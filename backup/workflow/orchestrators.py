@@ -11,6 +11,10 @@ Waiting follows the monitor pattern: an activity makes one check, the orchestrat
 starts at ``pollInitialSeconds`` and doubles up to ``pollMaxSeconds`` (never shorter than a
 ``Retry-After`` the service asked for), and gives up with a clear reason at a deadline.
 
+Histories stay bounded: a run holds one event pair per lane, a lane continues as new every
+:data:`LANE_DISKS_PER_EXECUTION` disks, and a disk holds a handful of events per phase however long
+its waits (the copy watch continues as new after every poll).
+
 No secret ever enters an orchestration: the grant-access operation's state carries only its polling URL,
 and the activities that read through a snapshot's SAS fetch it from that operation themselves. No range
 list or plan enters one either: they live in storage (:mod:`backup.workflow.incremental`).
@@ -31,6 +35,7 @@ from backup.telemetry import PhaseClock, emit, run_record
 from backup.workflow import activity_names as act
 from backup.workflow import incremental
 from backup.workflow.chain import chain_blob_name, writer_lease_id
+from backup.workflow.lanes import deal_to_lanes, expected_cost
 from backup.workflow.models import (
     DISK_ORCHESTRATOR,
     LANE_ORCHESTRATOR,
@@ -51,6 +56,7 @@ from backup.workflow.models import (
 from backup.workflow.watch import next_delay, sleep_until_next_poll, wait_for_copy, wait_for_operation
 
 __all__ = [
+    "LANE_DISKS_PER_EXECUTION",
     "Orchestration",
     "backup_disk",
     "backup_lane",
@@ -60,6 +66,9 @@ __all__ = [
 ]
 
 Orchestration = Generator[Any, Any, Any]
+
+#: Disks a lane backs up before it continues as new (its history: about four events per disk).
+LANE_DISKS_PER_EXECUTION = 8
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -71,7 +80,9 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     The bound is kept by *lanes*: ``maxParallel`` lane sub-orchestrations under one ``task_all``, each
     backing up its share of the disks one after another. (A sliding window of ``task_any`` over running
     children does not keep N in flight: the Functions host awaits each new ``WhenAny`` action on the
-    newly started child alone, so after the first wave a run degrades to one disk at a time.)
+    newly started child alone, so after the first wave a run degrades to one disk at a time.) Disks are
+    dealt to lanes by expected cost, largest first (:func:`~backup.workflow.lanes.deal_to_lanes`), so
+    one large disk does not hold up a lane of small ones; results come back in the selection's order.
     """
     run = RunInput.from_json(context.get_input())
     started = RunSummary(
@@ -102,21 +113,27 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         DiskJob(started.run_id, started.started_at, index, disk, run.options).to_json()
         for index, disk in enumerate(disks)
     ]
+    shares = deal_to_lanes([expected_cost(disk) for disk in disks], lanes) if lanes else []
     lane_tasks = [
         context.call_sub_orchestrator(
-            LANE_ORCHESTRATOR, {"jobs": jobs[lane::lanes]}, lane_id(started.run_id, lane)
+            LANE_ORCHESTRATOR, {"jobs": [jobs[i] for i in share]}, lane_id(started.run_id, lane)
         )
-        for lane in range(lanes)
+        for lane, share in enumerate(shares)
     ]
     results: dict[int, DiskResult] = {}
     if lane_tasks:
         lane_outputs = yield context.task_all(lane_tasks)
-        for lane, output in enumerate(lane_outputs):
-            for offset, outcome in enumerate(output):
-                index = lane + offset * lanes
+        for share, output in zip(shares, lane_outputs, strict=True):
+            for index, outcome in zip(share, output if isinstance(output, list) else [], strict=False):
                 results[index] = _result_from_json(outcome, disks[index])
 
-    ordered = tuple(results[i] for i in range(total))
+    ordered = tuple(
+        results.get(i)
+        or DiskResult.failed(
+            disks[i], "unknown", "its lane returned no result for it", FailureCode.INTERNAL.value
+        )
+        for i in range(total)
+    )
     succeeded = sum(1 for r in ordered if r.status == "Succeeded")
     summary = replace(
         started,
@@ -179,17 +196,26 @@ def _alert(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orch
 
 
 def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
-    """One lane of a run: its share of the disks, one disk sub-orchestration after another.
+    """One lane of a run: its share of the disks, one disk sub-orchestration after another; answers
+    their results in the order of its ``jobs``.
 
-    Never fails: a disk orchestration that fails outright (a bug, a platform failure) becomes a failed
-    result for that disk, and the lane goes on with the next. Its custom status counts its disks
-    (:func:`lane_status`), so a run's progress is read from its few lanes, not from every disk.
+    Input ``{"jobs": [DiskJob...], "done": [DiskResult...]}``: after :data:`LANE_DISKS_PER_EXECUTION`
+    disks the lane continues as new with the jobs left and the results so far, so its history stays
+    short however many disks it has. Never fails: a disk orchestration that fails outright (a bug, a
+    platform failure) becomes a failed result for that disk, and the lane goes on with the next. Its
+    custom status counts its disks (:func:`lane_status`), so a run's progress is read from its few
+    lanes, not from every disk.
     """
-    data = context.get_input()
-    jobs = [DiskJob.from_json(job) for job in (data or {}).get("jobs", [])]
-    outputs: list[dict[str, Any]] = []
-    context.set_custom_status(lane_status(len(jobs), []))
-    for job in jobs:
+    data = context.get_input() or {}
+    pending = data.get("jobs", [])
+    outputs = data.get("done", [])
+    if not isinstance(pending, list) or not isinstance(outputs, list):
+        raise InvalidInputError("lane", "'jobs' and 'done' must be lists")
+    total = len(outputs) + len(pending)
+    context.set_custom_status(lane_status(total, outputs))
+    # Only this execution's share is read; the rest is handed on as it came.
+    for item in pending[:LANE_DISKS_PER_EXECUTION]:
+        job = DiskJob.from_json(item)
         try:
             outcome = yield context.call_sub_orchestrator(
                 DISK_ORCHESTRATOR, job.to_json(), sub_orchestration_id(job.run_id, job.index)
@@ -199,7 +225,11 @@ def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
             failure = failure_of(exc)
             failed = DiskResult.failed(job.disk, "unknown", failure.message, failure.code.value)
             outputs.append(failed.to_json())
-        context.set_custom_status(lane_status(len(jobs), outputs))
+        context.set_custom_status(lane_status(total, outputs))
+    rest = pending[LANE_DISKS_PER_EXECUTION:]
+    if rest:
+        context.continue_as_new({"jobs": rest, "done": outputs})
+        return None
     return outputs
 
 
