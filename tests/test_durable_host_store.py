@@ -17,6 +17,7 @@ from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
+import pytest
 
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType
@@ -69,6 +70,23 @@ def ticker(context: df.DurableOrchestrationContext) -> Iterator[Any]:
         context.continue_as_new(n + 1)
         return None
     return {"ticks": n + 1, "at": context.current_utc_datetime.isoformat()}
+
+
+@app.activity_trigger(input_name="key")
+def gated(key: str) -> str:
+    calls[f"gated:{key}"] += 1
+    if not gates[key].wait(10):
+        raise TimeoutError("never released")
+    return key
+
+
+@app.orchestration_trigger(context_name="context")
+def gated_parent(context: df.DurableOrchestrationContext) -> Iterator[Any]:
+    key = context.get_input()
+    yield context.call_activity("gated", key)
+    result = yield context.call_sub_orchestrator("ticker", 3, f"{context.instance_id}-ticker")
+    yield context.wait_for_external_event("finish")
+    return result
 
 
 @app.orchestration_trigger(context_name="context")
@@ -183,6 +201,46 @@ def test_restart_between_executions_of_a_sub_orchestration_that_continues_as_new
     assert history[1]["EventType"] == EventType.EXECUTION_STARTED and history[1]["Input"] == '"4"'
     assert counts.history_events == len(history) <= 12
     assert counts.activity_executions == 5
+
+
+@pytest.mark.parametrize("child_done", [False, True], ids=["child running", "child finished"])
+def test_a_parent_whose_record_is_older_than_its_childs_finds_its_child_again(
+    tmp_path: Path, child_done: bool
+) -> None:
+    # The store writes one file per instance: a crash can leave a child's record newer than its
+    # parent's. The parent then starts the same child (same id, same task) again on replay.
+    key = f"rollback-{child_done}"
+    gates[key] = threading.Event()
+    parent, child = f"run-{key}", f"run-{key}-ticker"
+    with LocalHost(app, clock=VirtualClock(START, auto_advance=child_done), store_dir=tmp_path) as first:
+        first.start_new("gated_parent", key, instance_id=parent)
+        wait_until(lambda: calls[f"gated:{key}"] == 1)
+        first.flush()
+        before_child = (tmp_path / f"{parent}.json").read_bytes()  # the activity still running
+        ticks_before = calls["tick"]
+        gates[key].set()
+        if child_done:
+            wait_until(lambda: (s := first.get_status(child)) and s.runtime_status == "Completed")
+        else:
+            wait_until(lambda: first.get_status(child) and first.history(child))
+        assert first.get_status(parent).runtime_status == "Running"
+    ticks_first = calls["tick"] - ticks_before
+    (tmp_path / f"{parent}.json").write_bytes(before_child)
+
+    with LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path) as second:
+        wait_until(
+            lambda: any(
+                e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_COMPLETED
+                for e in second.history(parent)
+            )
+        )
+        second.raise_event(parent, "finish")
+        status = second.wait_for_completion(parent)
+    assert status.runtime_status == "Completed", status.output
+    assert status.output["ticks"] == 5
+    assert calls[f"gated:{key}"] == 2  # the parent's activity ran again: its result was not stored
+    assert ticks_first == (2 if child_done else 0)
+    assert calls["tick"] - ticks_before == 2  # the child ran once, across both hosts
 
 
 def test_files_that_are_not_records_are_named_and_skipped(tmp_path: Path) -> None:

@@ -170,7 +170,9 @@ def test_sixty_disks_counted_by_phase_and_read_in_pages(bed: Bed) -> None:
         status, body, _ = bed.get(run_id, query)
         assert (status, body["error"]["field"]) == (400, field), query
 
-    # `diskbackup status` reads the host's state folder the same way, a page at a time.
+    # `diskbackup status` reads the host's state folder the same way, a page at a time. (A running host
+    # writes its folder within a second; flush so that this read sees the end of the run now.)
+    bed.host.flush()
     seen: list[int] = []
     token: str | None = None
     while True:
