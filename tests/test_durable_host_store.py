@@ -7,6 +7,7 @@ armed. The second host must finish the run without repeating completed work.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -117,11 +118,15 @@ def test_restart_while_waiting_for_an_event(tmp_path: Path) -> None:
         instance_id = first.start_new("two_phase", key, instance_id="run-waiting")
         wait_until(lambda: custom_status(first, instance_id) == "waiting for go")
         replays_before = first.counts(instance_id).replays
-    assert (tmp_path / "run-waiting.json").is_file()
+    record = json.loads((tmp_path / "run-waiting.json").read_text())
+    # The input is kept once, in the ExecutionStarted event.
+    assert record["input_json"] is None and record["input_in_history"] is True
+    assert record["history"][1]["Input"] == json.dumps(json.dumps(key))
 
     second = LocalHost(app, clock=VirtualClock(START), store_dir=tmp_path)
     before_start = second.get_status(instance_id)
     assert before_start is not None and before_start.runtime_status == "Running"
+    assert before_start.input == key and before_start.input_json == json.dumps(json.dumps(key))
     with second:
         second.raise_event(instance_id, "go")
         status = second.wait_for_completion(instance_id)

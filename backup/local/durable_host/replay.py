@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -140,8 +140,13 @@ class ExecutionState:
     raised: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (for the store)."""
-        return asdict(self)
+        """A JSON-ready dict (for the store). Leaves hold only plain values (``Kind`` and ``Phase`` are
+        strings), so a copy of each one's fields will do (``asdict`` deep-copies, at some cost)."""
+        return {
+            "leaves": [dict(vars(leaf)) for leaf in self.leaves],
+            "next_seq": self.next_seq,
+            "raised": dict(self.raised),
+        }
 
     def copy(self) -> ExecutionState:
         """An independent copy (a leaf holds only immutable values, so a shallow copy of each will do;
