@@ -214,7 +214,11 @@ class LocalHost:
         self._store = InstanceStore(store_dir) if store_dir is not None else None
         self._activity_workers = activity_workers
         self.task_hub = task_hub
-        self._cond = threading.Condition(threading.RLock())
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # the dispatcher waits here for work
+        # Callers of wait_for_completion wait here, woken only when an instance ends (they used to
+        # wake at every change: a thread switch for every activity and episode of a run).
+        self._finished = threading.Condition(lock)
         self._instances: dict[str, Instance] = {}
         self._ready: deque[str] = deque()
         self._timers: list[tuple[datetime, int, str, str, int]] = []
@@ -329,6 +333,7 @@ class LocalHost:
             for instance in self._instances.values():
                 instance.armed.clear()
             self._cond.notify_all()
+            self._finished.notify_all()
 
     # --- client API --------------------------------------------------------------------------------
 
@@ -457,7 +462,7 @@ class LocalHost:
                     raise DeadlineExceededError(
                         f"instance {instance_id} still {instance.runtime_status} after {timeout} s"
                     )
-                self._cond.wait(remaining)
+                self._finished.wait(remaining)
 
     def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         """Send external event ``name`` with ``data`` (JSON-serializable) to a running instance."""
@@ -1001,6 +1006,7 @@ class LocalHost:
         self._save_locked(instance)
         log.info("instance %s (%s) %s", instance.instance_id, instance.name, instance.runtime_status)
         self._notify_parent_locked(instance)
+        self._finished.notify_all()
 
     def _terminate_locked(self, instance: Instance, request: dict[str, Any]) -> None:
         now = self._clock.now()
@@ -1024,3 +1030,4 @@ class LocalHost:
         log.info("instance %s (%s) terminated: %s", instance.instance_id, instance.name, redact(reason))
         self._notify_parent_locked(instance)
         self._cond.notify_all()
+        self._finished.notify_all()
