@@ -924,6 +924,7 @@ class LocalHost:
             return plan_episode(instance.state, work.batch, output, has_state=False, **common)
         context = h.orchestration_context(
             past=instance.history,
+            past_json=instance.played_history_json(),
             new=[h.orchestrator_started(work.now), *work.batch],
             input_json=instance.input_json,
             instance_id=instance.instance_id,

@@ -59,6 +59,9 @@ class Instance:
     activity_executions: int = 0
     # Timers armed for the current execution (sequence number -> fire time); rebuilt on load.
     armed: dict[int, datetime] = field(default_factory=dict)
+    # The history's events encoded as a context carries them (played), for the execution named.
+    _played_json: list[str] = field(default_factory=list, repr=False, compare=False)
+    _played_execution: str | None = field(default=None, repr=False, compare=False)
 
     def status(self) -> InstanceStatus:
         """A snapshot for callers."""
@@ -139,6 +142,15 @@ class Instance:
                 if event.get("EventType") == h.EventType.EXECUTION_STARTED:
                     return event
         return None
+
+    def played_history_json(self) -> list[str]:
+        """The history encoded for a context (:func:`history.played_event_json`), each event encoded
+        once: the history of an execution only grows."""
+        if self._played_execution != self.execution_id or len(self._played_json) > len(self.history):
+            self._played_json, self._played_execution = [], self.execution_id
+        done = len(self._played_json)
+        self._played_json.extend(h.played_event_json(event) for event in self.history[done:])
+        return self._played_json
 
     def history_copy(self) -> list[dict[str, Any]]:
         """A deep copy of the history (callers must not reach into the live one)."""
