@@ -32,6 +32,7 @@ from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.clients import build_clients
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType, parse_timestamp
+from backup.local.runner import read_progress
 from backup.settings import Settings
 from backup.workflow import activity_names as act
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration_id
@@ -617,3 +618,45 @@ def _copy_seconds(disk_history: list[dict[str, Any]]) -> float:
             assert now is not None
             return (now - started[event["TaskScheduledId"]]).total_seconds()
     raise AssertionError("no copy watch in this history")
+
+
+@pytest.mark.slow
+def test_a_copy_under_way_shows_its_progress_from_its_copy_watch(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    # Time stands still but when the test moves it: the copy (ten minutes of the host's time) is
+    # caught half done, its watch between polls.
+    clock = VirtualClock(START, auto_advance=False)
+    bed = make_bed(proving_ground, unique_name, clock)
+    bed.make_disk("halfway", 1)
+    run_id = "manual-20261126T010000Z-progress"
+    plane = proving_ground.data_plane
+    assert plane is not None
+    proving_ground.control("PATCH", "/config", {"copy_pending_seconds": 600})
+    real_clock, plane.pacing_clock = plane.pacing_clock, clock.now
+    watch = copy_watch_id(sub_orchestration_id(run_id, 0))
+    try:
+        with bed.host:
+            bed.start_run(run_id)
+            deadline = time.monotonic() + 60
+            while (polls := _watch_polls(bed.host, watch)) < 3 and time.monotonic() < deadline:
+                bed.host.advance_clock(timedelta(seconds=5))
+                time.sleep(0.02)
+            assert polls >= 3, "the copy watch did not poll"
+            bed.host.flush()  # what `diskbackup status` reads in another process
+            progress = read_progress(bed.host, run_id)
+            clock.auto_advance = True
+            bed.host.advance_clock(timedelta(0))
+            status = bed.host.wait_for_completion(run_id, timeout=120)
+    finally:
+        plane.pacing_clock = real_clock
+    assert progress is not None
+    [disk] = progress.disks
+    assert disk.phase == "copy" and 0 < disk.bytes_copied < disk.bytes_total == DISK_SIZE + 512, disk
+    assert status.output["status"] == "Succeeded"
+
+
+def _watch_polls(host: LocalHost, watch: str) -> int:
+    status = host.get_status(watch)
+    custom = status.custom_status if status is not None else None
+    return int(custom.get("polls", 0)) if isinstance(custom, dict) else 0
