@@ -37,8 +37,9 @@ from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.runner import open_host
 from backup.settings import Settings
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, lane_id, sub_orchestration_id
+from backup.workflow.run_progress import wait_prefix
 from backup.workflow.startup import run_options
-from backup.workflow.watch import copy_watch_id
+from backup.workflow.watch import copy_watch_id, waits_prefix
 from bench._profile import ThreadProfile, cpu_seconds
 from testbed.devenv import proving_ground_settings
 from testbed.digest import blob_sha256
@@ -199,15 +200,16 @@ def _figures(host: LocalHost, run_id: str, output: Any, wall: float) -> Figures:
             host.counts(lane_id(run_id, lane)).history_events for lane in range(min(LANES, disks))
         ),
     )
-    # Everything a disk holds: its orchestration and its waits ("<disk id>-<wait>").
-    per_disk: dict[str, int] = defaultdict(int)
-    for instance in host.list_instances(prefix=f"{run_id}-disk-"):
-        disk = instance.instance_id[: len(sub_orchestration_id(run_id, 0))]
-        per_disk[disk] += host.counts(instance.instance_id).history_events
-    figures.per_disk_events = dict(per_disk)
+    # Everything a disk holds: its orchestration and its waits (backup.workflow.watch.waits_prefix).
+    waits: dict[str, int] = defaultdict(int)
+    for instance in host.list_instances(prefix=wait_prefix(run_id)):
+        waits[instance.instance_id[: len(waits_prefix(sub_orchestration_id(run_id, 0)))]] += host.counts(
+            instance.instance_id
+        ).history_events
     for index in range(disks):
         disk = sub_orchestration_id(run_id, index)
         figures.disk_events[disk] = host.counts(disk).history_events
+        figures.per_disk_events[disk] = figures.disk_events[disk] + waits[waits_prefix(disk)]
         watch = host.get_status(copy_watch_id(disk))
         figures.per_disk_polls[disk] = host.counts(copy_watch_id(disk)).activity_executions if watch else 0
     return figures
