@@ -636,6 +636,7 @@ def test_waits_run_as_watches_and_a_long_copy_keeps_a_short_history() -> None:
         disk = sub_orchestration_id("run-1", 0)
         seen["disk"] = host.history(disk)
         seen["snapshot"] = host.history(operation_watch_id(disk, "snapshot creation"))
+        seen["snapshot counts"] = host.counts(operation_watch_id(disk, "snapshot creation"))
         seen["copy"] = host.history(copy_watch_id(disk))
         seen["copy status"] = host.get_status(copy_watch_id(disk))
         seen["copy counts"] = host.counts(copy_watch_id(disk))
@@ -651,8 +652,11 @@ def test_waits_run_as_watches_and_a_long_copy_keeps_a_short_history() -> None:
         OPERATION_WATCH_ORCHESTRATOR,
         COPY_WATCH_ORCHESTRATOR,
     ]
-    assert sum(1 for e in seen["snapshot"] if e["EventType"] == EventType.TIMER_CREATED) == 2
-    # Forty polls of the copy, one per execution: the history kept is the last execution's.
+    # Two polls, one per execution of its watch: the history kept is the last execution's.
+    assert seen["snapshot counts"].activity_executions == 2
+    assert sum(1 for e in seen["snapshot"] if e["EventType"] == EventType.TIMER_CREATED) == 1
+    assert len(seen["snapshot"]) <= 12
+    # Forty polls of the copy, the same way.
     assert seen["copy counts"].activity_executions == polls
     assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 80
     assert seen["copy status"].custom_status == {"bytesCopied": 9, "bytesTotal": 9, "polls": polls}

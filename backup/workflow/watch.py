@@ -7,15 +7,18 @@ and an activity: eight history events (``TimerCreated``/``TimerFired``, ``TaskSc
 later replay reads again. Polled inline, an hour's copy left 576 events in the disk's history, a day's
 copy thousands, and the cost of each replay grew with them.
 
-So each wait is a sub-orchestration of the disk:
+So each wait is a sub-orchestration of the disk, which makes **one** poll per execution and then
+continues as new, carrying what it learnt, the current delay and the deadline:
 
-- ``watch_operation`` polls one ARM operation until it succeeded. Its history is as short as the
-  operation (a few polls), and the disk's own replays no longer read those polls.
-- ``watch_copy`` makes **one** poll per execution and then continues as new, carrying the copy's state,
-  the current delay and the deadline: however long the copy runs, its history is one execution of at
-  most twelve events, and the delays go on doubling to the cap across executions (with the defaults,
-  5 s doubling to 60 s, about 63 polls per copy-hour). One poll per execution rather than several
-  costs one short extra episode per poll and keeps everything a disk holds under 150 events.
+- ``watch_operation`` follows one ARM operation (snapshot, grant, revoke, tag, delete) until it
+  succeeded;
+- ``watch_copy`` follows the blob copy, and keeps the copy's progress in its custom status.
+
+However long the wait, its history is one execution of at most twelve events, the disk's own replays
+never read its polls, and the delays go on doubling to the cap across executions (with the defaults,
+5 s doubling to 60 s, about 63 polls per copy-hour). One poll per execution rather than several costs
+one short extra episode per poll, and keeps everything a disk holds under 150 events for an hour's
+copy (the disk's own orchestration about 80, its five waits twelve each).
 
 Either way the disk's history gains four events per wait (the sub-orchestration created, completed,
 and the episode between), whatever the wait's length.
@@ -125,13 +128,16 @@ def sleep_until_next_poll(
 
 @dataclass(frozen=True)
 class OperationWatch:
-    """The input of ``watch_operation``: an operation answer to follow until it succeeded."""
+    """The input of ``watch_operation``, and what each execution hands the next one: an operation
+    answer to follow until it succeeded."""
 
     op: dict[str, Any]  # an operation answer (activity_names describes it); never holds a secret
     deadline: datetime
     what: str  # "snapshot creation": names the wait in a deadline's message
     poll_initial_seconds: int
     poll_max_seconds: int
+    delay: float | None = None  # the last wait, in seconds (None before the first)
+    polls: int = 0  # polls made so far, over all executions
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -141,6 +147,8 @@ class OperationWatch:
             "what": self.what,
             "pollInitialSeconds": self.poll_initial_seconds,
             "pollMaxSeconds": self.poll_max_seconds,
+            "delay": self.delay,
+            "polls": self.polls,
         }
 
     @classmethod
@@ -150,12 +158,15 @@ class OperationWatch:
         op = _object(data.get("op"), "operation watch.op")
         if not isinstance(op.get("state"), str):
             raise InvalidInputError("operation watch.op.state", "must be a string")
+        delay, polls = _progress(data, "operation watch")
         return cls(
             op=op,
             deadline=_parse_instant(data.get("deadline"), "operation watch.deadline"),
             what=_text(data, "what", "operation watch"),
             poll_initial_seconds=_seconds(data, "pollInitialSeconds", "operation watch"),
             poll_max_seconds=_seconds(data, "pollMaxSeconds", "operation watch"),
+            delay=delay,
+            polls=polls,
         )
 
 
@@ -195,12 +206,7 @@ class CopyWatch:
         _text(copy, "copyId", f"{where}.copy")
         _text(copy, "status", f"{where}.copy")
         blob = _object(data.get("blob"), f"{where}.blob")
-        delay = data.get("delay")
-        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
-            raise InvalidInputError(f"{where}.delay", "must be a number of seconds or null")
-        polls = data.get("polls", 0)
-        if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
-            raise InvalidInputError(f"{where}.polls", "must be a whole number")
+        delay, polls = _progress(data, where)
         return cls(
             copy=copy,
             blob={
@@ -210,7 +216,7 @@ class CopyWatch:
             deadline=_parse_instant(data.get("deadline"), f"{where}.deadline"),
             poll_initial_seconds=_seconds(data, "pollInitialSeconds", where),
             poll_max_seconds=_seconds(data, "pollMaxSeconds", where),
-            delay=None if delay is None else float(delay),
+            delay=delay,
             polls=polls,
         )
 
@@ -291,27 +297,29 @@ def _result(outcome: Any) -> dict[str, Any]:
 
 
 def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
-    """Poll an ARM operation (``poll_operation``) until it succeeded: ``{"result": <last answer>}``.
+    """Wait, poll the ARM operation once (``poll_operation``), then finish or continue as new with its
+    new state: ``{"result": <last answer>}`` once it succeeded.
 
     A ``Throttled`` answer names the call to repeat after the wait (a begin that was refused with 429).
     Any failure ends the watch with ``{"failed": {"code", "message"}}``.
     """
     watch = OperationWatch.from_json(context.get_input())
     op = watch.op
-    delay: float | None = None
+    if op["state"] == "Succeeded":
+        return {"result": op}
+    delay = next_delay(watch.delay, watch.poll_initial_seconds, watch.poll_max_seconds, op.get("retryAfter"))
     try:
-        while op["state"] != "Succeeded":
-            delay = next_delay(
-                delay, watch.poll_initial_seconds, watch.poll_max_seconds, op.get("retryAfter")
-            )
-            yield from sleep_until_next_poll(context, delay, watch.deadline, watch.what)
-            if op["state"] == "Throttled":
-                op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
-            else:
-                op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
+        yield from sleep_until_next_poll(context, delay, watch.deadline, watch.what)
+        if op["state"] == "Throttled":
+            op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
+        else:
+            op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
     except Exception as exc:
         return {"failed": failure_of(exc).to_json()}
-    return {"result": op}
+    if op["state"] == "Succeeded":
+        return {"result": op}
+    context.continue_as_new(replace(watch, op=op, delay=delay, polls=watch.polls + 1).to_json())
+    return None
 
 
 def watch_copy(context: df.DurableOrchestrationContext) -> Orchestration:
@@ -364,6 +372,17 @@ def _parse_instant(value: Any, where: str) -> datetime:
     if parsed.tzinfo is None:
         raise InvalidInputError(where, "must carry a time zone")
     return parsed.astimezone(UTC)
+
+
+def _progress(data: dict[str, Any], where: str) -> tuple[float | None, int]:
+    """A watch's ``delay`` (the last wait, or null) and ``polls`` so far, validated."""
+    delay = data.get("delay")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
+        raise InvalidInputError(f"{where}.delay", "must be a number of seconds or null")
+    polls = data.get("polls", 0)
+    if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
+        raise InvalidInputError(f"{where}.polls", "must be a whole number")
+    return (None if delay is None else float(delay)), polls
 
 
 def _object(data: Any, where: str) -> dict[str, Any]:
