@@ -7,7 +7,10 @@ table of the test's own on the session's proving ground. The emulator's knobs (`
 the session's too, so a test that turns one restores it in a ``finally``.
 
 The delays are read where the Durable host keeps them: each ``TimerCreated`` event of a disk
-orchestration's history, against the orchestration time of the episode that created it.
+orchestration's history and of its waits' sub-orchestrations (``backup.workflow.watch``), against the
+orchestration time of the episode that created it. A wait continues as new after every poll, and the
+host keeps only an instance's current execution: the bed records each execution's history as it ends
+(a seam of the host we own: :func:`record_executions`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
@@ -30,11 +33,14 @@ from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.clients import build_clients
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType, parse_timestamp
+from backup.local.durable_host.replay import ContinuedAsNew
+from backup.local.runner import read_progress
 from backup.settings import Settings
 from backup.workflow import activity_names as act
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration_id
 from backup.workflow.orchestrators import next_delay
 from backup.workflow.startup import run_options
+from backup.workflow.watch import copy_watch_id, waits_prefix
 from testbed.devenv import proving_ground_settings
 from testbed.digest import blob_sha256
 from testbed.proving_ground import ProvingGround
@@ -93,6 +99,7 @@ class Bed:
     settings: Settings
     host: LocalHost
     group: str
+    executions: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
 
     def make_disk(self, name: str, seed: int, sku: str = "Standard_LRS") -> str:
         body = {"size_bytes": DISK_SIZE, "fill": {"seed": seed, "fraction": 0.2}, "sku": sku}
@@ -132,11 +139,15 @@ class Bed:
         return list(json.loads(response.get_body())["restorePoints"])
 
     def waits(self, instance_id: str) -> dict[str, list[float]]:
-        """The durable timers of an orchestration, in seconds, by the wait they belong to."""
+        """The durable timers of an orchestration and its waits, in seconds, by the wait they belong to."""
         waits: dict[str, list[float]] = {}
+        self._collect_waits(instance_id, "none", waits)
+        return waits
+
+    def _collect_waits(self, instance_id: str, phase: str, waits: dict[str, list[float]]) -> None:
         now: datetime | None = None
-        phase = "none"
-        for event in self.host.history(instance_id):
+        ended = [event for history in self.executions.get(instance_id, []) for event in history]
+        for event in [*ended, *self.host.history(instance_id)]:
             kind = event["EventType"]
             if kind == EventType.ORCHESTRATOR_STARTED:
                 now = parse_timestamp(event["Timestamp"])
@@ -146,7 +157,14 @@ class Bed:
                 assert now is not None
                 delay = (parse_timestamp(event["FireAt"]) - now).total_seconds()
                 waits.setdefault(phase, []).append(delay)
-        return waits
+            elif kind == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED:
+                self._collect_waits(event["InstanceId"], phase, waits)
+
+    def copy_polls_before_last(self, disk_instance_id: str) -> int:
+        """How many polls the copy watch of a disk made before its last execution."""
+        started = self.host.history(copy_watch_id(disk_instance_id))[1]
+        assert started["EventType"] == EventType.EXECUTION_STARTED
+        return int(json.loads(json.loads(started["Input"]))["polls"])
 
 
 def make_bed(ground: ProvingGround, name: str, clock: VirtualClock, **settings: str) -> Bed:
@@ -161,7 +179,23 @@ def make_bed(ground: ProvingGround, name: str, clock: VirtualClock, **settings: 
         **settings,
     )
     app_settings = Settings.from_env(env)
-    return Bed(ground, app_settings, LocalHost(build_app(app_settings), clock=clock), group)
+    host = LocalHost(build_app(app_settings), clock=clock)
+    return Bed(ground, app_settings, host, group, record_executions(host))
+
+
+def record_executions(host: LocalHost) -> dict[str, list[list[dict[str, Any]]]]:
+    """Keep the history of every execution of ``host``'s instances that continues as new (the host
+    keeps only the current one); answers instance id -> those histories, oldest first."""
+    executions: dict[str, list[list[dict[str, Any]]]] = {}
+    finish = host._finish_locked
+
+    def finishing(instance: Any, now: datetime, outcome: Any) -> None:
+        if isinstance(outcome, ContinuedAsNew):
+            executions.setdefault(instance.instance_id, []).append(list(instance.history))
+        finish(instance, now, outcome)
+
+    host._finish_locked = finishing  # type: ignore[method-assign]
+    return executions
 
 
 @pytest.fixture
@@ -229,7 +263,9 @@ def test_delays_double_to_the_cap_and_honour_retry_after(
     for phase in ("snapshot", "grant", "revoke", "tag"):
         assert plain[phase] == six, (phase, plain)
     assert "delete" not in plain
-    assert plain["copy"] == doubling(2, 10, len(plain["copy"]))
+    # The copy watch's delays went on doubling from one execution to the next.
+    copy_polls = bed.copy_polls_before_last(sub_orchestration_id(run_id, 0)) + 1
+    assert copy_polls >= 2 and plain["copy"] == doubling(2, 10, copy_polls)
 
     # A throttled begin waits what it was asked to, then polls at the cap (the doubling goes on from
     # the long wait); the other waits of the same disk are untouched.
@@ -336,13 +372,14 @@ def test_a_snapshot_that_never_finishes_fails_its_disk_at_the_deadline(
 
 
 def _wait_for_first_timer(host: LocalHost, instance_id: str) -> None:
-    """Until the orchestration has created its first durable timer (the clock stands still meanwhile)."""
+    """Until the orchestration or one of its waits has created a durable timer (the clock stands still
+    meanwhile)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if host.get_status(instance_id) is not None and any(
-            e["EventType"] == EventType.TIMER_CREATED for e in host.history(instance_id)
-        ):
-            return
+        waits = [status.instance_id for status in host.list_instances(prefix=waits_prefix(instance_id))]
+        for found in [instance_id, *waits] if host.get_status(instance_id) else waits:
+            if any(e["EventType"] == EventType.TIMER_CREATED for e in host.history(found)):
+                return
         time.sleep(0.02)
     raise AssertionError(f"{instance_id} created no timer")
 
@@ -520,3 +557,127 @@ def test_a_background_copy_past_its_deadline_fails_the_disk_and_cleans_up(
     assert (point["status"], point["reason"]) == ("Failed", result["reason"])
     assert bed.grants() == [] and bed.snapshots() == []
     assert result["warnings"] == []
+
+
+@pytest.mark.slow
+def test_an_hour_long_copy_keeps_every_disk_history_bounded_and_the_backup_verifies(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    # Polls as configured by default (5 s doubling to 60 s); each copy stays pending for an hour of
+    # the host's virtual time.
+    clock = VirtualClock(START)
+    bed = make_bed(
+        proving_ground, unique_name, clock, BACKUP_POLL_INITIAL_SECONDS="5", BACKUP_POLL_MAX_SECONDS="60"
+    )
+    names = ("long-a", "long-b")
+    for seed, name in enumerate(names):
+        bed.make_disk(name, seed)
+    run_id = "manual-20261126T010000Z-hourcopy"
+    plane = proving_ground.data_plane
+    assert plane is not None
+    proving_ground.control("PATCH", "/config", {"copy_pending_seconds": 3600})
+    real_clock, plane.pacing_clock = plane.pacing_clock, clock.now
+    try:
+        with bed.host:
+            bed.start_run(run_id)
+            status = bed.host.wait_for_completion(run_id, timeout=120)
+            per_disk = []
+            for index in range(len(names)):
+                disk = sub_orchestration_id(run_id, index)
+                waits = bed.host.list_instances(prefix=waits_prefix(disk))
+                instances = [disk, *(s.instance_id for s in waits)]
+                history = bed.host.history(disk)
+                watch = bed.host.counts(copy_watch_id(disk))
+                per_disk.append(
+                    {
+                        "events": sum(bed.host.counts(i).history_events for i in instances),
+                        "disk events": len(history),
+                        "polls": watch.activity_executions,
+                        "copy seconds": _copy_seconds(history),
+                    }
+                )
+    finally:
+        plane.pacing_clock = real_clock
+
+    assert status.runtime_status == "Completed" and status.output["status"] == "Succeeded", status.output
+    for figures in per_disk:
+        assert 3600 <= figures["copy seconds"] <= 3600 + 60, figures
+        # About 63 polls in an hour (5, 10, 20, 40, then every 60 s), under 150 events for all it holds:
+        # its own orchestration and its five waits' last executions.
+        assert 55 <= figures["polls"] <= 70, figures
+        assert figures["events"] <= 150 and figures["disk events"] <= 90, figures
+    # Byte for byte, and nothing left granted.
+    clients = build_clients(bed.settings)
+    prefix = f"{bed.settings.blob_endpoint}/{bed.settings.container}/"
+    for result, name in zip(status.output["disks"], names, strict=True):
+        assert result["diskName"] == name and result["blobUrl"].startswith(prefix)
+        address = clients.backup_blob(bed.settings.container, unquote(result["blobUrl"][len(prefix) :]))
+        digest, size = blob_sha256(clients.blob, address, length=DISK_SIZE)
+        assert size == DISK_SIZE + 512
+        disk_digest = proving_ground.control("GET", f"/resourceGroups/{bed.group}/disks/{name}/digest")
+        assert digest == disk_digest["sha256"]
+    assert bed.grants() == []
+
+
+def _copy_seconds(disk_history: list[dict[str, Any]]) -> float:
+    """From the copy watch's start to its end, in the disk's history (orchestration time)."""
+    now: datetime | None = None
+    started: dict[int, datetime] = {}
+    for event in disk_history:
+        if event["EventType"] == EventType.ORCHESTRATOR_STARTED:
+            now = parse_timestamp(event["Timestamp"])
+        elif (
+            event["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
+            and event["Name"] == "watch_copy"
+        ):
+            assert now is not None
+            started[event["EventId"]] = now
+        elif (
+            event["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_COMPLETED
+            and event["TaskScheduledId"] in started
+        ):
+            assert now is not None
+            return (now - started[event["TaskScheduledId"]]).total_seconds()
+    raise AssertionError("no copy watch in this history")
+
+
+@pytest.mark.slow
+def test_a_copy_under_way_shows_its_progress_from_its_copy_watch(
+    proving_ground: ProvingGround, unique_name: str, emulator_config: dict[str, Any]
+) -> None:
+    # Time stands still but when the test moves it: the copy (ten minutes of the host's time) is
+    # caught half done, its watch between polls.
+    clock = VirtualClock(START, auto_advance=False)
+    bed = make_bed(proving_ground, unique_name, clock)
+    bed.make_disk("halfway", 1)
+    run_id = "manual-20261126T010000Z-progress"
+    plane = proving_ground.data_plane
+    assert plane is not None
+    proving_ground.control("PATCH", "/config", {"copy_pending_seconds": 600})
+    real_clock, plane.pacing_clock = plane.pacing_clock, clock.now
+    watch = copy_watch_id(sub_orchestration_id(run_id, 0))
+    try:
+        with bed.host:
+            bed.start_run(run_id)
+            deadline = time.monotonic() + 60
+            while (polls := _watch_polls(bed.host, watch)) < 3 and time.monotonic() < deadline:
+                bed.host.advance_clock(timedelta(seconds=5))
+                time.sleep(0.02)
+            assert polls >= 3, "the copy watch did not poll"
+            bed.host.flush()  # what `diskbackup status` reads in another process
+            progress = read_progress(bed.host, run_id)
+            clock.auto_advance = True
+            bed.host.advance_clock(timedelta(0))
+            status = bed.host.wait_for_completion(run_id, timeout=120)
+    finally:
+        plane.pacing_clock = real_clock
+    assert progress is not None
+    [disk] = progress.disks
+    assert disk.phase == "copy" and 0 < disk.bytes_copied < disk.bytes_total == DISK_SIZE + 512, disk
+    assert status.output["status"] == "Succeeded"
+
+
+def _watch_polls(host: LocalHost, watch: str) -> int:
+    status = host.get_status(watch)
+    custom = status.custom_status if status is not None else None
+    return int(custom.get("polls", 0)) if isinstance(custom, dict) else 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -61,3 +61,30 @@ def test_settle_ends_it_at_once_and_only_once(outcome: str) -> None:
 
 def test_no_polls_means_the_first_look_shows_the_outcome() -> None:
     assert _statuses(PacedCopy("id", "c", TOTAL, polls=0), 1) == [("success", f"{TOTAL}/{TOTAL}")]
+
+
+def test_paced_by_time_pending_until_then_success() -> None:
+    hour = timedelta(hours=1)
+    copy = PacedCopy("id", "c", TOTAL, polls=0, started=NOW, until=NOW + hour)
+    shown = []
+    for minutes in (0, 1, 30, 59, 60, 61):
+        copy.observe(NOW + timedelta(minutes=minutes))
+        headers = copy.headers()
+        shown.append((headers["x-ms-copy-status"], int(str(headers["x-ms-copy-progress"]).split("/")[0])))
+    assert [status for status, _ in shown] == ["pending"] * 4 + ["success"] * 2
+    copied = [c for _, c in shown]
+    assert copied[0] == 0 and 0 < copied[1] < copied[2] < copied[3] < TOTAL and copied[4] == TOTAL
+    assert copied[2] == TOTAL // 2 // 512 * 512 and all(c % 512 == 0 for c in copied)
+    assert copy.headers()["x-ms-copy-completion-time"] == "Mon, 02 Mar 2026 13:00:00 GMT"
+
+
+def test_paced_by_time_progress_never_goes_back_and_a_failure_comes_at_the_end() -> None:
+    copy = PacedCopy(
+        "id", "c", TOTAL, polls=0, failure="gone", started=NOW, until=NOW + timedelta(minutes=10)
+    )
+    copy.observe(NOW + timedelta(minutes=5))
+    half = copy.copied
+    copy.observe(NOW + timedelta(minutes=1))  # a clock that went back does not undo progress
+    assert copy.copied == half and copy.pending
+    copy.observe(NOW + timedelta(minutes=10))
+    assert copy.headers()["x-ms-copy-status"] == "failed" and not copy.pending

@@ -340,6 +340,26 @@ def test_context_marks_past_events_played() -> None:
     assert [e["IsPlayed"] for e in context["history"]] == [True, True, False]
     assert context["input"] == '"x"'  # parsed once: the JSON text the orchestrator's get_input decodes
     assert context["history"][1]["Version"] == ""
+    # Past events encoded once beforehand give the very same context.
+    encoded = [h.played_event_json(event) for event in past]
+    same = h.orchestration_context(
+        past=past,
+        past_json=encoded,
+        new=[h.orchestrator_started(NOW)],
+        input_json='"\\"x\\""',
+        instance_id="i",
+        parent_instance_id=None,
+    )
+    assert json.loads(same) == context
+    with pytest.raises(ValueError, match="past_json holds 1 events"):
+        h.orchestration_context(
+            past=past,
+            past_json=encoded[:1],
+            new=[],
+            input_json=None,
+            instance_id="i",
+            parent_instance_id=None,
+        )
 
 
 def test_status_history_merges_completions_with_their_scheduling() -> None:

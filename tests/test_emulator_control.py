@@ -113,6 +113,14 @@ def test_config_and_fault_requests_are_validated(proving_ground: ProvingGround, 
     assert config["page_size"] == 5 and config["copy_pending_polls"] == 2
     assert proving_ground.data_plane is not None and proving_ground.data_plane.copy_pending_polls == 2
     proving_ground.control("PATCH", "/config", {"copy_pending_polls": 3})
+    for bad_seconds in (-1, "x", True):
+        answer = proving_ground.control("PATCH", "/config", {"copy_pending_seconds": bad_seconds})
+        assert answer["error"]["target"] == "copy_pending_seconds"
+    config = proving_ground.control("PATCH", "/config", {"copy_pending_seconds": 90.5})
+    assert config["copy_pending_seconds"] == 90.5 == proving_ground.data_plane.copy_pending_seconds
+    assert (
+        proving_ground.control("PATCH", "/config", {"copy_pending_seconds": 0})["copy_pending_seconds"] == 0
+    )
     bad = proving_ground.control("POST", "/faults", {"operation": "Nope", "action": "429"})
     assert bad["error"]["target"] == "operation"
     added = proving_ground.control("POST", "/faults", {"operation": "Disks_Get", "action": "500", "count": 3})

@@ -35,7 +35,15 @@ from azure.functions.decorators.function_app import Function
 from backup.app import http_routes, starter
 from backup.errors import ConfigurationError
 from backup.settings import SETTINGS
-from backup.workflow import activities, activity_names, chain_activities, incremental, models, orchestrators
+from backup.workflow import (
+    activities,
+    activity_names,
+    chain_activities,
+    incremental,
+    models,
+    orchestrators,
+    watch,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SUB = "00000000-0000-0000-0000-0000000000aa"
@@ -50,7 +58,15 @@ HTTP_ROUTES = {
     "list_restore_points": ("GET", "restore-points"),
 }
 NEEDS_DURABLE_CLIENT = {"nightly_backup", "start_backup", "get_backup", "get_backup_report"}
-ORCHESTRATORS = {models.RUN_ORCHESTRATOR, models.LANE_ORCHESTRATOR, models.DISK_ORCHESTRATOR}
+ORCHESTRATORS = {
+    models.RUN_ORCHESTRATOR,
+    models.LANE_ORCHESTRATOR,
+    models.DISK_ORCHESTRATOR,
+    watch.OPERATION_WATCH_ORCHESTRATOR,
+    watch.COPY_WATCH_ORCHESTRATOR,
+}
+# The modules whose orchestrators call activities and sub-orchestrations.
+WORKFLOW = (orchestrators, incremental, watch)
 ACTIVITIES = {
     value for name, value in vars(activity_names).items() if name.isupper() and isinstance(value, str)
 }
@@ -168,7 +184,7 @@ def called_names() -> tuple[set[str], set[str]]:
     """Every activity and orchestrator name the workflow and the HTTP API call or hand out to call."""
     called_activities: set[str] = set()
     computed = 0
-    for module in (orchestrators, incremental):
+    for module in WORKFLOW:
         for node in _first_arguments(module, "call_activity"):
             name = _resolve(module, node)
             if name is None:
@@ -191,7 +207,7 @@ def called_names() -> tuple[set[str], set[str]]:
     called_orchestrators = {
         name
         for module, method in (
-            (orchestrators, "call_sub_orchestrator"),
+            *((module, "call_sub_orchestrator") for module in WORKFLOW),
             (http_routes, "start_new"),
             (starter, "start_new"),
         )

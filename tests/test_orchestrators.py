@@ -30,6 +30,13 @@ from backup.workflow.models import (
     lane_id,
     sub_orchestration_id,
 )
+from backup.workflow.orchestrators import LANE_DISKS_PER_EXECUTION
+from backup.workflow.watch import (
+    COPY_WATCH_ORCHESTRATOR,
+    OPERATION_WATCH_ORCHESTRATOR,
+    copy_watch_id,
+    operation_watch_id,
+)
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
 
@@ -134,12 +141,16 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
 
 
 def _run(
-    activities: dict[str, Callable[[Any], Any]], max_parallel: int = 2, lanes: list[Any] | None = None
+    activities: dict[str, Callable[[Any], Any]],
+    max_parallel: int = 2,
+    lanes: list[Any] | None = None,
+    inspect: Callable[[LocalHost], None] = lambda host: None,
+    **options: Any,
 ) -> Any:
     run = RunInput(
         "http",
         Selection(kind="resourceGroup", resource_group="rg"),
-        RunOptions("c", max_parallel=max_parallel),
+        RunOptions("c", max_parallel=max_parallel, **options),
     )
     with LocalHost(_app(activities), clock=VirtualClock(datetime(2026, 11, 26, 1, tzinfo=UTC))) as host:
         host.start_new(RUN_ORCHESTRATOR, input=run.to_json(), instance_id="run-1")
@@ -148,6 +159,7 @@ def _run(
             found = host.get_status(lane_id("run-1", lane))
             if lanes is not None and found is not None:
                 lanes.append(found.custom_status)
+        inspect(host)
         return status
 
 
@@ -159,6 +171,19 @@ def _table_down() -> ActivityFailure:
         cause="connection refused",
     )
     return ActivityFailure(describe(down))
+
+
+def _answers(*answers: Any) -> Callable[[Any], Any]:
+    """An activity that answers each of ``answers`` in turn (an exception is raised), then the last."""
+    given = list(answers)
+
+    def activity(data: Any) -> Any:
+        answer = given.pop(0) if len(given) > 1 else given[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return activity
 
 
 def test_every_disk_through_every_phase_in_lanes() -> None:
@@ -536,3 +561,144 @@ def test_a_disk_another_run_is_writing_is_skipped_untouched() -> None:
     for step in (act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.RELEASE_WRITER_LEASE, act.DELETE_PLAN):
         assert names.count(step) == 0, step
     assert [d["status"] for n, d in calls if n == act.RECORD_RESTORE_POINT] == ["Failed"] * 3
+
+
+# -- lanes ----------------------------------------------------------------------------------------------
+
+
+def test_disks_are_dealt_to_lanes_largest_first_and_come_back_in_selection_order() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    sizes = {"a": 1 << 20, "b": 64 << 30, "c": 2 << 20, "d": 1 << 20, "e": 32 << 30, "f": 1 << 20}
+    disks = [{**_disk(name), "sizeBytes": size} for name, size in sizes.items()]
+    activities[act.RESOLVE_SELECTION] = _answers(disks)
+    lanes: list[list[str]] = []
+
+    def lane_inputs(host: LocalHost) -> None:
+        for lane in range(2):
+            status = host.get_status(lane_id("run-1", lane))
+            assert status is not None
+            lanes.append([job["disk"]["name"] for job in status.input["jobs"]])
+
+    status = _run(activities, max_parallel=2, inspect=lane_inputs)
+    assert status.output["status"] == "Succeeded"
+    # The 64 GiB disk alone; the 32 GiB one first in the other lane, the small ones after it.
+    assert lanes == [["b"], ["e", "c", "a", "d", "f"]]
+    assert [d["diskName"] for d in status.output["disks"]] == list(sizes)
+    assert [d["sizeBytes"] for d in status.output["disks"]] == list(sizes.values())
+
+
+def test_a_lane_continues_as_new_and_keeps_every_result_in_order() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    names = [f"disk{i:02d}" for i in range(LANE_DISKS_PER_EXECUTION * 2 + 3)]
+    activities[act.RESOLVE_SELECTION] = _answers([_disk(name) for name in names])
+    lane_counts: list[Any] = []
+    lanes: list[Any] = []
+    status = _run(
+        activities,
+        max_parallel=1,
+        lanes=lanes,
+        inspect=lambda host: lane_counts.append(host.counts(lane_id("run-1", 0))),
+    )
+    assert status.output["status"] == "Succeeded" and status.output["succeeded"] == len(names)
+    assert [d["diskName"] for d in status.output["disks"]] == names
+    # Three executions; the history kept is the last one's: three disks, four events each, and a few.
+    [counts] = lane_counts
+    assert counts.history_events <= 3 * 4 + 6
+    # Its custom status counts every disk it had, over all its executions.
+    assert lanes == [{"disks": len(names), "succeeded": len(names), "failed": 0}]
+
+
+# -- waits in sub-orchestrations ------------------------------------------------------------------------
+
+IN_PROGRESS = {"state": "InProgress", "retryAfter": None, "operation": {"kind": "op"}}
+DONE = {"state": "Succeeded", "retryAfter": None, "operation": {"kind": "op"}}
+
+
+def _pending(copied: int) -> dict[str, Any]:
+    return {"copyId": "c1", "status": "pending", "copied": copied, "total": 9}
+
+
+def test_waits_run_as_watches_and_a_long_copy_keeps_a_short_history() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    activities[act.BEGIN_SNAPSHOT] = lambda data: {**IN_PROGRESS, "snapshotId": data["disk"]["id"] + "-snap"}
+    activities[act.POLL_OPERATION] = _answers(IN_PROGRESS, DONE, DONE, DONE, DONE)
+    activities[act.START_COPY] = _answers(_pending(0))
+    polls = 40
+    copy_answers = [_pending(i % 9) for i in range(1, polls)]
+    activities[act.COPY_STATUS] = _answers(*copy_answers, {**_pending(9), "status": "success"})
+    seen: dict[str, Any] = {}
+
+    def histories(host: LocalHost) -> None:
+        disk = sub_orchestration_id("run-1", 0)
+        seen["disk"] = host.history(disk)
+        seen["snapshot"] = host.history(operation_watch_id(disk, "snapshot creation"))
+        seen["snapshot counts"] = host.counts(operation_watch_id(disk, "snapshot creation"))
+        seen["copy"] = host.history(copy_watch_id(disk))
+        seen["copy status"] = host.get_status(copy_watch_id(disk))
+        seen["copy counts"] = host.counts(copy_watch_id(disk))
+
+    status = _run(activities, max_parallel=1, inspect=histories, poll_initial_seconds=5, poll_max_seconds=60)
+    assert status.output["status"] == "Succeeded", status.output
+    # The snapshot's two polls are in its watch, not in the disk's history.
+    kinds = [e["EventType"] for e in seen["disk"]]
+    assert EventType.TIMER_CREATED not in kinds
+    assert [
+        e["Name"] for e in seen["disk"] if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
+    ] == [
+        OPERATION_WATCH_ORCHESTRATOR,
+        COPY_WATCH_ORCHESTRATOR,
+    ]
+    # Two polls, one per execution of its watch: the history kept is the last execution's.
+    assert seen["snapshot counts"].activity_executions == 2
+    assert sum(1 for e in seen["snapshot"] if e["EventType"] == EventType.TIMER_CREATED) == 1
+    assert len(seen["snapshot"]) <= 12
+    # Forty polls of the copy, the same way.
+    assert seen["copy counts"].activity_executions == polls
+    assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 80
+    assert seen["copy status"].custom_status == {"bytesCopied": 9, "bytesTotal": 9, "polls": polls}
+    last = json.loads(json.loads(seen["copy"][1]["Input"]))
+    assert (last["polls"], last["delay"]) == (polls - 1, 60)  # the delay doubled to the cap and stayed
+
+
+@pytest.mark.parametrize(
+    ("begin", "phase", "code"),
+    [
+        (act.BEGIN_GRANT_ACCESS, "grant", "OperationFailed"),
+        (act.BEGIN_SNAPSHOT, "snapshot", "SnapshotFailed"),
+    ],
+)
+def test_a_failure_in_a_watch_fails_the_disk_with_the_same_code_and_reason(
+    begin: str, phase: str, code: str
+) -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a"), _disk("b")])
+    activities[begin] = lambda data: {**IN_PROGRESS, "snapshotId": "/subscriptions/s/snapshots/x"}
+    busy = OperationFailedError(status="Failed", code="DiskBusy", error_message="the disk is busy")
+    activities[act.POLL_OPERATION] = _answers(ActivityFailure(describe(busy)))  # as the app's wrapper raises
+    status = _run(activities, max_parallel=2)
+    assert status.output["status"] == "Failed"
+    assert {(d["phase"], d["code"], d["reason"]) for d in status.output["disks"]} == {
+        (phase, code, f"{phase}: operation ended Failed: DiskBusy: the disk is busy")
+    }
+    names = [name for name, _ in calls]
+    assert names.count(act.BEGIN_DELETE_SNAPSHOT) == 2
+    assert names.count(act.BEGIN_REVOKE_ACCESS) == (2 if phase == "grant" else 0)
+
+
+def test_a_copy_that_outlives_its_deadline_fails_its_disk() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    activities[act.START_COPY] = _answers(_pending(0))
+    activities[act.COPY_STATUS] = _answers(_pending(3))
+    status = _run(activities, max_parallel=1, copy_timeout_minutes=2, poll_max_seconds=60)
+    [disk] = status.output["disks"]
+    assert (disk["status"], disk["phase"], disk["code"]) == ("Failed", "copy", "DeadlineExceeded")
+    assert disk["reason"].startswith(
+        "copy: copy (at 3 of 9 bytes) did not finish by its deadline (2026-11-26T01:02:"
+    )

@@ -7,8 +7,18 @@ from typing import Any
 import pytest
 
 from backup.errors import InvalidInputError
-from backup.workflow.models import RunSummary
-from backup.workflow.run_progress import DiskView, disk_view, phase_counts, unwrap_token, wrap_token
+from backup.workflow.models import RunSummary, sub_orchestration_id
+from backup.workflow.run_progress import (
+    DiskView,
+    disk_prefix,
+    disk_view,
+    phase_counts,
+    unwrap_token,
+    wait_prefix,
+    with_copy_progress,
+    wrap_token,
+)
+from backup.workflow.watch import copy_watch_id, operation_watch_id
 
 RUN = "manual-20261201T010000Z-abcd1234"
 DISK_ID = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"
@@ -35,6 +45,42 @@ def test_disk_view_reads_phase_bytes_and_result() -> None:
     assert ended.to_json()["result"]["code"] == "CopyFailed"
     odd = disk_view(RUN, {"instanceId": "elsewhere", "runtimeStatus": "Completed", "output": "text"})
     assert odd.index == -1 and odd.result is None  # not ours: shown, never a crash
+
+
+def test_a_copying_disk_shows_the_bytes_its_copy_watch_reports() -> None:
+    def copying(index: int, copied: int) -> DiskView:
+        return DiskView(index, f"{RUN}-disk-{index:04d}", "Running", "d", "copy", copied, 9)
+
+    def watch(instance_id: str, custom: Any) -> dict[str, Any]:
+        return {
+            "name": "watch_copy",
+            "instanceId": instance_id,
+            "runtimeStatus": "Running",
+            "customStatus": custom,
+        }
+
+    disk = sub_orchestration_id(RUN, 3)
+    waits = [
+        watch(copy_watch_id(disk), {"bytesCopied": 6, "bytesTotal": 9, "polls": 4}),
+        watch(copy_watch_id(sub_orchestration_id(RUN, 4)), {"bytesCopied": 99, "bytesTotal": 9}),  # capped
+        watch(operation_watch_id(disk, "access grant"), {"bytesCopied": 1, "bytesTotal": 9}),  # not a copy
+        watch(copy_watch_id(sub_orchestration_id("another-run", 5)), {"bytesCopied": 1, "bytesTotal": 9}),
+        watch(copy_watch_id(sub_orchestration_id(RUN, 6)), "not ours"),
+    ]
+    views = [copying(3, 0), copying(4, 0), copying(5, 0), copying(6, 2)]
+    views.append(DiskView(7, f"{RUN}-disk-0007", "Running", "d", "verify", 9, 9))
+    shown = with_copy_progress(RUN, views, waits)
+    assert [(v.index, v.bytes_copied, v.bytes_total) for v in shown] == [
+        (3, 6, 9),
+        (4, 9, 9),
+        (5, 0, 9),  # its watch is another run's
+        (6, 2, 9),  # its watch's status is not ours
+        (7, 9, 9),  # not copying: as it was
+    ]
+    # A run's waits are found by their own prefix, never by its disks'.
+    assert copy_watch_id(disk).startswith(wait_prefix(RUN)) and not copy_watch_id(disk).startswith(
+        disk_prefix(RUN)
+    )
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from backup.clients import clients_for
 from backup.failures import ActivityFailure, describe
 from backup.redact import get_logger
 from backup.settings import Settings
-from backup.workflow import activities, chain_activities, orchestrators
+from backup.workflow import activities, chain_activities, orchestrators, watch
 
 log = get_logger(__name__)
 
@@ -191,7 +191,8 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
 
 
 def register_orchestrators(target: df.Blueprint) -> None:
-    """Register the three orchestrators (run, lane, disk) on an app or blueprint, under their own names."""
+    """Register the orchestrators (run, lane, disk, and the disk's two watches) on an app or blueprint,
+    under their own names."""
 
     @target.orchestration_trigger(context_name="context")
     def backup_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
@@ -204,6 +205,14 @@ def register_orchestrators(target: df.Blueprint) -> None:
     @target.orchestration_trigger(context_name="context")
     def backup_disk(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
         return (yield from orchestrators.backup_disk(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def watch_operation(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from watch.watch_operation(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def watch_copy(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from watch.watch_copy(context))
 
 
 def build_app(settings: Settings) -> df.DFApp:

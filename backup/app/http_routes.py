@@ -60,6 +60,8 @@ from backup.workflow.run_progress import (
     lane_prefix,
     phase_counts,
     unwrap_token,
+    wait_prefix,
+    with_copy_progress,
     wrap_token,
 )
 from backup.workflow.startup import (
@@ -258,8 +260,9 @@ async def get_backup(
 ) -> func.HttpResponse:
     """``GET /api/backups/{instanceId}``: the run's status, its disks by phase and a page of its disks.
 
-    At most four Durable calls whatever the run's size: the run's status, its lanes and its disks at
-    work (while it runs; both bounded by the lane count), and one page of its disk orchestrations.
+    At most five Durable calls whatever the run's size: the run's status, its lanes, its disks at work
+    and their waits (while it runs; each bounded by the lane count: the copies' progress is in their
+    copy watches), and one page of its disk orchestrations.
     """
     instance_id = parse_instance_id(req.route_params.get("instanceId", ""))
     top = parse_top(req.params, default=100, highest=1000)
@@ -273,13 +276,17 @@ async def get_backup(
     running = summary is None  # also a run that ended without one (failed, terminated): count its lanes
     lanes: list[dict[str, Any]] = []
     active: list[dict[str, Any]] = []
+    waits: list[dict[str, Any]] = []
     disks = disk_prefix(instance_id)
     if running:
-        (lanes, _), (active, _) = await asyncio.gather(
+        (lanes, _), (active, _), (waits, _) = await asyncio.gather(
             query_instances(client, prefix=lane_prefix(instance_id), top=MAX_LANES),
             query_instances(client, prefix=disks, top=MAX_LANES, statuses=ACTIVE_STATUSES),
+            query_instances(client, prefix=wait_prefix(instance_id), top=MAX_LANES, statuses=ACTIVE_STATUSES),
         )
     page, next_token = await query_instances(client, prefix=disks, top=top, continuation=continuation)
+    at_work = with_copy_progress(instance_id, [disk_view(instance_id, d) for d in active], waits)
+    listed = with_copy_progress(instance_id, [disk_view(instance_id, d) for d in page], waits)
     result = summary.to_json() if summary is not None else None
     if result is not None:
         del result["disks"]  # each disk's result is on its page; a run's may list a thousand
@@ -289,8 +296,8 @@ async def get_backup(
         "createdTime": _time(status.created_time),
         "lastUpdatedTime": _time(status.last_updated_time),
         "progress": custom,
-        "counts": phase_counts(custom, summary, lanes, [disk_view(instance_id, d) for d in active]),
-        "disks": [disk_view(instance_id, disk).to_json() for disk in page],
+        "counts": phase_counts(custom, summary, lanes, at_work),
+        "disks": [view.to_json() for view in listed],
         "nextContinuationToken": wrap_token(instance_id, next_token) if next_token else None,
         "result": result,
     }

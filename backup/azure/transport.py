@@ -11,6 +11,7 @@ is redacted.
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import time
 from collections.abc import Callable, Container, Iterator, MutableMapping
@@ -138,6 +139,12 @@ class Transport:
     """A pooled :class:`requests.Session` with retries; see the module docstring.
 
     ``sleep`` and ``rand`` are seams for tests of the retry schedule; production uses the real ones.
+
+    What requests takes from the environment (``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``, and
+    ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` when ``verify`` is True) is read once per endpoint
+    rather than by requests on every request: it scans every environment variable twice per request,
+    which was half the CPU of a request (0.4 ms) with a worker's environment. ``~/.netrc`` is never
+    used (its credentials would replace our ``Authorization`` header).
     """
 
     session: requests.Session = field(default_factory=requests.Session)
@@ -146,6 +153,24 @@ class Transport:
     sleep: Callable[[float], None] = time.sleep
     rand: Callable[[], float] = random.random
     verify: bool | str = True
+    _endpoints: dict[str, tuple[dict[str, str], bool | str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self.session.trust_env = False  # _environment_for reads it instead, once per endpoint
+
+    def _environment_for(self, url: str) -> tuple[dict[str, str], bool | str]:
+        """The proxies and the ``verify`` to use for ``url``'s endpoint, as requests would find them."""
+        parts = urlsplit(url)
+        endpoint = f"{parts.scheme}://{parts.netloc}"
+        found = self._endpoints.get(endpoint)
+        if found is None:
+            verify = self.verify
+            if verify is True:
+                verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            found = self._endpoints[endpoint] = (requests.utils.get_environ_proxies(endpoint), verify)
+        return found
 
     def request(
         self,
@@ -180,6 +205,7 @@ class Transport:
                 send_headers["Content-Length"] = "0"
             if authorize is not None:
                 authorize(method, url, send_headers)
+            proxies, verify = self._environment_for(url)
             try:
                 response = self.session.request(
                     method,
@@ -189,7 +215,8 @@ class Transport:
                     timeout=self.timeout,
                     stream=stream,
                     allow_redirects=False,
-                    verify=self.verify,
+                    proxies=proxies,
+                    verify=verify,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failure = TransportError(

@@ -41,6 +41,8 @@ from backup.workflow.run_progress import (
     lane_prefix,
     phase_counts,
     unwrap_token,
+    wait_prefix,
+    with_copy_progress,
     wrap_token,
 )
 
@@ -128,8 +130,8 @@ class StateLock:
 
 
 def read_progress(host: LocalHost, run_id: str) -> RunProgress | None:
-    """The run's progress (``None`` if there is no such run), from at most three reads of the host:
-    the run's status and, while it has no summary, its lanes and its disks at work."""
+    """The run's progress (``None`` if there is no such run), from at most four reads of the host:
+    the run's status and, while it has no summary, its lanes, its disks at work and their waits."""
     status = host.get_status(run_id)
     if status is None or status.name != RUN_ORCHESTRATOR:
         return None
@@ -142,6 +144,7 @@ def read_progress(host: LocalHost, run_id: str) -> RunProgress | None:
         lanes = [status_payload(lane, show_input=False) for lane in found]
         active, _ = host.query_instances(prefix=disk_prefix(run_id), statuses=_ACTIVE, top=MAX_LANES)
         at_work = [disk_view(run_id, status_payload(disk, show_input=False)) for disk in active]
+        at_work = with_copy_progress(run_id, at_work, _running_waits(host, run_id))
     return RunProgress(
         run_id=run_id,
         runtime_status=str(status.runtime_status),
@@ -161,7 +164,15 @@ def read_disk_page(
     continuation = unwrap_token(run_id, token, "--continuation-token") if token is not None else None
     page, following = host.query_instances(prefix=disk_prefix(run_id), top=top, continuation=continuation)
     views = [disk_view(run_id, status_payload(disk, show_input=False)) for disk in page]
+    if any(view.phase == "copy" for view in views):
+        views = with_copy_progress(run_id, views, _running_waits(host, run_id))
     return views, (wrap_token(run_id, following) if following else None)
+
+
+def _running_waits(host: LocalHost, run_id: str) -> list[dict[str, Any]]:
+    """The run's waits under way (a copy's progress is in its copy watch), as status JSON."""
+    waits, _ = host.query_instances(prefix=wait_prefix(run_id), statuses=_ACTIVE, top=MAX_LANES)
+    return [status_payload(wait, show_input=False) for wait in waits]
 
 
 def _disk_progress(view: DiskView) -> DiskProgress:

@@ -1,6 +1,7 @@
 """The three orchestrators: a run fans out over lanes, a lane backs its disks up one after another, and a
 disk goes lease → snapshot → access → copy (whole, or the changes since its diff base) → verify → revoke
-→ restore point → record → base rotated.
+→ restore point → record → base rotated. Its waits run as sub-orchestrations (:mod:`backup.workflow.watch`),
+so no history grows with the length of a wait.
 
 Orchestrators are replayed from history many times, so they are deterministic: time comes from
 ``context.current_utc_datetime``, every Azure call is an activity, and every wait is a durable timer
@@ -9,6 +10,10 @@ Orchestrators are replayed from history many times, so they are deterministic: t
 Waiting follows the monitor pattern: an activity makes one check, the orchestrator waits on a timer that
 starts at ``pollInitialSeconds`` and doubles up to ``pollMaxSeconds`` (never shorter than a
 ``Retry-After`` the service asked for), and gives up with a clear reason at a deadline.
+
+Histories stay bounded: a run holds one event pair per lane, a lane continues as new every
+:data:`LANE_DISKS_PER_EXECUTION` disks, and a disk holds a handful of events per phase however long
+its waits (the copy watch continues as new after every poll).
 
 No secret ever enters an orchestration: the grant-access operation's state carries only its polling URL,
 and the activities that read through a snapshot's SAS fetch it from that operation themselves. No range
@@ -24,12 +29,13 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from backup.errors import DeadlineExceededError, InvalidInputError, VerificationError, WriterBusyError
+from backup.errors import InvalidInputError, VerificationError, WriterBusyError
 from backup.failures import Failure, FailureCode, failure_of, for_phase
 from backup.telemetry import PhaseClock, emit, run_record
 from backup.workflow import activity_names as act
 from backup.workflow import incremental
 from backup.workflow.chain import chain_blob_name, writer_lease_id
+from backup.workflow.lanes import deal_to_lanes, expected_cost
 from backup.workflow.models import (
     DISK_ORCHESTRATOR,
     LANE_ORCHESTRATOR,
@@ -47,8 +53,22 @@ from backup.workflow.models import (
     run_status,
     sub_orchestration_id,
 )
+from backup.workflow.watch import next_delay, sleep_until_next_poll, wait_for_copy, wait_for_operation
+
+__all__ = [
+    "LANE_DISKS_PER_EXECUTION",
+    "Orchestration",
+    "backup_disk",
+    "backup_lane",
+    "backup_run",
+    "failure_reason",
+    "next_delay",
+]
 
 Orchestration = Generator[Any, Any, Any]
+
+#: Disks a lane backs up before it continues as new (its history: about four events per disk).
+LANE_DISKS_PER_EXECUTION = 8
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -60,7 +80,9 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
     The bound is kept by *lanes*: ``maxParallel`` lane sub-orchestrations under one ``task_all``, each
     backing up its share of the disks one after another. (A sliding window of ``task_any`` over running
     children does not keep N in flight: the Functions host awaits each new ``WhenAny`` action on the
-    newly started child alone, so after the first wave a run degrades to one disk at a time.)
+    newly started child alone, so after the first wave a run degrades to one disk at a time.) Disks are
+    dealt to lanes by expected cost, largest first (:func:`~backup.workflow.lanes.deal_to_lanes`), so
+    one large disk does not hold up a lane of small ones; results come back in the selection's order.
     """
     run = RunInput.from_json(context.get_input())
     started = RunSummary(
@@ -91,21 +113,27 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         DiskJob(started.run_id, started.started_at, index, disk, run.options).to_json()
         for index, disk in enumerate(disks)
     ]
+    shares = deal_to_lanes([expected_cost(disk) for disk in disks], lanes) if lanes else []
     lane_tasks = [
         context.call_sub_orchestrator(
-            LANE_ORCHESTRATOR, {"jobs": jobs[lane::lanes]}, lane_id(started.run_id, lane)
+            LANE_ORCHESTRATOR, {"jobs": [jobs[i] for i in share]}, lane_id(started.run_id, lane)
         )
-        for lane in range(lanes)
+        for lane, share in enumerate(shares)
     ]
     results: dict[int, DiskResult] = {}
     if lane_tasks:
         lane_outputs = yield context.task_all(lane_tasks)
-        for lane, output in enumerate(lane_outputs):
-            for offset, outcome in enumerate(output):
-                index = lane + offset * lanes
+        for share, output in zip(shares, lane_outputs, strict=True):
+            for index, outcome in zip(share, output if isinstance(output, list) else [], strict=False):
                 results[index] = _result_from_json(outcome, disks[index])
 
-    ordered = tuple(results[i] for i in range(total))
+    ordered = tuple(
+        results.get(i)
+        or DiskResult.failed(
+            disks[i], "unknown", "its lane returned no result for it", FailureCode.INTERNAL.value
+        )
+        for i in range(total)
+    )
     succeeded = sum(1 for r in ordered if r.status == "Succeeded")
     summary = replace(
         started,
@@ -168,17 +196,26 @@ def _alert(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orch
 
 
 def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
-    """One lane of a run: its share of the disks, one disk sub-orchestration after another.
+    """One lane of a run: its share of the disks, one disk sub-orchestration after another; answers
+    their results in the order of its ``jobs``.
 
-    Never fails: a disk orchestration that fails outright (a bug, a platform failure) becomes a failed
-    result for that disk, and the lane goes on with the next. Its custom status counts its disks
-    (:func:`lane_status`), so a run's progress is read from its few lanes, not from every disk.
+    Input ``{"jobs": [DiskJob...], "done": [DiskResult...]}``: after :data:`LANE_DISKS_PER_EXECUTION`
+    disks the lane continues as new with the jobs left and the results so far, so its history stays
+    short however many disks it has. Never fails: a disk orchestration that fails outright (a bug, a
+    platform failure) becomes a failed result for that disk, and the lane goes on with the next. Its
+    custom status counts its disks (:func:`lane_status`), so a run's progress is read from its few
+    lanes, not from every disk.
     """
-    data = context.get_input()
-    jobs = [DiskJob.from_json(job) for job in (data or {}).get("jobs", [])]
-    outputs: list[dict[str, Any]] = []
-    context.set_custom_status(lane_status(len(jobs), []))
-    for job in jobs:
+    data = context.get_input() or {}
+    pending = data.get("jobs", [])
+    outputs = data.get("done", [])
+    if not isinstance(pending, list) or not isinstance(outputs, list):
+        raise InvalidInputError("lane", "'jobs' and 'done' must be lists")
+    total = len(outputs) + len(pending)
+    context.set_custom_status(lane_status(total, outputs))
+    # Only this execution's share is read; the rest is handed on as it came.
+    for item in pending[:LANE_DISKS_PER_EXECUTION]:
+        job = DiskJob.from_json(item)
         try:
             outcome = yield context.call_sub_orchestrator(
                 DISK_ORCHESTRATOR, job.to_json(), sub_orchestration_id(job.run_id, job.index)
@@ -188,7 +225,11 @@ def backup_lane(context: df.DurableOrchestrationContext) -> Orchestration:
             failure = failure_of(exc)
             failed = DiskResult.failed(job.disk, "unknown", failure.message, failure.code.value)
             outputs.append(failed.to_json())
-        context.set_custom_status(lane_status(len(jobs), outputs))
+        context.set_custom_status(lane_status(total, outputs))
+    rest = pending[LANE_DISKS_PER_EXECUTION:]
+    if rest:
+        context.continue_as_new({"jobs": rest, "done": outputs})
+        return None
     return outputs
 
 
@@ -511,17 +552,6 @@ _RELEASE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_
 # -- waiting ------------------------------------------------------------------------------------------
 
 
-def next_delay(
-    previous: float | None, options_initial: int, options_max: int, retry_after: float | None
-) -> float:
-    """Seconds to wait before the next poll: doubling from the initial delay to the cap, never less than
-    what the service asked for (``Retry-After``)."""
-    delay = float(options_initial) if previous is None else min(previous * 2, float(options_max))
-    if retry_after is not None and retry_after > delay:
-        delay = float(retry_after)
-    return delay
-
-
 def _wait_for_operation(
     context: df.DurableOrchestrationContext,
     op: dict[str, Any],
@@ -529,23 +559,14 @@ def _wait_for_operation(
     options: RunOptions,
     what: str,
 ) -> Orchestration:
-    """Poll an ARM operation (through the ``poll_operation`` activity) until it succeeded.
+    """Follow an ARM operation until it succeeded, in a watch sub-orchestration
+    (:func:`backup.workflow.watch.wait_for_operation`).
 
     ``op`` is an activity's answer (:mod:`backup.workflow.activity_names` describes it). A failed or
-    canceled operation makes the activity raise, which fails this wait with the operation's error. A
-    begin activity that was throttled answers ``Throttled`` with the call to repeat after the wait.
+    canceled operation, a poll that failed, or the deadline fail this wait with the reason. A begin
+    activity that was throttled answers ``Throttled`` with the call to repeat after the wait.
     """
-    delay: float | None = None
-    while op["state"] != "Succeeded":
-        delay = next_delay(
-            delay, options.poll_initial_seconds, options.poll_max_seconds, op.get("retryAfter")
-        )
-        yield from _sleep(context, delay, deadline, what)
-        if op["state"] == "Throttled":
-            op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
-        else:
-            op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
-    return op
+    return (yield from wait_for_operation(context, op, deadline, options, what))
 
 
 def _wait_for_snapshot_ready(
@@ -579,7 +600,7 @@ def _wait_for_snapshot_ready(
         )
         progress = "no progress reported" if percent is None else f"at {percent:g}%"
         access = state.get("accessState")
-        yield from _sleep(
+        yield from sleep_until_next_poll(
             context,
             delay,
             deadline,
@@ -594,15 +615,9 @@ def _wait_for_copy(
     options: RunOptions,
     phase: Callable[..., None],
 ) -> Orchestration:
-    """Poll the copy (HEAD of the destination blob) until it succeeded; report progress as we go."""
-    deadline = context.current_utc_datetime + timedelta(minutes=options.copy_timeout_minutes)
-    delay: float | None = None
-    while copy["status"] != "success":
-        phase("copy", bytes_copied=copy["copied"], bytes_total=copy["total"])
-        delay = next_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
-        yield from _sleep(context, delay, deadline, f"copy (at {copy['copied']} of {copy['total']} bytes)")
-        copy = yield context.call_activity(act.COPY_STATUS, {**blob, "copyId": copy["copyId"]})
-    return copy
+    """Follow the copy (HEAD of the destination blob) until it succeeded, in a copy watch that continues
+    as new after every poll (:func:`backup.workflow.watch.wait_for_copy`)."""
+    return (yield from wait_for_copy(context, copy, blob, options, phase))
 
 
 def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions) -> Orchestration:
@@ -617,17 +632,6 @@ def _delete_snapshot(
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
     op = yield context.call_activity(act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id})
     yield from _wait_for_operation(context, op, deadline, options, "snapshot deletion")
-
-
-def _sleep(
-    context: df.DurableOrchestrationContext, seconds: float, deadline: datetime, what: str
-) -> Orchestration:
-    """Wait ``seconds``, but not past ``deadline``: the last poll happens at the deadline itself, and
-    only a wait that would start at or after it fails."""
-    now = context.current_utc_datetime
-    if now >= deadline:
-        raise DeadlineExceededError(f"{what} did not finish by its deadline ({iso(deadline)})")
-    yield context.create_timer(min(now + timedelta(seconds=seconds), deadline))
 
 
 # -- small pure parts ---------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ does not scale. What the HTTP status route and ``diskbackup status`` read instea
 2. its lanes (at most ``maxParallel``, 50), whose custom statuses count the disks each has finished
    (:func:`backup.workflow.orchestrators.lane_status`);
 3. its disk orchestrations that are running (at most one per lane), for the phase each is in;
-4. one page of its disk orchestrations, in index order, through the instance query
+4. its waits that are running (at most one per lane: ``backup.workflow.watch``), for the progress of
+   the copies under way: a copy watch continues as new after every poll, so its custom status, not
+   its disk's, has the copy's bytes (:func:`with_copy_progress`);
+5. one page of its disk orchestrations, in index order, through the instance query
    (``instanceIdPrefix`` + ``top`` + a continuation token).
 
 :func:`phase_counts` turns 1-3 into counts by phase; :func:`disk_view` reads one disk orchestration's
@@ -28,7 +31,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from backup.errors import InvalidInputError
-from backup.workflow.models import DiskResult, DiskStatus, RunSummary
+from backup.workflow.models import DiskResult, DiskStatus, RunSummary, sub_orchestration_id
+from backup.workflow.watch import copy_watch_id
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -39,6 +43,8 @@ __all__ = [
     "lane_prefix",
     "phase_counts",
     "unwrap_token",
+    "wait_prefix",
+    "with_copy_progress",
     "wrap_token",
 ]
 
@@ -60,6 +66,12 @@ def disk_prefix(run_id: str) -> str:
 def lane_prefix(run_id: str) -> str:
     """The instance-id prefix of the run's lane orchestrations (``{run}-lane-``)."""
     return f"{run_id}-lane-"
+
+
+def wait_prefix(run_id: str) -> str:
+    """The instance-id prefix of the run's waits (``{run}-wait-``; disk 3's copy watch is
+    ``{run}-wait-0003-copy``)."""
+    return f"{run_id}-wait-"  # what backup.workflow.watch.waits_prefix gives a disk of the run
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,36 @@ def disk_view(run_id: str, status: Mapping[str, Any]) -> DiskView:
             phase = "done" if result.status == "Succeeded" else "failed"
             return replace(view, name=result.disk_name, phase=phase, result=result)
     return view
+
+
+def with_copy_progress(
+    run_id: str, views: Iterable[DiskView], waits: Iterable[Mapping[str, Any]]
+) -> list[DiskView]:
+    """``views``, each disk that is copying with the bytes its copy watch reports (``waits``: status
+    JSON of the run's waits; any that is not a copy watch of this run is ignored)."""
+    progress: dict[int, tuple[int, int]] = {}
+    for wait in waits:
+        index = _copy_watch_index(run_id, str(wait.get("instanceId", "")))
+        custom = wait.get("customStatus")
+        if index is None or not isinstance(custom, Mapping):
+            continue
+        copied, total = _count(custom.get("bytesCopied")), _count(custom.get("bytesTotal"))
+        if total:
+            progress[index] = (min(copied, total), total)
+    return [
+        replace(view, bytes_copied=progress[view.index][0], bytes_total=progress[view.index][1])
+        if view.phase == "copy" and view.index in progress
+        else view
+        for view in views
+    ]
+
+
+def _copy_watch_index(run_id: str, instance_id: str) -> int | None:
+    """The index of the disk whose copy watch ``instance_id`` is (``None``: not one of this run's)."""
+    middle = instance_id.removeprefix(wait_prefix(run_id)).removesuffix("-copy")
+    if not middle.isdigit() or copy_watch_id(sub_orchestration_id(run_id, int(middle))) != instance_id:
+        return None
+    return int(middle)
 
 
 def phase_counts(

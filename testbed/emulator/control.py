@@ -77,6 +77,11 @@ def _handle(emulator: ComputeEmulator, method: str, path: str, query: dict[str, 
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise InvalidInputError("copy_pending_polls", "must be a non-negative integer")
                 emulator.data_plane.copy_pending_polls = value
+            if "copy_pending_seconds" in changes:
+                seconds = changes["copy_pending_seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+                    raise InvalidInputError("copy_pending_seconds", "must be a non-negative number")
+                emulator.data_plane.copy_pending_seconds = seconds
         elif method != "GET":
             return _not_allowed(method)
         return _json(200, _config(emulator))
@@ -194,6 +199,7 @@ def _config(emulator: ComputeEmulator) -> dict[str, Any]:
         "retry_after": settings.retry_after,
         "copy_pending_polls": emulator.data_plane.copy_pending_polls,
         "background_copy_polls": settings.background_copy_polls,
+        "copy_pending_seconds": emulator.data_plane.copy_pending_seconds,
     }
 
 

@@ -209,9 +209,12 @@ class DataPlane:
 
     ``account_keys`` maps every Azurite account name to its key; it must include ``md_account``.
     ``clock`` (a seam for tests of expiry) gives the current UTC time. ``copy_pending_polls`` is how
-    many HEADs of a copy destination show ``pending`` before the copy's outcome. ``copy_source_verify``
-    is what the front trusts when it reads a Put Page From URL source over https itself (``requests``'
-    ``verify``: a CA bundle path, e.g. of an Azurite started with ``--oauth``, or True for the system's).
+    many HEADs of a copy destination show ``pending`` before the copy's outcome; ``copy_pending_seconds``
+    (when above 0, instead) how long a copy stays pending by ``pacing_clock``, the clock copies are
+    paced by (by default ``clock``; a virtual clock makes an hour's copy cost no real hour).
+    ``copy_source_verify`` is what the front trusts when it reads a Put Page From URL source over https
+    itself (``requests``' ``verify``: a CA bundle path, e.g. of an Azurite started with ``--oauth``, or
+    True for the system's).
     """
 
     def __init__(
@@ -223,6 +226,7 @@ class DataPlane:
         clock: Callable[[], datetime] = _utc_now,
         copy_pending_polls: int = 3,
         copy_source_verify: bool | str = True,
+        copy_pending_seconds: float = 0,
     ) -> None:
         if md_account not in account_keys:
             raise InvalidInputError("account_keys", f"must hold the key of the md account {md_account!r}")
@@ -231,6 +235,8 @@ class DataPlane:
         self.md_account = md_account
         self.copy_pending_polls = copy_pending_polls
         self.copy_source_verify = copy_source_verify
+        self.copy_pending_seconds = copy_pending_seconds
+        self.pacing_clock: Callable[[], datetime] = clock
         self._keys = dict(account_keys)
         self._clock = clock
         self._accounts = _AzuriteAccounts(azurite.blob_url, account_keys)
@@ -1049,12 +1055,20 @@ class DataPlane:
         with self._lock:
             failures = self._copy_failures.get(grant.resource_id)
             failure = failures.popleft() if failures else None
-        if self.copy_pending_polls <= 0 and failure is None:
+        timed = self.copy_pending_seconds > 0
+        if self.copy_pending_polls <= 0 and not timed and failure is None:
             return reply
         copy_id = reply.header("x-ms-copy-id") or ""
+        started = self.pacing_clock()
         with self._lock:
             self._copies[request.url_path] = PacedCopy(
-                copy_id, grant.container, grant.blob_size, max(0, self.copy_pending_polls), failure
+                copy_id,
+                grant.container,
+                grant.blob_size,
+                max(0, self.copy_pending_polls),
+                failure,
+                started=started,
+                until=started + timedelta(seconds=self.copy_pending_seconds) if timed else None,
             )
         reply.set_header("x-ms-copy-status", "pending")
         return reply
@@ -1085,7 +1099,7 @@ class DataPlane:
             paced = self._copies.get(path)
             if paced is None or not paced.pending:
                 return
-            paced.observe(self._clock())
+            paced.observe(self.pacing_clock())
             failed = paced.outcome == "failed"
         if failed:
             self._truncate(path)  # before the HEAD goes on, so it shows the length Azure would

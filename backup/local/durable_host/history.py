@@ -41,6 +41,7 @@ __all__ = [
     "orchestrator_started",
     "parse_orchestrator_result",
     "parse_timestamp",
+    "played_event_json",
     "sub_orchestration_completed",
     "sub_orchestration_created",
     "sub_orchestration_failed",
@@ -226,6 +227,11 @@ def event_raised(when: datetime, *, name: str, input_json: str | None) -> dict[s
 # --- context in ------------------------------------------------------------------------------------
 
 
+def played_event_json(event: dict[str, Any]) -> str:
+    """A recorded event as a context carries it once played (``IsPlayed`` true), as JSON text."""
+    return json.dumps(dict(event, IsPlayed=True))
+
+
 def orchestration_context(
     *,
     past: Sequence[dict[str, Any]],
@@ -233,18 +239,23 @@ def orchestration_context(
     input_json: str | None,
     instance_id: str,
     parent_instance_id: str | None,
+    past_json: Sequence[str] | None = None,
 ) -> str:
     """The JSON string the extension hands an orchestrator function for one episode.
 
     ``past`` is the stored history (played), ``new`` this episode's events starting with its
     ``OrchestratorStarted``. ``input_json`` is the execution's input as the extension stores it; the
     context carries it parsed once (for a Python client's input that leaves the JSON text the client
-    double-encoded, which is what ``context.get_input()`` decodes).
+    double-encoded, which is what ``context.get_input()`` decodes). ``past_json``, when given, is
+    ``past`` already encoded by :func:`played_event_json`, event for event (a history only grows, so a
+    host encodes each event once rather than at every replay).
     """
-    history = [dict(event, IsPlayed=True) for event in past]
-    history.extend(dict(event, IsPlayed=False) for event in new)
+    if past_json is None:
+        past_json = [played_event_json(event) for event in past]
+    elif len(past_json) != len(past):
+        raise ValueError(f"past_json holds {len(past_json)} events, the history {len(past)}")
+    events = [*past_json, *(json.dumps(dict(event, IsPlayed=False)) for event in new)]
     document = {
-        "history": history,
         "input": json.loads(input_json) if input_json is not None else None,
         "instanceId": instance_id,
         "isReplaying": bool(past),
@@ -254,7 +265,7 @@ def orchestration_context(
         "maximumShortTimerDuration": MAXIMUM_SHORT_TIMER_DURATION,
         "longRunningTimerIntervalDuration": LONG_RUNNING_TIMER_INTERVAL,
     }
-    return json.dumps(document)
+    return '{"history":[' + ",".join(events) + "]," + json.dumps(document)[1:]
 
 
 # --- state out -------------------------------------------------------------------------------------

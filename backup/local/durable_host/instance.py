@@ -59,6 +59,9 @@ class Instance:
     activity_executions: int = 0
     # Timers armed for the current execution (sequence number -> fire time); rebuilt on load.
     armed: dict[int, datetime] = field(default_factory=dict)
+    # The history's events encoded as a context carries them (played), for the execution named.
+    _played_json: list[str] = field(default_factory=list, repr=False, compare=False)
+    _played_execution: str | None = field(default=None, repr=False, compare=False)
 
     def status(self) -> InstanceStatus:
         """A snapshot for callers."""
@@ -79,20 +82,28 @@ class Instance:
         return Counts(self.replays, self.activity_executions, len(self.history))
 
     def to_record(self) -> dict[str, Any]:
-        """Everything worth keeping across a restart, JSON-ready."""
+        """Everything worth keeping across a restart, JSON-ready, and the host's to change afterwards
+        (lists are copied; the events in them are never changed once recorded).
+
+        The input is kept once: when the execution's ``ExecutionStarted`` (in the history, or still in
+        the inbox) carries it, ``input_json`` is left out (a lane's input is most of its record).
+        """
+        started = self._execution_started()
+        in_event = started is not None and started.get("Input") == self.input_json
         return {
             "instance_id": self.instance_id,
             "name": self.name,
             "execution_id": self.execution_id,
-            "input_json": self.input_json,
+            "input_json": None if in_event else self.input_json,
+            "input_in_history": in_event,
             "created_time": h.format_timestamp(self.created_time),
             "last_updated_time": h.format_timestamp(self.last_updated_time),
             "runtime_status": str(self.runtime_status),
             "output": self.output,
             "custom_status": self.custom_status,
             "parent": None if self.parent is None else vars(self.parent),
-            "history": self.history,
-            "inbox": self.inbox,
+            "history": list(self.history),
+            "inbox": list(self.inbox),
             "state": self.state.to_json(),
             "replays": self.replays,
             "activity_executions": self.activity_executions,
@@ -102,7 +113,7 @@ class Instance:
     def from_record(cls, record: dict[str, Any]) -> Instance:
         """Rebuild an instance saved by :meth:`to_record`."""
         parent = record.get("parent")
-        return cls(
+        instance = cls(
             instance_id=record["instance_id"],
             name=record["name"],
             execution_id=record["execution_id"],
@@ -119,6 +130,27 @@ class Instance:
             replays=int(record.get("replays", 0)),
             activity_executions=int(record.get("activity_executions", 0)),
         )
+        if record.get("input_in_history"):
+            started = instance._execution_started()
+            instance.input_json = None if started is None else started.get("Input")
+        return instance
+
+    def _execution_started(self) -> dict[str, Any] | None:
+        """The current execution's ``ExecutionStarted`` event (recorded, or waiting in the inbox)."""
+        for events in (self.history[:2], self.inbox[:1]):
+            for event in events:
+                if event.get("EventType") == h.EventType.EXECUTION_STARTED:
+                    return event
+        return None
+
+    def played_history_json(self) -> list[str]:
+        """The history encoded for a context (:func:`history.played_event_json`), each event encoded
+        once: the history of an execution only grows."""
+        if self._played_execution != self.execution_id or len(self._played_json) > len(self.history):
+            self._played_json, self._played_execution = [], self.execution_id
+        done = len(self._played_json)
+        self._played_json.extend(h.played_event_json(event) for event in self.history[done:])
+        return self._played_json
 
     def history_copy(self) -> list[dict[str, Any]]:
         """A deep copy of the history (callers must not reach into the live one)."""

@@ -42,8 +42,16 @@ class InstanceStore:
 
     def save(self, record: dict[str, Any]) -> None:
         """Write (or replace) the record of ``record["instance_id"]``."""
-        path = self._path(record["instance_id"])
-        data = json.dumps({"version": RECORD_VERSION, **record}, separators=(",", ":"))
+        self.write(record["instance_id"], self.encode(record))
+
+    @staticmethod
+    def encode(record: dict[str, Any]) -> str:
+        """The file content of ``record`` (so a caller can encode under its lock and write after)."""
+        return json.dumps({"version": RECORD_VERSION, **record}, separators=(",", ":"))
+
+    def write(self, instance_id: str, data: str) -> None:
+        """Write (or replace) the record of ``instance_id`` with ``data`` from :meth:`encode`."""
+        path = self._path(instance_id)
         handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:

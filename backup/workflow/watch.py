@@ -1,0 +1,405 @@
+"""Waiting in sub-orchestrations, so that no history grows with the length of a wait.
+
+A disk orchestration waits on ARM long-running operations (snapshot, grant, revoke, delete: seconds to
+minutes) and on its blob copy (minutes, up to a day for a 4 TiB disk). Every poll is a durable timer
+and an activity: eight history events (``TimerCreated``/``TimerFired``, ``TaskScheduled``/
+``TaskCompleted`` and the two episodes' ``OrchestratorStarted``/``OrchestratorCompleted``), which every
+later replay reads again. Polled inline, an hour's copy left 576 events in the disk's history, a day's
+copy thousands, and the cost of each replay grew with them.
+
+So each wait is a sub-orchestration of the disk, which makes **one** poll per execution and then
+continues as new, carrying what it learnt, the current delay and the deadline:
+
+- ``watch_operation`` follows one ARM operation (snapshot, grant, revoke, tag, delete) until it
+  succeeded;
+- ``watch_copy`` follows the blob copy, and keeps the copy's progress in its custom status.
+
+However long the wait, its history is one execution of at most twelve events, the disk's own replays
+never read its polls, and the delays go on doubling to the cap across executions (with the defaults,
+5 s doubling to 60 s, about 63 polls per copy-hour). One poll per execution rather than several costs
+one short extra episode per poll, and keeps everything a disk holds under 150 events for an hour's
+copy (the disk's own orchestration about 80, its five waits twelve each).
+
+Either way the disk's history gains four events per wait (the sub-orchestration created, completed,
+and the episode between), whatever the wait's length.
+
+A wait that fails (its deadline, a failed operation or copy, an activity that raised) does not fail its
+sub-orchestration: the watch returns ``{"failed": {"code", "message"}}`` (:func:`backup.failures.failure_of`)
+and the caller's helper raises it again as an :class:`~backup.failures.ActivityFailure`, so the disk's
+failure has the code and reads as it did inline. Only a bug (a malformed input) fails a watch outright.
+
+:func:`wait_for_operation` and :func:`wait_for_copy` replace the inline polling loops one for one (same
+arguments, same answers). A watch's instance id names its caller and the wait (:func:`wait_id`: a disk
+``{run}-disk-0003`` waits in ``{run}-wait-0003-copy``, outside the prefix a run's disks are queried by);
+a caller runs one wait of a kind at a time, and a later wait of the same kind reuses the id of the
+finished one. A status reader finds a running copy's progress in its copy watch's custom status
+(``{"bytesCopied", "bytesTotal", "polls"}``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from backup.errors import DeadlineExceededError, InvalidInputError
+from backup.failures import ActivityFailure, Failure, FailureCode, failure_of
+from backup.workflow import activity_names as act
+from backup.workflow.models import RunOptions, iso
+
+__all__ = [
+    "COPY_WATCH_ORCHESTRATOR",
+    "OPERATION_WATCH_ORCHESTRATOR",
+    "CopyWatch",
+    "OperationWatch",
+    "copy_watch_id",
+    "next_delay",
+    "operation_watch_id",
+    "sleep_until_next_poll",
+    "wait_for_copy",
+    "wait_for_operation",
+    "wait_id",
+    "waits_prefix",
+    "watch_copy",
+    "watch_operation",
+]
+
+Orchestration = Generator[Any, Any, Any]
+
+#: Registered names of the two watch orchestrators.
+OPERATION_WATCH_ORCHESTRATOR = "watch_operation"
+COPY_WATCH_ORCHESTRATOR = "watch_copy"
+
+
+# -- ids and delays (pure) ----------------------------------------------------------------------------
+
+
+def waits_prefix(caller_id: str) -> str:
+    """What the instance ids of ``caller_id``'s waits start with: a disk orchestration's
+    ``{run}-disk-{index}`` gives ``{run}-wait-{index}-`` (so a query for the run's disks, by the prefix
+    ``{run}-disk-``, finds no wait), any other caller ``{caller}-wait-``."""
+    head, marker, index = caller_id.rpartition("-disk-")
+    return f"{head}-wait-{index}-" if marker and index else f"{caller_id}-wait-"
+
+
+def wait_id(caller_id: str, kind: str) -> str:
+    """The instance id of ``caller_id``'s wait of kind ``kind`` (``"copy"``, ``"snapshot-creation"``)."""
+    return waits_prefix(caller_id) + kind
+
+
+def operation_watch_id(caller_id: str, what: str) -> str:
+    """The instance id of the watch of operation ``what`` (``"snapshot creation"``) for ``caller_id``."""
+    return wait_id(caller_id, re.sub(r"[^a-z0-9]+", "-", what.lower()).strip("-") or "operation")
+
+
+def copy_watch_id(caller_id: str) -> str:
+    """The instance id of the copy watch of ``caller_id`` (a disk orchestration)."""
+    return wait_id(caller_id, "copy")
+
+
+def next_delay(
+    previous: float | None, options_initial: int, options_max: int, retry_after: float | None
+) -> float:
+    """Seconds to wait before the next poll: doubling from the initial delay to the cap, never less than
+    what the service asked for (``Retry-After``)."""
+    delay = float(options_initial) if previous is None else min(previous * 2, float(options_max))
+    if retry_after is not None and retry_after > delay:
+        delay = float(retry_after)
+    return delay
+
+
+def sleep_until_next_poll(
+    context: df.DurableOrchestrationContext, seconds: float, deadline: datetime, what: str
+) -> Orchestration:
+    """Wait ``seconds``, but not past ``deadline``: the last poll happens at the deadline itself, and
+    only a wait that would start at or after it fails (:class:`DeadlineExceededError`)."""
+    now = _utc(context.current_utc_datetime)
+    if now >= deadline:
+        raise DeadlineExceededError(f"{what} did not finish by its deadline ({iso(deadline)})")
+    yield context.create_timer(min(now + timedelta(seconds=seconds), deadline))
+
+
+# -- what a watch is given ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperationWatch:
+    """The input of ``watch_operation``, and what each execution hands the next one: an operation
+    answer to follow until it succeeded."""
+
+    op: dict[str, Any]  # an operation answer (activity_names describes it); never holds a secret
+    deadline: datetime
+    what: str  # "snapshot creation": names the wait in a deadline's message
+    poll_initial_seconds: int
+    poll_max_seconds: int
+    delay: float | None = None  # the last wait, in seconds (None before the first)
+    polls: int = 0  # polls made so far, over all executions
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "op": self.op,
+            "deadline": _instant(self.deadline),
+            "what": self.what,
+            "pollInitialSeconds": self.poll_initial_seconds,
+            "pollMaxSeconds": self.poll_max_seconds,
+            "delay": self.delay,
+            "polls": self.polls,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> OperationWatch:
+        """Rebuild and validate."""
+        data = _object(data, "operation watch")
+        op = _object(data.get("op"), "operation watch.op")
+        if not isinstance(op.get("state"), str):
+            raise InvalidInputError("operation watch.op.state", "must be a string")
+        delay, polls = _progress(data, "operation watch")
+        return cls(
+            op=op,
+            deadline=_parse_instant(data.get("deadline"), "operation watch.deadline"),
+            what=_text(data, "what", "operation watch"),
+            poll_initial_seconds=_seconds(data, "pollInitialSeconds", "operation watch"),
+            poll_max_seconds=_seconds(data, "pollMaxSeconds", "operation watch"),
+            delay=delay,
+            polls=polls,
+        )
+
+
+@dataclass(frozen=True)
+class CopyWatch:
+    """The input of ``watch_copy``, and what each execution hands the next one."""
+
+    copy: dict[str, Any]  # a copy answer: copyId, status, copied, total
+    blob: dict[str, str]  # container and blobName of the destination
+    deadline: datetime
+    poll_initial_seconds: int
+    poll_max_seconds: int
+    delay: float | None = None  # the last wait, in seconds (None before the first)
+    polls: int = 0  # polls made so far, over all executions
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "copy": self.copy,
+            "blob": self.blob,
+            "deadline": _instant(self.deadline),
+            "pollInitialSeconds": self.poll_initial_seconds,
+            "pollMaxSeconds": self.poll_max_seconds,
+            "delay": self.delay,
+            "polls": self.polls,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CopyWatch:
+        """Rebuild and validate."""
+        where = "copy watch"
+        data = _object(data, where)
+        copy = _object(data.get("copy"), f"{where}.copy")
+        for key in ("copied", "total"):
+            if isinstance(copy.get(key), bool) or not isinstance(copy.get(key), int):
+                raise InvalidInputError(f"{where}.copy.{key}", "must be a whole number")
+        _text(copy, "copyId", f"{where}.copy")
+        _text(copy, "status", f"{where}.copy")
+        blob = _object(data.get("blob"), f"{where}.blob")
+        delay, polls = _progress(data, where)
+        return cls(
+            copy=copy,
+            blob={
+                "container": _text(blob, "container", f"{where}.blob"),
+                "blobName": _text(blob, "blobName", f"{where}.blob"),
+            },
+            deadline=_parse_instant(data.get("deadline"), f"{where}.deadline"),
+            poll_initial_seconds=_seconds(data, "pollInitialSeconds", where),
+            poll_max_seconds=_seconds(data, "pollMaxSeconds", where),
+            delay=delay,
+            polls=polls,
+        )
+
+
+# -- the caller's side: drop-in waits -----------------------------------------------------------------
+
+
+def wait_for_operation(
+    context: df.DurableOrchestrationContext,
+    op: dict[str, Any],
+    deadline: datetime,
+    options: RunOptions,
+    what: str,
+) -> Orchestration:
+    """Follow an ARM operation (a begin activity's answer) until it succeeded; answer its last state.
+
+    A failed or canceled operation, a poll that failed for good, or the deadline raise an
+    :class:`ActivityFailure` with the failure's code and message. An operation that already succeeded
+    costs nothing.
+    """
+    if op["state"] == "Succeeded":
+        return op
+    watch = OperationWatch(
+        op=op,
+        deadline=_utc(deadline),
+        what=what,
+        poll_initial_seconds=options.poll_initial_seconds,
+        poll_max_seconds=options.poll_max_seconds,
+    )
+    outcome = yield context.call_sub_orchestrator(
+        OPERATION_WATCH_ORCHESTRATOR, watch.to_json(), operation_watch_id(context.instance_id, what)
+    )
+    return _result(outcome)
+
+
+def wait_for_copy(
+    context: df.DurableOrchestrationContext,
+    copy: dict[str, Any],
+    blob: dict[str, str],
+    options: RunOptions,
+    phase: Callable[..., None],
+) -> Orchestration:
+    """Follow the copy (HEAD of the destination blob) until it succeeded; answer the last copy answer.
+
+    The deadline is ``copyTimeoutMinutes`` from now. ``phase`` reports the copy's progress when the
+    watch starts; from then on the copy watch's custom status has it.
+    """
+    if copy["status"] == "success":
+        return copy
+    phase("copy", bytes_copied=copy["copied"], bytes_total=copy["total"])
+    watch = CopyWatch(
+        copy=copy,
+        blob=dict(blob),
+        deadline=_utc(context.current_utc_datetime) + timedelta(minutes=options.copy_timeout_minutes),
+        poll_initial_seconds=options.poll_initial_seconds,
+        poll_max_seconds=options.poll_max_seconds,
+    )
+    outcome = yield context.call_sub_orchestrator(
+        COPY_WATCH_ORCHESTRATOR, watch.to_json(), copy_watch_id(context.instance_id)
+    )
+    return _result(outcome)
+
+
+def _result(outcome: Any) -> dict[str, Any]:
+    """A watch's answer: its result, or its failure raised again with its code."""
+    failed = outcome.get("failed") if isinstance(outcome, dict) else None
+    if isinstance(failed, dict):
+        code = failed.get("code")
+        known = code if code in {c.value for c in FailureCode} else FailureCode.INTERNAL.value
+        raise ActivityFailure(Failure(FailureCode(known), str(failed.get("message", ""))))
+    if not isinstance(outcome, dict) or not isinstance(outcome.get("result"), dict):
+        raise ActivityFailure(Failure(FailureCode.INTERNAL, "a wait ended without a result"))
+    result: dict[str, Any] = outcome["result"]
+    return result
+
+
+# -- the watches (orchestrators) ----------------------------------------------------------------------
+
+
+def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Wait, poll the ARM operation once (``poll_operation``), then finish or continue as new with its
+    new state: ``{"result": <last answer>}`` once it succeeded.
+
+    A ``Throttled`` answer names the call to repeat after the wait (a begin that was refused with 429).
+    Any failure ends the watch with ``{"failed": {"code", "message"}}``.
+    """
+    watch = OperationWatch.from_json(context.get_input())
+    op = watch.op
+    if op["state"] == "Succeeded":
+        return {"result": op}
+    delay = next_delay(watch.delay, watch.poll_initial_seconds, watch.poll_max_seconds, op.get("retryAfter"))
+    try:
+        yield from sleep_until_next_poll(context, delay, watch.deadline, watch.what)
+        if op["state"] == "Throttled":
+            op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
+        else:
+            op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
+    except Exception as exc:
+        return {"failed": failure_of(exc).to_json()}
+    if op["state"] == "Succeeded":
+        return {"result": op}
+    context.continue_as_new(replace(watch, op=op, delay=delay, polls=watch.polls + 1).to_json())
+    return None
+
+
+def watch_copy(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Wait, poll the copy once (``copy_status``), then finish or continue as new with what it learnt.
+
+    Ends with ``{"result": <copy answer>}`` once the copy succeeded, ``{"failed": {"code", "message"}}``
+    when it failed, was aborted, or ran past its deadline.
+    """
+    watch = CopyWatch.from_json(context.get_input())
+    copy = watch.copy
+    context.set_custom_status(
+        {"bytesCopied": copy["copied"], "bytesTotal": copy["total"], "polls": watch.polls}
+    )
+    delay = next_delay(watch.delay, watch.poll_initial_seconds, watch.poll_max_seconds, None)
+    what = f"copy (at {copy['copied']} of {copy['total']} bytes)"
+    try:
+        yield from sleep_until_next_poll(context, delay, watch.deadline, what)
+        copy = yield context.call_activity(act.COPY_STATUS, {**watch.blob, "copyId": copy["copyId"]})
+    except Exception as exc:
+        return {"failed": failure_of(exc).to_json()}
+    if copy["status"] == "success":
+        context.set_custom_status(
+            {"bytesCopied": copy["copied"], "bytesTotal": copy["total"], "polls": watch.polls + 1}
+        )
+        return {"result": copy}
+    context.continue_as_new(replace(watch, copy=copy, delay=delay, polls=watch.polls + 1).to_json())
+    return None
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+
+def _utc(when: datetime) -> datetime:
+    # The SDK hands out UTC datetimes, aware or naive depending on how the host wrote the timestamp.
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _instant(when: datetime) -> str:
+    # Full precision (models.iso keeps milliseconds): a deadline must not move when it is handed on.
+    return _utc(when).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_instant(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidInputError(where, "must be an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInputError(where, f"{value[:40]!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInputError(where, "must carry a time zone")
+    return parsed.astimezone(UTC)
+
+
+def _progress(data: dict[str, Any], where: str) -> tuple[float | None, int]:
+    """A watch's ``delay`` (the last wait, or null) and ``polls`` so far, validated."""
+    delay = data.get("delay")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
+        raise InvalidInputError(f"{where}.delay", "must be a number of seconds or null")
+    polls = data.get("polls", 0)
+    if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
+        raise InvalidInputError(f"{where}.polls", "must be a whole number")
+    return (None if delay is None else float(delay)), polls
+
+
+def _object(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInputError(where, f"must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInputError(f"{where}.{key}", "must be a non-empty string")
+    return value
+
+
+def _seconds(data: dict[str, Any], key: str, where: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
+        raise InvalidInputError(f"{where}.{key}", "must be a whole number of seconds from 1 to 3600")
+    return value
