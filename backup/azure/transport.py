@@ -134,6 +134,10 @@ def _text_excerpt(response: requests.Response) -> str | None:
     return text[:500] if text else None
 
 
+#: Endpoints whose environment settings a Transport remembers (then it forgets them all and starts over).
+_MAX_ENDPOINTS = 256
+
+
 @dataclass
 class Transport:
     """A pooled :class:`requests.Session` with retries; see the module docstring.
@@ -166,6 +170,9 @@ class Transport:
         endpoint = f"{parts.scheme}://{parts.netloc}"
         found = self._endpoints.get(endpoint)
         if found is None:
+            if len(self._endpoints) >= _MAX_ENDPOINTS:
+                # A grant's SAS can name a host of its own: a long-lived worker meets many.
+                self._endpoints.clear()
             verify = self.verify
             if verify is True:
                 verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
