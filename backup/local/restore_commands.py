@@ -197,7 +197,10 @@ def restore_lines(result: RestoreResult) -> list[str]:
     point = f"run {result.run_id}'s restore point" if result.run_id else "the restore point"
     if result.status == "Succeeded":
         lines = [f"{what} {result.restore_id}: Succeeded: {point} -> {result.target_disk_id}"]
-        lines.append(f"  disk: {result.location}, {result.sku}, {_mib(result.bytes_total)}")
+        lines.append(
+            f"  disk: {result.location}, {result.sku}, {_mib(result.size_bytes)} "
+            f"({_mib(result.bytes_written)} written)"
+        )
         if result.verify == "full" and result.source_digest:
             lines.append(
                 f"  verified in full: {result.windows} windows, {_mib(result.bytes_compared)} compared by "
@@ -250,7 +253,7 @@ class RestoreView:
         if progress is None or progress.bytes_total <= 0:
             return ""
         written = progress.bytes_written
-        total = progress.bytes_total if progress.phase == "write" else max(progress.bytes_total, 1)
+        total = progress.bytes_total
         fraction = (
             1.0 if progress.phase in ("finish", "verify", "cleanup", "record", "done") else written / total
         )

@@ -171,10 +171,15 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
     if retention.plan is None:
         return answer
     items: list[dict[str, Any]] = answer["items"]
+    expiring = [(retention.points[d.point.id], "; ".join(d.reasons)) for d in retention.plan.expire]
+    held = {p.run_id for p, _ in expiring if p.status == "Succeeded" and _held_recently(p, now)}
+    if not dry_run:  # a held point is reported every time, and tried again only after HELD_RETRY_DAYS
+        answer["heldCount"] = len(held)
+        for point, _ in expiring:
+            if point.run_id in held:
+                _note(answer["held"], {"runId": point.run_id, "problem": point.prune_held})
     deletes = 0
-    for decision in retention.plan.expire:
-        point = retention.points[decision.point.id]
-        reason = "; ".join(decision.reasons)
+    for point, reason in expiring:
         listed = {
             "runId": point.run_id,
             "time": iso(point.run_started_at),
@@ -184,9 +189,7 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
         if dry_run:
             _note(items, {**listed, "action": "would expire"})
             continue
-        if point.status == "Succeeded" and _held_recently(point, now):
-            answer["heldCount"] += 1
-            _note(answer["held"], {"runId": point.run_id, "problem": point.prune_held})
+        if point.run_id in held:
             continue
         if point.status == "Succeeded":
             if deletes >= max_deletes:

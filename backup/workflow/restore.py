@@ -31,6 +31,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from backup import vhd
 from backup.errors import DeadlineExceededError, VerificationError
 from backup.failures import FailureCode, failure_of
 from backup.workflow import activity_names as act
@@ -114,9 +115,9 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             blob_snapshot=point.blob_snapshot,
             location=target.location,
             sku=target.sku,
-            bytes_total=disk_bytes,
+            size_bytes=disk_bytes,
         )
-        phase("resolve", run_id=point.run_id, bytes_total=disk_bytes)
+        phase("resolve", run_id=point.run_id)
         warnings.extend((yield from _record(context, result, "at its start")))
 
         # 2. A new disk made for direct upload (never over an existing one), and write access to it.
@@ -163,7 +164,9 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                     break
 
         # 4. The writes, batch after batch (each keeps a few writes in flight), then the VHD footer.
+        to_write += vhd.FOOTER_SIZE
         written = 0
+        result = replace(result, bytes_total=to_write)
         phase("write", bytes_written=0, bytes_total=to_write)
         for part, count in parts:
             for batch in range(count):
@@ -184,6 +187,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         )
         written += footer["bytesWritten"]
         result = replace(result, bytes_written=written)
+        phase("write", bytes_written=written, bytes_total=to_write)
         if footer["footer"] == "built":
             warnings.append(
                 "the restore point's VHD footer did not describe this disk; a new one was written"

@@ -409,8 +409,9 @@ class RestoreResult:
     location: str | None = None
     sku: str | None = None
     verdict: str | None = None  # Passed, Failed, NotVerified (None until verified or failed)
-    bytes_written: int = 0
-    bytes_total: int = 0
+    size_bytes: int = 0  # the disk's (the restore point's) size
+    bytes_written: int = 0  # into the disk: the point's populated pages (small holes bridged), the footer
+    bytes_total: int = 0  # what the plan writes, all told
     source_digest: str | None = None  # full: the restore point's window chain
     disk_digest: str | None = None  # full: the restored disk's window chain
     windows: int = 0
@@ -436,6 +437,7 @@ class RestoreResult:
             "purpose": self.purpose,
             "verify": self.verify,
             "verdict": self.verdict,
+            "sizeBytes": self.size_bytes,
             "bytesWritten": self.bytes_written,
             "bytesTotal": self.bytes_total,
             "sourceDigest": self.source_digest,
@@ -485,6 +487,7 @@ class RestoreResult:
             location=_optional_str(data, "location", where),
             sku=_optional_str(data, "sku", where),
             verdict=verdict,
+            size_bytes=_optional_int(data, "sizeBytes", where) or 0,
             bytes_written=_optional_int(data, "bytesWritten", where) or 0,
             bytes_total=_optional_int(data, "bytesTotal", where) or 0,
             source_digest=digests["sourceDigest"],
