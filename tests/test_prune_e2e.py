@@ -14,14 +14,17 @@ brute-force count independent of :mod:`backup.retention`), not from the code und
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 from cleanup import remove_group_contents
@@ -31,6 +34,7 @@ from backup.app.blueprint import build_app
 from backup.azure.blob import BlobAddress
 from backup.azure.page_range import PageRange
 from backup.clients import AzureClients, build_clients
+from backup.local.cli import main
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.settings import Settings
 from backup.workflow.chain import chain_blob_name
@@ -337,3 +341,52 @@ def test_the_nightly_timer_starts_one_prune_per_run_which_waits_for_the_run(bed:
     assert answers[0]["finished"] is False and answers[-1] == {"finished": True, "status": "Succeeded"}
     rows = {r.run_id: r.status for r in bed.rows("nightly")}
     assert rows == {"night-000": "Expired", "night-001": "Expired", run: "Succeeded"}
+
+
+def test_the_preview_and_prune_dry_run_say_what_would_go_and_why_then_prune_prunes(
+    bed: Bed, tmp_path: Path
+) -> None:
+    bed.make_disk("cli", {"diskbackup-retention": "daily=1,weekly=0,monthly=0,yearly=0"})
+    bed.clients.blob.create_page_blob(bed.backup_blob("cli"), MiB + 512)
+    for night in range(3):
+        bed.record_night("cli", night)
+    with LocalHost(build_app(bed.settings), clock=VirtualClock(START + timedelta(days=3))) as host:
+        request = func.HttpRequest(
+            method="GET",
+            url="http://localhost/api/retention/preview",
+            body=b"",
+            params={"disk": bed.disk_id("cli")},
+        )
+        response = host.invoke_function("retention_preview", req=request)
+    assert response.status_code == 200
+    preview = json.loads(response.get_body())
+    assert (preview["policy"], preview["policySource"]) == ("daily=1,weekly=0,monthly=0,yearly=0", "tag")
+    assert [p["runId"] for p in preview["keep"]] == ["night-002"]
+    assert preview["keep"][0]["reasons"] == ["daily 2025-01-03", "newest good point", "current diff base"]
+    assert [(p["runId"], p["reasons"]) for p in preview["expire"]] == [
+        ("night-001", ["in no bucket kept by daily=1,weekly=0,monthly=0,yearly=0"]),
+        ("night-000", ["in no bucket kept by daily=1,weekly=0,monthly=0,yearly=0"]),
+    ]
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(
+            ["--state-dir", str(tmp_path), "prune", "--disk", bed.disk_id("cli"), *args],
+            env=bed.env,
+            out=out,
+            err=err,
+        )
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, err = cli("--dry-run")
+    assert code == 0, err
+    assert "prune (dry run)" in out and "1 disks: 2 points would go, 1 kept" in out
+    assert "would expire: run night-001 of 2025-01-02T01:00:00.000Z: in no bucket kept by daily=1" in out
+    assert len(bed.blob_snapshots("cli")) == 3 and all(r.status == "Succeeded" for r in bed.rows("cli"))
+
+    code, out, err = cli("--json")
+    assert code == 0, err
+    summary = json.loads(out)["result"]
+    assert (summary["expired"], summary["deleted"], summary["kept"]) == (2, 2, 1)
+    assert bed.blob_snapshots("cli") == {bed.snapshots[("cli", 2)]}
+    assert [r.status for r in bed.rows("cli")] == ["Succeeded", "Expired", "Expired"]

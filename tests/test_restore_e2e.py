@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 from cleanup import remove_group_contents
 
 from backup.app.blueprint import build_app
@@ -51,7 +52,12 @@ from backup.workflow import activity_names as act
 from backup.workflow import restore_activities
 from backup.workflow.chain import chain_blob_name
 from backup.workflow.models import RUN_ORCHESTRATOR, ChainOptions, RunInput
-from backup.workflow.restore_models import PRUNE_ORCHESTRATOR, RESTORE_ORCHESTRATOR, RestoreInput
+from backup.workflow.restore_models import (
+    PRUNE_ORCHESTRATOR,
+    RESTORE_ORCHESTRATOR,
+    RESTORE_TESTS_ORCHESTRATOR,
+    RestoreInput,
+)
 from backup.workflow.restore_startup import prune_input, restore_input, restore_test_input
 from backup.workflow.startup import run_options
 from testbed.devenv import proving_ground_settings
@@ -505,6 +511,33 @@ def test_verify_passes_and_fails_once_the_point_is_corrupted(
     point = story.clients.catalog.find_restore_point(story.disk_id, night.run_id)
     assert point is not None and point.verdict == "Failed" and point.verdict_reason == failed["reason"]
     assert point.verified_digest == passed["sourceDigest"]  # the reference stays the verified one
+    assert story.grants() == []
+
+
+def test_scheduled_restore_tests_test_the_newest_point_of_each_disk(story: Story) -> None:
+    story.control(
+        "PUT",
+        f"/resourceGroups/{story.group}/disks/fresh",
+        {"size_bytes": DISK_SIZE, "fill": {"seed": 5, "fraction": 0.1}},
+    )
+    env = {**story.env, "BACKUP_VERIFY_SCHEDULE": "0 0 4 * * Sun"}
+    settings = Settings.from_env(env)
+    with LocalHost(build_app(settings), clock=VirtualClock(AFTER)) as host:
+        timer = TimerRequest(past_due=False)
+        host.invoke_function("scheduled_restore_tests", timer=timer)
+        host.invoke_function("scheduled_restore_tests", timer=timer)  # fired twice: tested once
+        [tests] = [i.instance_id for i in host.list_instances() if i.name == RESTORE_TESTS_ORCHESTRATOR]
+        assert re.fullmatch(r"restore-tests-\d{8}T\d{6}Z", tests)
+        summary = host.wait_for_completion(tests, timeout=120).output
+    by_disk = {r["diskId"].rsplit("/", 1)[1]: r for r in summary["results"]}
+    assert (summary["disks"], summary["passed"], summary["failed"]) == (2, 1, 1), summary
+    assert (by_disk["data"]["verdict"], by_disk["data"]["runId"]) == ("Passed", "night-3")
+    assert (by_disk["fresh"]["verdict"], by_disk["fresh"]["code"]) == ("Failed", "NoRestorePoint")
+    point = story.clients.catalog.find_restore_point(story.disk_id, "night-3")
+    assert point is not None and point.verdict == "Passed" and point.verify_restore_id == f"{tests}-test-0000"
+    # Every temporary disk is gone again: only the disks that were there are left.
+    names = {d.name for d in story.clients.compute.list_disks(story.settings.subscription_id, story.group)}
+    assert names == {"data", "fresh"}
     assert story.grants() == []
 
 
