@@ -390,3 +390,23 @@ def test_the_preview_and_prune_dry_run_say_what_would_go_and_why_then_prune_prun
     assert (summary["expired"], summary["deleted"], summary["kept"]) == (2, 2, 1)
     assert bed.blob_snapshots("cli") == {bed.snapshots[("cli", 2)]}
     assert [r.status for r in bed.rows("cli")] == ["Succeeded", "Expired", "Expired"]
+    # The restore-points route lists expired points only when asked, with when and why.
+    with LocalHost(build_app(bed.settings), clock=VirtualClock(START + timedelta(days=3))) as host:
+        listed = {}
+        for flag in ("false", "true"):
+            request = func.HttpRequest(
+                method="GET",
+                url="http://localhost/api/restore-points",
+                body=b"",
+                params={"disk": bed.disk_id("cli"), "includeExpired": flag},
+            )
+            response = host.invoke_function("list_restore_points", req=request)
+            assert response.status_code == 200
+            listed[flag] = json.loads(response.get_body())["restorePoints"]
+    assert [p["runId"] for p in listed["false"]] == ["night-002"]
+    assert [(p["runId"], p["status"]) for p in listed["true"]] == [
+        ("night-002", "Succeeded"),
+        ("night-001", "Expired"),
+        ("night-000", "Expired"),
+    ]
+    assert listed["true"][1]["expiredReason"] == "in no bucket kept by daily=1,weekly=0,monthly=0,yearly=0"
