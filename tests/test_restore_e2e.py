@@ -34,13 +34,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 import pytest
+import requests
 from azure.functions.timer import TimerRequest
 from cleanup import remove_group_contents
 
+from backup import vhd
 from backup.app.blueprint import build_app
 from backup.azure.blob import BlobClient, ContainerAddress
 from backup.azure.compute import ComputeClient
-from backup.azure.page_range import PageRange
+from backup.azure.page_range import PageRange, split
 from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.clients import AzureClients, build_clients
 from backup.errors import CopyFailedError, NotFoundError
@@ -51,7 +53,7 @@ from backup.settings import Settings
 from backup.workflow import activity_names as act
 from backup.workflow import restore_activities
 from backup.workflow.chain import chain_blob_name
-from backup.workflow.models import RUN_ORCHESTRATOR, ChainOptions, RunInput
+from backup.workflow.models import RUN_ORCHESTRATOR, ChainOptions, RestorePointRecord, RunInput, iso
 from backup.workflow.restore_models import (
     PRUNE_ORCHESTRATOR,
     RESTORE_ORCHESTRATOR,
@@ -448,6 +450,45 @@ def test_a_failed_restore_deletes_its_half_made_disk_or_keeps_it_when_asked(
         operation = story.clients.compute.poll(operation)
 
 
+def test_a_whole_blob_recorded_before_the_chain_restores(story: Story) -> None:
+    # Before the chain, each run copied a disk into a blob of its own: the disk's bytes and a VHD footer.
+    blob_name = f"{story.settings.subscription_id}/{story.group}/data/prechain-1.vhd".lower()
+    blob = story.clients.backup_blob(story.settings.container, blob_name)
+    story.clients.blob.create_page_blob(blob, DISK_SIZE + 512)
+    ranges = story.control("GET", f"/resourceGroups/{story.group}/disks/data/ranges")["ranges"]
+    for chunk in split([PageRange(start, end) for start, end in ranges]):
+        content = requests.get(
+            f"{story.ground.control_url}/resourceGroups/{story.group}/disks/data/content",
+            params={"offset": chunk.start, "length": chunk.length},
+            verify=str(story.ground.arm_ca_cert),
+            timeout=60,
+        ).content
+        story.clients.blob.put_page(blob, chunk, content)
+    story.clients.blob.put_page(blob, PageRange.at(DISK_SIZE, 512), vhd.build_footer(DISK_SIZE, uuid.uuid4()))
+    taken = FIRST_NIGHT - timedelta(days=10)
+    story.clients.catalog.record_restore_point(
+        RestorePointRecord(
+            run_id="prechain-1",
+            run_started_at=iso(taken),
+            disk_id=story.disk_id,
+            container=story.settings.container,
+            blob_name=blob_name,
+            size_bytes=DISK_SIZE,
+            started_at=iso(taken),
+            finished_at=iso(taken + timedelta(minutes=5)),
+            status="Succeeded",
+            kind="full",
+            bytes_copied=DISK_SIZE,
+        )
+    )
+    with story.host() as host:
+        result = story.restore(host, story.request("prechain", run_id="prechain-1"), "restore-prechain")
+    assert (result["status"], result["verdict"], result["blobSnapshot"]) == ("Succeeded", "Passed", None), (
+        result
+    )
+    assert story.digest(story.other, "prechain") == story.digest(story.group, "data")
+
+
 # -- restore tests ------------------------------------------------------------------------------------------
 
 
@@ -546,12 +587,12 @@ def test_scheduled_restore_tests_test_the_newest_point_of_each_disk(story: Story
 
 def test_a_point_whose_neighbouring_snapshots_were_pruned_restores(story: Story) -> None:
     # Keep the newest night and the newest of each of two months: Feb 2 and Jan 31. Jan 30 and Feb 1,
-    # the blob snapshots on either side of Jan 31, go.
+    # the blob snapshots on either side of Jan 31, go (and January's whole blob from before the chain).
     prune = replace(prune_input(story.settings, "cli"), policy="daily=1,weekly=0,monthly=2,yearly=0")
     with story.host() as host:
         host.start_new(PRUNE_ORCHESTRATOR, input=prune.to_json(), instance_id="prune-neighbours")
         pruned = host.wait_for_completion("prune-neighbours", timeout=60).output
-        assert (pruned["expired"], pruned["deleted"]) == (2, 2), pruned
+        assert (pruned["expired"], pruned["deleted"]) == (3, 3), pruned  # and the whole blob of before
         restored = story.restore(host, story.request("between", run_id="night-1"), "restore-between")
         gone = story.restore(host, story.request("gone", run_id="night-2"), "restore-gone")
     name = chain_blob(story)
@@ -563,6 +604,9 @@ def test_a_point_whose_neighbouring_snapshots_were_pruned_restores(story: Story)
         if i.name == name and i.snapshot
     }
     assert left == {story.nights[1].blob_snapshot, story.nights[3].blob_snapshot}
+    prechain = story.clients.backup_blob(story.settings.container, f"{name.rsplit('/', 1)[0]}/prechain-1.vhd")
+    with pytest.raises(NotFoundError):
+        story.clients.blob.get_properties(prechain)  # a point from before the chain goes whole
     assert (restored["status"], restored["verdict"]) == ("Succeeded", "Passed"), restored
     assert story.digest(story.other, "between") == story.nights[1].digest
     assert (gone["status"], gone["code"], gone["phase"]) == ("Failed", "NoRestorePoint", "resolve")

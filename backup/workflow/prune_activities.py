@@ -228,7 +228,10 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 def _delete_data(clients: AzureClients, point: RestorePoint) -> tuple[str, str | None]:
     """Delete a good point's data: ``("deleted" | "held" | "deferred", problem)``."""
-    container, name = clients.catalog.blob_location(point.blob_url)
+    try:
+        container, name = clients.catalog.blob_location(point.blob_url)
+    except InvalidInputError as exc:  # recorded under another account or endpoint: not ours to delete now
+        return "held", exc.message
     blob: BlobAddress = clients.backup_blob(container, name)
     if point.blob_snapshot is None:
         rid = _disk_parts(point.disk_id)

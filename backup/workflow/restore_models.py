@@ -577,7 +577,7 @@ class PruneOptions:
             container=_str(data, "container", where),
             poll_initial_seconds=_int(data, "pollInitialSeconds", where, 1, 3600),
             poll_max_seconds=_int(data, "pollMaxSeconds", where, 1, 3600),
-            wait_minutes=_int(data, "waitMinutes", where, 0, 20160 + 1440),
+            wait_minutes=_int(data, "waitMinutes", where, 0, 30 * 1440),
             max_parallel=_int(data, "maxParallel", where, 1, 50),
             deletes_per_call=_int(data, "deletesPerCall", where, 1, 1000),
         )
