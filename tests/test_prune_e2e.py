@@ -14,21 +14,23 @@ brute-force count independent of :mod:`backup.retention`), not from the code und
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 from cleanup import remove_group_contents
-from throttle_proxy import ThrottlingProxy
 
 from backup.app.blueprint import build_app
 from backup.azure.blob import BlobAddress
@@ -77,6 +79,84 @@ FINAL_DEFAULT = {
     *(date(2025, m, d) for m, d in ((4, 30), (3, 31))),
 }
 FINAL_TAGGED = {date(2026, 2, 4), date(2026, 2, 2), date(2026, 2, 1), date(2026, 1, 31), date(2025, 12, 30)}
+
+
+class RefusingProxy:
+    """A loopback proxy in front of a blob endpoint that answers the requests ``refuse`` picks with the
+    error it names (status, code, message: what Azure answers and Azurite never does), and forwards the
+    rest unchanged (Shared Key signs no host, so signatures hold). ``seen`` logs (method, path, status)."""
+
+    def __init__(self, upstream: str, refuse: Callable[[str, str], tuple[int, str, str] | None]) -> None:
+        parts = urlsplit(upstream)
+        target = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.seen: list[tuple[str, str, int]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                refusal = refuse(self.command, self.path)
+                if refusal is not None:
+                    status, code, message = refusal
+                    xml = (
+                        f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}'
+                    )
+                    payload = (xml + "</Message></Error>").encode()
+                    self.send_response(status)
+                    self.send_header("x-ms-error-code", code)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    proxy.seen.append((self.command, self.path, status))
+                    return
+                connection = http.client.HTTPConnection(*target, timeout=30)
+                try:
+                    skip = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                    connection.request(self.command, self.path, body=body or None, headers=headers)
+                    answer = connection.getresponse()
+                    data = answer.read()
+                finally:
+                    connection.close()
+                self.send_response(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in (
+                        "connection",
+                        "keep-alive",
+                        "transfer-encoding",
+                        "content-length",
+                    ):
+                        self.send_header(name, value)
+                # A HEAD answer's Content-Length is the blob's size, not the (empty) body's.
+                length_header = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length_header or str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                proxy.seen.append((self.command, self.path, answer.status))
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="refusing-proxy", daemon=True)
+
+    def __enter__(self) -> RefusingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
 
 
 @dataclass
@@ -259,7 +339,7 @@ def test_a_snapshot_azure_refuses_to_delete_is_kept_reported_and_not_retried_eve
         return None
 
     upstream = proving_ground.backup_blob_endpoint
-    with ThrottlingProxy(upstream, throttle=0, refuse=legal_hold) as proxy:
+    with RefusingProxy(upstream, legal_hold) as proxy:
         account = upstream.rsplit("/", 1)[1]
         bed = _bed(proving_ground, unique_name, BACKUP_BLOB_ENDPOINT=f"{proxy.url}/{account}")
         try:

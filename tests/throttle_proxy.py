@@ -1,8 +1,5 @@
 """A loopback HTTP proxy for tests: answers the first N requests 429 + Retry-After, forwards the rest.
 
-``refuse`` (optional) picks requests to answer with an error of the test's choosing instead (say, a
-snapshot's deletion refused ``409 BlobImmutableDueToLegalHold``, which Azurite never answers).
-
 It is the seam the storage tests use to show "429 then success" against a real Azurite: the client under
 test talks to the proxy, which throttles as Azure does (status 429, ``x-ms-error-code``, ``Retry-After``)
 and then forwards requests unchanged (method, path, query, headers, body) to the upstream server and
@@ -13,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -32,19 +28,11 @@ _HOP_BY_HOP = {
 class ThrottlingProxy:
     """``with ThrottlingProxy(upstream, throttle=1) as proxy:`` use ``proxy.url``; ``proxy.seen`` logs."""
 
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        throttle: int = 1,
-        retry_after: str = "1",
-        refuse: Callable[[str, str], tuple[int, str, str] | None] | None = None,
-    ) -> None:
+    def __init__(self, upstream: str, *, throttle: int = 1, retry_after: str = "1") -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.throttle = throttle
         self.retry_after = retry_after
-        self.refuse = refuse
         self.seen: list[tuple[str, str, int]] = []  # (method, path, status answered)
         self._lock = threading.Lock()
         proxy = self
@@ -71,21 +59,6 @@ class ThrottlingProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     proxy.seen.append((self.command, self.path, 429))
-                    return
-                refusal = proxy.refuse(self.command, self.path) if proxy.refuse is not None else None
-                if refusal is not None:
-                    status, code, message = refusal
-                    xml = (
-                        f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
-                        f"<Message>{message}</Message></Error>"
-                    ).encode()
-                    self.send_response(status)
-                    self.send_header("x-ms-error-code", code)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(xml)))
-                    self.end_headers()
-                    self.wfile.write(xml)
-                    proxy.seen.append((self.command, self.path, status))
                     return
                 connection = http.client.HTTPConnection(*proxy._upstream, timeout=30)
                 try:

@@ -323,15 +323,15 @@ def register_orchestrators(target: df.Blueprint) -> None:
         return (yield from orchestrators.backup_disk(context))
 
     @target.orchestration_trigger(context_name="context")
-    def restore_disk(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+    def restore_disk(context: df.DurableOrchestrationContext) -> restore.Orchestration:
         return (yield from restore.restore_disk(context))
 
     @target.orchestration_trigger(context_name="context")
-    def restore_tests(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+    def restore_tests(context: df.DurableOrchestrationContext) -> restore.Orchestration:
         return (yield from restore.restore_tests(context))
 
     @target.orchestration_trigger(context_name="context")
-    def prune_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+    def prune_run(context: df.DurableOrchestrationContext) -> prune.Orchestration:
         return (yield from prune.prune_run(context))
 
 

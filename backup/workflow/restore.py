@@ -37,7 +37,6 @@ from backup.failures import FailureCode, failure_of
 from backup.workflow import activity_names as act
 from backup.workflow.chain import segments
 from backup.workflow.models import DiskRef, MiB, iso
-from backup.workflow.orchestrators import next_delay
 from backup.workflow.restore_models import (
     RESTORE_ORCHESTRATOR,
     PointRef,
@@ -51,6 +50,7 @@ from backup.workflow.restore_models import (
 from backup.workflow.restore_plan import (
     FULL_WINDOW_BYTES,
     GENESIS,
+    poll_delay,
     restore_batch_name,
     spans,
     temporary_disk_name,
@@ -532,7 +532,7 @@ def _wait(
     begin is repeated after its wait. Fails with :class:`DeadlineExceededError` at ``deadline``."""
     delay: float | None = None
     while op["state"] != "Succeeded":
-        delay = next_delay(
+        delay = poll_delay(
             delay, options.poll_initial_seconds, options.poll_max_seconds, op.get("retryAfter")
         )
         now = context.current_utc_datetime
