@@ -5,7 +5,16 @@ Two kinds of rows share the table, told apart by their PartitionKey:
 - a run: PartitionKey ``run``, RowKey ``{inverted start time}_{run id}``;
 - a restore point (one disk backed up by one run, or a failed attempt): PartitionKey
   ``disk_{encoded disk id}`` (the lower-cased disk resource ID through :func:`backup.azure.odata.encode_key`,
-  since IDs hold ``/``), RowKey ``{inverted run start time}_{run id}``.
+  since IDs hold ``/``), RowKey ``{inverted run start time}_{run id}``;
+- a restore (a restore point written into a new managed disk, or a restore test): PartitionKey
+  ``restore``, RowKey ``{inverted start time}_{restore id}``.
+
+Retention never deletes a restore point's row: it deletes the point's data (its blob snapshot) and marks
+the row ``Expired`` (``ExpiredAt``, ``ExpiredReason``), so a person can still see what existed; listings
+show expired rows only when asked. A blob snapshot that Azure refuses to delete (a legal hold, an
+immutability policy) is kept and its row says why (``PruneHeld``, ``PruneHeldAt``). A restore test
+records its verdict on the point it tested (``Verdict``, ``VerifiedAt``, ``VerifyRestoreId``, and the
+window chain of a full verification that passed, ``VerifiedDigest``).
 
 A restore point of the incremental chain is a blob snapshot of the disk's one backup blob: its row holds
 the blob URL and ``BlobSnapshot`` (the snapshot's timestamp), ``BlobEtag`` (the blob's ETag just after,
@@ -31,9 +40,9 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
-from backup.azure.odata import and_, decode_key, encode_key, eq, ne
+from backup.azure.odata import and_, decode_key, encode_key, eq, le, ne
 from backup.azure.table import Entity, EntityValue, TableClient, UpsertMode
 from backup.errors import InvalidInputError, NotFoundError
 from backup.redact import get_logger, redact, strip_query
@@ -46,18 +55,22 @@ from backup.workflow.models import (
     iso,
     parse_iso,
 )
+from backup.workflow.restore_models import RestoreResult
 
 log = get_logger(__name__)
 
 RUN_PARTITION = "run"
+RESTORE_PARTITION = "restore"
 _DISK_PARTITION_PREFIX = "disk_"
 _INVERT_BASE = 10**15
 _RUN_STATUSES = ("Running", "Succeeded", "PartiallySucceeded", "Failed")
-_POINT_STATUSES = ("Succeeded", "Failed")
+_POINT_STATUSES = ("Succeeded", "Failed", "Expired")
+_RESTORE_STATUSES = ("Running", "Succeeded", "Failed")
+_VERDICTS = ("Passed", "Failed")
 _MAX_REASON = 2000
 _BLOB_SNAPSHOT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?Z")
 
-RestorePointStatus = Literal["Succeeded", "Failed"]
+RestorePointStatus = Literal["Succeeded", "Failed", "Expired"]
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -212,6 +225,15 @@ class RestorePoint:
     full_copy_reason: str | None = None
     base_snapshot_id: str | None = None
     blob_etag: str | None = None  # the backup blob's ETag just after this point: unchanged since if equal
+    expired_at: datetime | None = None  # retention deleted its data then (status Expired)
+    expired_reason: str | None = None
+    prune_held: str | None = None  # why its data could not be deleted (a legal hold, a policy)
+    prune_held_at: datetime | None = None
+    verdict: str | None = None  # the last restore test's: Passed or Failed
+    verified_at: datetime | None = None
+    verify_restore_id: str | None = None
+    verified_digest: str | None = None  # the window chain of a full verification that passed
+    verdict_reason: str | None = None
 
     @property
     def partition_key(self) -> str:
@@ -254,9 +276,23 @@ class RestorePoint:
             "FullCopyReason": self.full_copy_reason,
             "BaseSnapshotId": self.base_snapshot_id,
             "BlobEtag": self.blob_etag,
+            "ExpiredAt": self.expired_at,
+            "ExpiredReason": self.expired_reason,
+            "PruneHeld": self.prune_held,
+            "PruneHeldAt": self.prune_held_at,
+            "Verdict": self.verdict,
+            "VerifiedAt": self.verified_at,
+            "VerifyRestoreId": self.verify_restore_id,
+            "VerifiedDigest": self.verified_digest,
+            "VerdictReason": self.verdict_reason,
         }
         props.update({name: value for name, value in optional.items() if value is not None})
         return props
+
+    @property
+    def taken_at(self) -> datetime:
+        """When the point's data was taken: the start of its disk's backup (its snapshot's time)."""
+        return self.started_at
 
     @classmethod
     def from_entity(cls, entity: Entity) -> RestorePoint:
@@ -276,6 +312,9 @@ class RestorePoint:
         if kind not in KINDS:
             raise InvalidInputError(f"{where}.Kind", f"{kind[:40]!r} is not one of {', '.join(KINDS)}")
         bytes_copied = _prop_int(p, "BytesCopied", where)
+        verdict = _prop_optional_text(p, "Verdict", where)
+        if verdict is not None and verdict not in _VERDICTS:
+            raise InvalidInputError(f"{where}.Verdict", f"{verdict[:40]!r} is not Passed or Failed")
         point = cls(
             disk_id=_prop_text(p, "DiskId", where),
             run_id=_prop_text(p, "RunId", where),
@@ -287,7 +326,7 @@ class RestorePoint:
             kind=kind,
             started_at=_prop_time(p, "StartedAt", where),
             finished_at=_prop_time(p, "FinishedAt", where),
-            status="Succeeded" if status == "Succeeded" else "Failed",
+            status="Succeeded" if status == "Succeeded" else "Expired" if status == "Expired" else "Failed",
             reason=_prop_optional_text(p, "Reason", where),
             copy_id=_prop_optional_text(p, "CopyId", where),
             code=_prop_optional_text(p, "Code", where),
@@ -300,6 +339,15 @@ class RestorePoint:
             full_copy_reason=_prop_optional_text(p, "FullCopyReason", where),
             base_snapshot_id=_prop_optional_text(p, "BaseSnapshotId", where),
             blob_etag=_prop_optional_text(p, "BlobEtag", where),
+            expired_at=_prop_time(p, "ExpiredAt", where) if "ExpiredAt" in p else None,
+            expired_reason=_prop_optional_text(p, "ExpiredReason", where),
+            prune_held=_prop_optional_text(p, "PruneHeld", where),
+            prune_held_at=_prop_time(p, "PruneHeldAt", where) if "PruneHeldAt" in p else None,
+            verdict=verdict,
+            verified_at=_prop_time(p, "VerifiedAt", where) if "VerifiedAt" in p else None,
+            verify_restore_id=_prop_optional_text(p, "VerifyRestoreId", where),
+            verified_digest=_prop_optional_text(p, "VerifiedDigest", where),
+            verdict_reason=_prop_optional_text(p, "VerdictReason", where),
         )
         if point.partition_key != entity.partition_key or point.row_key != entity.row_key:
             raise InvalidInputError(f"{where}", "keys do not match the row's DiskId, RunId and RunStartedAt")
@@ -328,7 +376,114 @@ class RestorePoint:
             "requests": self.requests,
             "fullCopyReason": self.full_copy_reason,
             "baseSnapshotId": self.base_snapshot_id,
+            "expiredAt": iso(self.expired_at) if self.expired_at else None,
+            "expiredReason": self.expired_reason,
+            "pruneHeld": self.prune_held,
+            "verdict": self.verdict,
+            "verifiedAt": iso(self.verified_at) if self.verified_at else None,
+            "verifyRestoreId": self.verify_restore_id,
+            "verdictReason": self.verdict_reason,
         }
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    """A restore as the catalog keeps it: what :class:`~backup.workflow.restore_models.RestoreResult`
+    says, at the restore's start (``Running``) and at its end."""
+
+    result: RestoreResult
+
+    @property
+    def row_key(self) -> str:
+        """This restore's RowKey."""
+        started = parse_time(self.result.started_at, "restore.startedAt")
+        return f"{inverted_time(started)}_{self.result.restore_id}"
+
+    def properties(self) -> dict[str, EntityValue]:
+        """The row's properties (times as Edm.DateTime, the rest as the result's JSON names)."""
+        r = self.result
+        props: dict[str, EntityValue | None] = {
+            "RestoreId": r.restore_id,
+            "Status": r.status,
+            "Phase": r.phase,
+            "DiskId": r.disk_id,
+            "RunId": r.run_id,
+            "BlobSnapshot": r.blob_snapshot,
+            "TargetDiskId": r.target_disk_id,
+            "Location": r.location,
+            "Sku": r.sku,
+            "Purpose": r.purpose,
+            "Verify": r.verify,
+            "Verdict": r.verdict,
+            "SizeBytes": r.size_bytes,
+            "BytesWritten": r.bytes_written,
+            "BytesTotal": r.bytes_total,
+            "SourceDigest": r.source_digest,
+            "DiskDigest": r.disk_digest,
+            "Windows": r.windows,
+            "BytesCompared": r.bytes_compared,
+            "StartedAt": parse_time(r.started_at, "restore.startedAt"),
+            "FinishedAt": parse_time(r.finished_at, "restore.finishedAt") if r.finished_at else None,
+            "Code": r.code,
+            "Reason": redact(r.reason)[:_MAX_REASON] if r.reason else None,
+            "DiskKept": r.disk_kept,
+            "DiskDeleted": r.disk_deleted,
+            "Warnings": json.dumps([redact(w)[:_MAX_REASON] for w in r.warnings]) if r.warnings else None,
+        }
+        return {name: value for name, value in props.items() if value is not None}
+
+    @classmethod
+    def from_entity(cls, entity: Entity) -> RestoreRecord:
+        """Read a restore row back; :class:`InvalidInputError` names the row and the field that is wrong."""
+        where = f"catalog row {entity.partition_key}/{entity.row_key}"
+        p = entity.properties
+        status = p.get("Status")
+        if status not in _RESTORE_STATUSES:
+            raise InvalidInputError(f"{where}.Status", f"{status!r:.40} is not a restore status")
+        try:
+            warnings = json.loads(str(p.get("Warnings", "[]")))
+        except json.JSONDecodeError:
+            raise InvalidInputError(f"{where}.Warnings", "is not JSON") from None
+        finished = _prop_time(p, "FinishedAt", where) if "FinishedAt" in p else None
+        data = {
+            "restoreId": _prop_text(p, "RestoreId", where),
+            "status": status,
+            "phase": _prop_text(p, "Phase", where),
+            "diskId": _prop_text(p, "DiskId", where),
+            "runId": _prop_optional_text(p, "RunId", where),
+            "blobSnapshot": _prop_optional_text(p, "BlobSnapshot", where),
+            "targetDiskId": _prop_text(p, "TargetDiskId", where),
+            "location": _prop_optional_text(p, "Location", where),
+            "sku": _prop_optional_text(p, "Sku", where),
+            "purpose": p.get("Purpose"),
+            "verify": p.get("Verify"),
+            "verdict": p.get("Verdict"),
+            "sizeBytes": _prop_int(p, "SizeBytes", where),
+            "bytesWritten": _prop_int(p, "BytesWritten", where),
+            "bytesTotal": _prop_int(p, "BytesTotal", where),
+            "sourceDigest": _prop_optional_text(p, "SourceDigest", where),
+            "diskDigest": _prop_optional_text(p, "DiskDigest", where),
+            "windows": _prop_int(p, "Windows", where),
+            "bytesCompared": _prop_int(p, "BytesCompared", where),
+            "startedAt": iso(_prop_time(p, "StartedAt", where)),
+            "finishedAt": iso(finished) if finished else None,
+            "code": _prop_optional_text(p, "Code", where),
+            "reason": _prop_optional_text(p, "Reason", where),
+            "diskKept": p.get("DiskKept") is True,
+            "diskDeleted": p.get("DiskDeleted") is True,
+            "warnings": warnings if isinstance(warnings, list) else [],
+        }
+        try:
+            record = cls(RestoreResult.from_json(data))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}.{exc.field}", exc.problem) from None
+        if record.row_key != entity.row_key:
+            raise InvalidInputError(f"{where}.RowKey", "does not match the restore's start time and id")
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        """For the HTTP API and the CLI."""
+        return self.result.to_json()
 
 
 @dataclass(frozen=True)
@@ -405,12 +560,146 @@ class Catalog:
         """The most recent runs, newest first."""
         return self._read(eq("PartitionKey", RUN_PARTITION), top, RunRecord.from_entity)
 
-    def list_restore_points(self, disk_id: str, *, include_failed: bool = False, top: int = 100) -> Listing:
-        """A disk's restore points, newest first (failed attempts too when asked)."""
+    def list_restore_points(
+        self,
+        disk_id: str,
+        *,
+        include_failed: bool = False,
+        include_expired: bool = False,
+        top: int | None = 100,
+    ) -> Listing:
+        """A disk's restore points, newest first: the good ones, and failed attempts and points retention
+        expired when asked (``top`` None: all of them)."""
         where = eq("PartitionKey", disk_partition(disk_id))
-        if not include_failed:
+        # Leave out what was not asked for by name, so a row with a status of its own is still read (and
+        # reported as unreadable) whenever more than the good points are asked for.
+        left_out = [
+            status
+            for status, wanted in (("Failed", include_failed), ("Expired", include_expired))
+            if not wanted
+        ]
+        if len(left_out) == 2:
             where = and_(where, eq("Status", "Succeeded"))
+        elif left_out:
+            where = and_(where, ne("Status", left_out[0]))
         return self._read(where, top, RestorePoint.from_entity)
+
+    def find_restore_point(self, disk_id: str, run_id: str) -> RestorePoint | None:
+        """The row run ``run_id`` recorded for the disk (any status), or ``None``.
+
+        :class:`InvalidInputError` names the row if it cannot be read.
+        """
+        where = and_(eq("PartitionKey", disk_partition(disk_id)), eq("RunId", run_id))
+        listing = self._read(where, 1, RestorePoint.from_entity)
+        if listing.problems:
+            raise InvalidInputError("catalog", listing.problems[0])
+        return listing.items[0] if listing.items else None
+
+    def good_point_at(self, disk_id: str, at: datetime) -> RestorePoint | None:
+        """The disk's newest good restore point taken at or before ``at`` (its backup's start), or ``None``.
+
+        Rows are newest first, and a disk's backup starts later in a later run, so the first row that
+        matches is the newest.
+        """
+        where = and_(
+            eq("PartitionKey", disk_partition(disk_id)),
+            eq("Status", "Succeeded"),
+            le("StartedAt", at.astimezone(UTC)),
+        )
+        listing = self._read(where, 1, RestorePoint.from_entity)
+        if listing.problems:
+            raise InvalidInputError("catalog", listing.problems[0])
+        return listing.items[0] if listing.items else None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run ``run_id``'s row, or ``None`` if it has none (yet)."""
+        listing = self._read(
+            and_(eq("PartitionKey", RUN_PARTITION), eq("RunId", run_id)), 1, RunRecord.from_entity
+        )
+        if listing.problems:
+            raise InvalidInputError("catalog", listing.problems[0])
+        return listing.items[0] if listing.items else None
+
+    def blob_location(self, blob_url: str) -> tuple[str, str]:
+        """``(container, blob name)`` of a blob URL the catalog stored (:meth:`blob_url`'s inverse).
+
+        :class:`InvalidInputError` if the URL is not in this catalog's backup account.
+        """
+        prefix = self.blob_endpoint + "/"
+        if not blob_url.startswith(prefix) or urlsplit(blob_url).query:
+            raise InvalidInputError("blobUrl", f"{blob_url[:200]} is not a blob of the backup account")
+        container, sep, name = blob_url[len(prefix) :].partition("/")
+        if not sep or not container or not name:
+            raise InvalidInputError("blobUrl", f"{blob_url[:200]} names no container and blob")
+        return container, unquote(name)
+
+    # -- what retention and restore tests write on a point -----------------------------------------
+
+    def mark_expired(self, point: RestorePoint, when: datetime, reason: str) -> None:
+        """Mark a point ``Expired`` (its data is gone): the row stays, with when and why."""
+        self._merge_point(
+            point,
+            {
+                "Status": "Expired",
+                "ExpiredAt": when.astimezone(UTC),
+                "ExpiredReason": redact(reason)[:_MAX_REASON],
+            },
+        )
+
+    def record_prune_held(self, point: RestorePoint, when: datetime, problem: str) -> None:
+        """Note on a point that its data could not be deleted, and why (so it is not tried every night)."""
+        self._merge_point(
+            point, {"PruneHeld": redact(problem)[:_MAX_REASON], "PruneHeldAt": when.astimezone(UTC)}
+        )
+
+    def record_verdict(
+        self,
+        point: RestorePoint,
+        *,
+        verdict: str,
+        when: datetime,
+        restore_id: str,
+        digest: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """A restore test's verdict on a point (``Passed`` or ``Failed``); a passed full verification's
+        window chain is kept as ``VerifiedDigest``, for the next test to compare with."""
+        if verdict not in _VERDICTS:
+            raise InvalidInputError("verdict", f"{verdict!r:.40} is not Passed or Failed")
+        props: dict[str, EntityValue] = {
+            "Verdict": verdict,
+            "VerifiedAt": when.astimezone(UTC),
+            "VerifyRestoreId": restore_id,
+            "VerdictReason": redact(reason)[:_MAX_REASON] if reason else "",
+        }
+        if digest is not None:
+            props["VerifiedDigest"] = digest
+        self._merge_point(point, props)
+
+    def _merge_point(self, point: RestorePoint, properties: dict[str, EntityValue]) -> None:
+        # If-Match "*": the row must still exist (a merge never creates a half row).
+        self.table.upsert(point.partition_key, point.row_key, properties, mode=UpsertMode.MERGE, etag="*")
+
+    # -- restores -----------------------------------------------------------------------------------
+
+    def record_restore(self, result: RestoreResult) -> RestoreRecord:
+        """Write a restore's row (at its start and again at its end)."""
+        record = RestoreRecord(result)
+        self._ensure_table()
+        self.table.upsert(RESTORE_PARTITION, record.row_key, record.properties(), mode=UpsertMode.REPLACE)
+        return record
+
+    def get_restore(self, restore_id: str) -> RestoreRecord | None:
+        """The restore ``restore_id``'s row, or ``None``."""
+        where = and_(eq("PartitionKey", RESTORE_PARTITION), eq("RestoreId", restore_id))
+        listing = self._read(where, 1, RestoreRecord.from_entity)
+        if listing.problems:
+            raise InvalidInputError("catalog", listing.problems[0])
+        return listing.items[0] if listing.items else None
+
+    def list_restores(self, top: int = 20) -> Listing:
+        """The most recent restores and restore tests, newest first."""
+        return self._read(eq("PartitionKey", RESTORE_PARTITION), top, RestoreRecord.from_entity)
 
     def last_good_point(self, disk_id: str) -> tuple[RestorePoint | None, str | None]:
         """A disk's newest good restore point, or why it cannot be told: ``(point, problem)``.
@@ -425,13 +714,6 @@ class Catalog:
                 f"the disk's newest restore point in the catalog cannot be read ({listing.problems[0]})",
             )
         return (listing.items[0] if listing.items else None), None
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        """A run's row, by its id (``None`` if the catalog has none)."""
-        found = self._read(
-            and_(eq("PartitionKey", RUN_PARTITION), eq("RunId", run_id)), 1, RunRecord.from_entity
-        )
-        return found.items[0] if found.items else None
 
     def run_restore_points(self, run_id: str) -> Listing:
         """Every disk's row of one run (good or failed): a query across the disks' partitions."""

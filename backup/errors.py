@@ -20,7 +20,9 @@
     ├── CopyFailedError                   a blob copy ended failed or aborted              not retryable
     ├── VerificationError                 a finished backup does not match its source     not retryable
     ├── WriterBusyError                   another run is writing this disk's backup        not retryable
-    └── DeadlineExceededError             a wait ran past its deadline                     not retryable
+    ├── DeadlineExceededError             a wait ran past its deadline                     not retryable
+    ├── TargetExistsError                 a restore's target disk exists already           not retryable
+    └── NoRestorePointError               no good restore point matches a restore's choice not retryable
 
 Each class says in ``retryable`` whether repeating the same request may succeed. Error text never holds
 a secret: messages and body excerpts pass through :func:`backup.redact.redact` when the error is built.
@@ -47,10 +49,12 @@ __all__ = [
     "DiskBackupError",
     "DiskNotFoundError",
     "InvalidInputError",
+    "NoRestorePointError",
     "NotFoundError",
     "OperationFailedError",
     "PreconditionFailedError",
     "ServerError",
+    "TargetExistsError",
     "ThrottledError",
     "TransportError",
     "UnexpectedResponseError",
@@ -262,6 +266,18 @@ class WriterBusyError(DiskBackupError):
 
 class DeadlineExceededError(DiskBackupError):
     """A wait ran past its deadline. Not retryable."""
+
+
+class TargetExistsError(DiskBackupError):
+    """A restore's target disk exists already: a restore never writes over a disk. Not retryable."""
+
+    failure_code: ClassVar[str | None] = "TargetExists"
+
+
+class NoRestorePointError(DiskBackupError):
+    """No good restore point of the disk matches what a restore asked for (a run, a time). Not retryable."""
+
+    failure_code: ClassVar[str | None] = "NoRestorePoint"
 
 
 _BY_STATUS: dict[int, type[AzureHttpError]] = {

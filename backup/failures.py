@@ -22,6 +22,8 @@ those go to the logs). :func:`describe` is the one place that maps the exception
     VerificationFailed   VerificationError: the backup does not match its disk                 no
     WriterBusy           WriterBusyError: another run is writing this disk's backup (skipped)  no
     DeadlineExceeded     DeadlineExceededError: a wait ran past its deadline                   no
+    TargetExists         TargetExistsError: a restore's target disk exists (never overwritten) no
+    NoRestorePoint       NoRestorePointError: no good restore point matches a restore's choice no
     Terminated           the run or disk orchestration was terminated                          no
     InternalError        anything else: a bug (details in the logs)                            no
 
@@ -93,6 +95,8 @@ class FailureCode(StrEnum):
     VERIFICATION_FAILED = "VerificationFailed"
     WRITER_BUSY = "WriterBusy"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
+    TARGET_EXISTS = "TargetExists"
+    NO_RESTORE_POINT = "NoRestorePoint"
     TERMINATED = "Terminated"
     INTERNAL = "InternalError"
 

@@ -156,6 +156,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "one (kinds not named keep the default; the disk tag diskbackup-retention overrides per disk).",
     ),
     SettingSpec(
+        "BACKUP_VERIFY_SCHEDULE",
+        None,
+        "NCRONTAB schedule (UTC) of restore tests: the newest restore point of each selected disk restored "
+        "to a temporary disk, verified in full, deleted, the verdict recorded; unset = no scheduled tests.",
+    ),
+    SettingSpec(
         "BACKUP_FULL_COPY_PERCENT",
         "60",
         "A night whose changes exceed this share of the disk copies it whole instead (1-100).",
@@ -205,6 +211,7 @@ class Settings:
     alert_webhook: str | None = field(default=None, repr=False)
     alert_stale_hours: int = 36
     retention: RetentionPolicy = DEFAULT_POLICY
+    verify_schedule: Schedule | None = None
     full_copy_percent: int = 60
     verify_sample_mib: int = 64
     writes_per_blob: int = 8
@@ -289,6 +296,7 @@ class Settings:
             "alert_webhook": read("BACKUP_ALERT_WEBHOOK", _webhook),
             "alert_stale_hours": read("BACKUP_ALERT_STALE_HOURS", _int_between(1, 8760)),
             "retention": read("BACKUP_RETENTION", _retention_policy),
+            "verify_schedule": read("BACKUP_VERIFY_SCHEDULE", parse_schedule),
             "full_copy_percent": read("BACKUP_FULL_COPY_PERCENT", _int_between(1, 100)),
             "verify_sample_mib": read("BACKUP_VERIFY_SAMPLE_MIB", _int_between(0, 1 << 20)),
             "writes_per_blob": read("BACKUP_WRITES_PER_BLOB", _int_between(1, 64)),

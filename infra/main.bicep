@@ -113,6 +113,9 @@ param snapshotCopyTimeoutMinutes int = 720
 @description('BACKUP_RETENTION: restore points kept per disk, e.g. daily=7,weekly=4,monthly=12,yearly=3 (a disk tag diskbackup-retention overrides).')
 param retention string = 'daily=7,weekly=4,monthly=12,yearly=3'
 
+@description('BACKUP_VERIFY_SCHEDULE: NCRONTAB schedule (UTC) of restore tests of each disk\'s newest restore point, e.g. 0 0 4 * * Sun; empty = none.')
+param verifySchedule string = ''
+
 // -- the incremental chain ---------------------------------------------------------------------------
 
 @description('BACKUP_FULL_COPY_PERCENT: a night whose changes exceed this share of the disk copies it whole instead.')
@@ -315,6 +318,7 @@ var backupSettings = {
   BACKUP_ALERT_WEBHOOK: alertWebhook
   BACKUP_ALERT_STALE_HOURS: string(alertStaleHours)
   BACKUP_RETENTION: retention
+  BACKUP_VERIFY_SCHEDULE: verifySchedule
 }
 
 // The switch to the Durable Task Scheduler: host.json's extensions.durableTask.storageProvider, set by

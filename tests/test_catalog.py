@@ -190,6 +190,13 @@ def test_a_restore_point_keeps_everything_a_restore_needs(catalog: Catalog) -> N
         "requests": None,
         "fullCopyReason": None,
         "baseSnapshotId": None,
+        "expiredAt": None,
+        "expiredReason": None,
+        "pruneHeld": None,
+        "verdict": None,
+        "verifiedAt": None,
+        "verifyRestoreId": None,
+        "verdictReason": None,
     }
 
 

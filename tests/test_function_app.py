@@ -32,7 +32,7 @@ from azure.functions import FunctionRegister, meta
 from azure.functions.decorators.core import BindingDirection
 from azure.functions.decorators.function_app import Function
 
-from backup.app import http_routes, starter
+from backup.app import http_routes, restore_routes, restore_starter, starter
 from backup.errors import ConfigurationError
 from backup.settings import SETTINGS
 from backup.workflow import (
@@ -42,6 +42,10 @@ from backup.workflow import (
     incremental,
     models,
     orchestrators,
+    prune,
+    restore,
+    restore_activities,
+    restore_models,
     watch,
 )
 
@@ -56,17 +60,30 @@ HTTP_ROUTES = {
     "get_backup_report": ("GET", "backups/{instanceId}/report"),
     "list_backups": ("GET", "backups"),
     "list_restore_points": ("GET", "restore-points"),
+    "start_restore": ("POST", "restores"),
+    "get_restore": ("GET", "restores/{restoreId}"),
+    "retention_preview": ("GET", "retention/preview"),
 }
-NEEDS_DURABLE_CLIENT = {"nightly_backup", "start_backup", "get_backup", "get_backup_report"}
+NEEDS_DURABLE_CLIENT = {
+    "nightly_backup",
+    "start_backup",
+    "get_backup",
+    "get_backup_report",
+    "start_restore",
+    "get_restore",
+}
 ORCHESTRATORS = {
     models.RUN_ORCHESTRATOR,
     models.LANE_ORCHESTRATOR,
     models.DISK_ORCHESTRATOR,
     watch.OPERATION_WATCH_ORCHESTRATOR,
     watch.COPY_WATCH_ORCHESTRATOR,
+    restore_models.RESTORE_ORCHESTRATOR,
+    restore_models.RESTORE_TESTS_ORCHESTRATOR,
+    restore_models.PRUNE_ORCHESTRATOR,
 }
 # The modules whose orchestrators call activities and sub-orchestrations.
-WORKFLOW = (orchestrators, incremental, watch)
+WORKFLOW = (orchestrators, incremental, watch, restore, prune)
 ACTIVITIES = {
     value for name, value in vars(activity_names).items() if name.isupper() and isinstance(value, str)
 }
@@ -156,16 +173,16 @@ def _check_loadable(name: str, function: Function) -> None:
 # -- what the workflow calls, read from its source -------------------------------------------------------
 
 
-def _first_arguments(module: ModuleType, method: str) -> list[ast.expr]:
+def _first_arguments(module: ModuleType, method: str, index: int = 0) -> list[ast.expr]:
     tree = ast.parse(Path(inspect.getfile(module)).read_text())
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and node.args:
+        if isinstance(node, ast.Call) and len(node.args) > index:
             called = (
                 node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
             )
             if called == method:
-                found.append(node.args[0])
+                found.append(node.args[index])
     return found
 
 
@@ -197,21 +214,24 @@ def called_names() -> tuple[set[str], set[str]]:
             for node in _first_arguments(module, "call_activity_with_retry")
             if (name := _resolve(module, node))
         )
-    # The one computed call repeats a throttled begin: the activity named in its answer's "retry".
-    assert computed == 1
-    for module in (activities, chain_activities):
+    # The computed calls repeat a throttled begin: the activity named in its answer's "retry" (one in the
+    # backup's waits, one in the restore's).
+    assert computed == 2
+    for module in (activities, chain_activities, restore_activities):
         throttled = [_resolve(module, node) for node in _first_arguments(module, "_throttled")]
         assert throttled and None not in throttled
         called_activities.update(name for name in throttled if name is not None)
 
     called_orchestrators = {
         name
-        for module, method in (
-            *((module, "call_sub_orchestrator") for module in WORKFLOW),
-            (http_routes, "start_new"),
-            (starter, "start_new"),
+        for module, method, index in (
+            *((module, "call_sub_orchestrator", 0) for module in WORKFLOW),
+            (http_routes, "start_new", 0),
+            (starter, "start_new", 0),
+            (restore_routes, "start_new", 0),
+            (restore_starter, "_start_once", 1),  # (client, orchestrator, instance id, input)
         )
-        for node in _first_arguments(module, method)
+        for node in _first_arguments(module, method, index)
         if (name := _resolve(module, node)) is not None
     }
     return called_activities, called_orchestrators
@@ -235,6 +255,23 @@ def test_timer_uses_the_default_schedule(import_app: Any) -> None:
         "runOnStartup": False,  # a restart must not start an extra run
         "useMonitor": True,  # the host records the schedule, so a missed occurrence runs late
     }
+
+
+def test_restore_tests_run_on_their_own_timer_only_when_scheduled(import_app: Any) -> None:
+    assert "scheduled_restore_tests" not in index_like_the_worker(import_app(VALID_ENV))
+    env = {**VALID_ENV, "BACKUP_VERIFY_SCHEDULE": "0 0 4 * * Sun"}
+    functions = index_like_the_worker(import_app(env))
+    timer = functions["scheduled_restore_tests"]
+    assert timer.trigger == {
+        "type": "timerTrigger",
+        "direction": "IN",
+        "name": "timer",
+        "schedule": "0 0 4 * * Sun",
+        "runOnStartup": False,
+        "useMonitor": True,
+    }
+    assert timer.of_type("durableClient") == [{"type": "durableClient", "direction": "IN", "name": "client"}]
+    assert functions["nightly_backup"].trigger["schedule"] == "0 0 1 * * *"
 
 
 @pytest.mark.parametrize("schedule", ["0 30 2 * * Mon-Fri", "0 */15 * * * *"])

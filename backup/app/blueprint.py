@@ -1,8 +1,10 @@
 """The Function App's functions: triggers, orchestrators and activities, registered on a Blueprint.
 
 Each function here only connects a trigger to the code that does the work (:mod:`backup.app.http_routes`,
-:mod:`backup.workflow.orchestrators`, :mod:`backup.workflow.activities`,
-:mod:`backup.workflow.chain_activities`), with the settings it was built from. ``function_app.py``
+:mod:`backup.app.restore_routes`, :mod:`backup.workflow.orchestrators`, :mod:`backup.workflow.restore`,
+:mod:`backup.workflow.prune`, and the activities of :mod:`backup.workflow.activities`,
+:mod:`backup.workflow.chain_activities`, :mod:`backup.workflow.restore_activities` and
+:mod:`backup.workflow.prune_activities`), with the settings it was built from. ``function_app.py``
 builds the app once from the validated settings.
 """
 
@@ -15,13 +17,23 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from backup.app import http_routes
+from backup.app import http_routes, restore_routes
+from backup.app.restore_starter import start_prune_after_run, start_scheduled_restore_tests
 from backup.app.starter import start_scheduled_run
 from backup.clients import clients_for
 from backup.failures import ActivityFailure, describe
 from backup.redact import get_logger
 from backup.settings import Settings
-from backup.workflow import activities, chain_activities, orchestrators, watch
+from backup.workflow import (
+    activities,
+    chain_activities,
+    orchestrators,
+    prune,
+    prune_activities,
+    restore,
+    restore_activities,
+    watch,
+)
 
 log = get_logger(__name__)
 
@@ -53,6 +65,32 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
         log.info(
             "timer (past due: %s): run %s %s", timer.past_due, instance_id, "started" if started else "exists"
         )
+        # Retention follows the run as an instance of its own (it waits for the run to end).
+        try:
+            prune_id, prune_started = await start_prune_after_run(client, settings, instance_id)
+            log.info("prune %s %s", prune_id, "started" if prune_started else "exists")
+        except Exception as exc:  # the run stands; the next night's prune covers these disks too
+            log.warning("the prune after run %s did not start: %s", instance_id, exc)
+
+    if settings.verify_schedule is not None:
+
+        @bp.timer_trigger(
+            schedule=settings.verify_schedule.expression,
+            arg_name="timer",
+            run_on_startup=False,
+            use_monitor=True,
+        )
+        @bp.durable_client_input(client_name="client")
+        async def scheduled_restore_tests(
+            timer: func.TimerRequest, client: df.DurableOrchestrationClient
+        ) -> None:
+            instance_id, started = await start_scheduled_restore_tests(client, settings, datetime.now(UTC))
+            log.info(
+                "restore-test timer (past due: %s): %s %s",
+                timer.past_due,
+                instance_id,
+                "started" if started else "exists",
+            )
 
     @bp.route(route="backups", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
     @bp.durable_client_input(client_name="client")
@@ -80,6 +118,26 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
     @bp.route(route="restore-points", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
     async def list_restore_points(req: func.HttpRequest) -> func.HttpResponse:
         return await http_routes.guarded(lambda: http_routes.list_restore_points(req, clients().catalog))
+
+    # -- restore and retention ---------------------------------------------------------------------
+
+    @bp.route(route="restores", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+    @bp.durable_client_input(client_name="client")
+    async def start_restore(
+        req: func.HttpRequest, client: df.DurableOrchestrationClient
+    ) -> func.HttpResponse:
+        return await http_routes.guarded(
+            lambda: restore_routes.start_restore(req, client, settings, clients())
+        )
+
+    @bp.route(route="restores/{restoreId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    @bp.durable_client_input(client_name="client")
+    async def get_restore(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+        return await http_routes.guarded(lambda: restore_routes.get_restore(req, client))
+
+    @bp.route(route="retention/preview", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+    async def retention_preview(req: func.HttpRequest) -> func.HttpResponse:
+        return await http_routes.guarded(lambda: restore_routes.retention_preview(req, clients(), settings))
 
     register_orchestrators(bp)
 
@@ -187,11 +245,80 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
     def begin_retire_base(data: Any) -> Any:
         return reported(chain_activities.begin_retire_base, data)
 
+    # -- restore's activities ------------------------------------------------------------------------
+
+    @bp.activity_trigger(input_name="data")
+    def find_restore_point(data: Any) -> Any:
+        return reported(restore_activities.find_restore_point, data)
+
+    @bp.activity_trigger(input_name="data")
+    def record_restore(data: Any) -> Any:
+        return reported(restore_activities.record_restore, data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_create_restore_disk(data: Any) -> Any:
+        return reported(restore_activities.begin_create_restore_disk, data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_grant_disk_access(data: Any) -> Any:
+        return reported(restore_activities.begin_grant_disk_access, data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_revoke_disk_access(data: Any) -> Any:
+        return reported(restore_activities.begin_revoke_disk_access, data)
+
+    @bp.activity_trigger(input_name="data")
+    def begin_delete_restore_disk(data: Any) -> Any:
+        return reported(restore_activities.begin_delete_restore_disk, data)
+
+    @bp.activity_trigger(input_name="data")
+    def plan_restore(data: Any) -> Any:
+        return reported(restore_activities.plan_restore, data)
+
+    @bp.activity_trigger(input_name="data")
+    def apply_restore_batch(data: Any) -> Any:
+        return reported(restore_activities.apply_restore_batch, data)
+
+    @bp.activity_trigger(input_name="data")
+    def write_restore_footer(data: Any) -> Any:
+        return reported(restore_activities.write_restore_footer, data)
+
+    @bp.activity_trigger(input_name="data")
+    def check_restored_disk(data: Any) -> Any:
+        return reported(restore_activities.check_restored_disk, data)
+
+    @bp.activity_trigger(input_name="data")
+    def verify_restore_span(data: Any) -> Any:
+        return reported(restore_activities.verify_restore_span, data)
+
+    @bp.activity_trigger(input_name="data")
+    def verify_restore_sample(data: Any) -> Any:
+        return reported(restore_activities.verify_restore_sample, data)
+
+    @bp.activity_trigger(input_name="data")
+    def record_point_verdict(data: Any) -> Any:
+        return reported(restore_activities.record_point_verdict, data)
+
+    @bp.activity_trigger(input_name="data")
+    def delete_restore_plan(data: Any) -> Any:
+        return reported(restore_activities.delete_restore_plan, data)
+
+    # -- retention's activities ----------------------------------------------------------------------
+
+    @bp.activity_trigger(input_name="data")
+    def run_finished(data: Any) -> Any:
+        return reported(prune_activities.run_finished, data)
+
+    @bp.activity_trigger(input_name="data")
+    def prune_disk(data: Any) -> Any:
+        return reported(prune_activities.prune_disk, data)
+
     return bp
 
 
 def register_orchestrators(target: df.Blueprint) -> None:
-    """Register the orchestrators (run, lane, disk, and the disk's two watches) on an app or blueprint,
+    """Register the orchestrators (run, lane, disk and the disk's two watches; restore, restore tests,
+    prune) on an app or blueprint,
     under their own names."""
 
     @target.orchestration_trigger(context_name="context")
@@ -213,6 +340,18 @@ def register_orchestrators(target: df.Blueprint) -> None:
     @target.orchestration_trigger(context_name="context")
     def watch_copy(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
         return (yield from watch.watch_copy(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def restore_disk(context: df.DurableOrchestrationContext) -> restore.Orchestration:
+        return (yield from restore.restore_disk(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def restore_tests(context: df.DurableOrchestrationContext) -> restore.Orchestration:
+        return (yield from restore.restore_tests(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def prune_run(context: df.DurableOrchestrationContext) -> prune.Orchestration:
+        return (yield from prune.prune_run(context))
 
 
 def build_app(settings: Settings) -> df.DFApp:

@@ -16,7 +16,8 @@ Routes (auth level FUNCTION):
   however many disks the run has (:mod:`backup.workflow.run_progress`).
 - ``GET /api/backups``: recent runs, from the catalog (``?top=`` 1-100, default 20).
 - ``GET /api/restore-points?disk=<disk resource ID>``: the disk's restore points, newest first
-  (``?includeFailed=true`` adds failed attempts; ``?top=`` 1-1000, default 100).
+  (``?includeFailed=true`` adds failed attempts, ``?includeExpired=true`` the points retention expired;
+  ``?top=`` 1-1000, default 100).
 
 Anything a caller sends wrong gets 400 with ``{"error": {"code", "field", "message"}}`` naming the field
 (bodies are parsed with limits on nesting and number size, :mod:`backup.app.bounded_json`; what a caller
@@ -399,9 +400,12 @@ async def list_restore_points(req: func.HttpRequest, catalog: Catalog) -> func.H
         raise InvalidInputError("disk", "is required: the disk's resource ID")
     disk = parse_disk_id(raw, "disk")
     include_failed = parse_bool_param(req.params, "includeFailed")
+    include_expired = parse_bool_param(req.params, "includeExpired")
     top = parse_top(req.params, default=100, highest=1000)
     listing = await asyncio.to_thread(
-        lambda: catalog.list_restore_points(str(disk), include_failed=include_failed, top=top)
+        lambda: catalog.list_restore_points(
+            str(disk), include_failed=include_failed, include_expired=include_expired, top=top
+        )
     )
     body: dict[str, Any] = {
         "diskId": str(disk),

@@ -498,6 +498,11 @@ class BearerAuthorizer:
     def __repr__(self) -> str:
         return f"BearerAuthorizer({self._provider!r})"
 
+    @property
+    def token_provider(self) -> TokenProvider:
+        """Where the tokens come from (to authorise a copy source with the same identity)."""
+        return self._provider
+
     def __call__(self, method: str, url: str, headers: MutableMapping[str, str]) -> None:
         """Set ``x-ms-date`` and ``Authorization`` on ``headers``; raise for a non-HTTPS URL."""
         if urlsplit(url).scheme.lower() != "https":

@@ -4,7 +4,10 @@
     diskbackup resume [RUN_ID] [--json]
     diskbackup status RUN_ID [--top N] [--continuation-token TOKEN] [--json]
     diskbackup list [--top N] [--json]
-    diskbackup restore-points DISK_ID [--include-failed] [--top N] [--json]
+    diskbackup restore-points DISK_ID [--include-failed] [--include-expired] [--top N] [--json]
+    diskbackup restore DISK_ID (--run RUN_ID | --at TIME) --to-resource-group RG --to-disk NAME [...]
+    diskbackup verify DISK_ID --run RUN_ID [--to-resource-group RG] [--json]
+    diskbackup prune [--disk ID ...] [--dry-run] [--json]
 
 ``run`` runs the Function App's own orchestrators through the local Durable host against the configured
 endpoints — Azure, or the proving ground of ``make dev`` — with progress bars on a terminal. Settings
@@ -12,7 +15,8 @@ come from the environment, or from ``--env-file`` (``KEY=VALUE`` lines such as `
 kept in ``--state-dir`` (default ``.diskbackup``): ``status`` reads a run from it, and ``resume`` drives
 a run whose process was interrupted (Ctrl-C, killed, a laptop closed) to its end — without RUN_ID, every
 unfinished run of the folder, one after another. ``list`` and ``restore-points`` read the catalog.
-``--json`` prints one JSON document for scripts.
+``--json`` prints one JSON document for scripts. ``restore``, ``verify`` and ``prune`` are
+:mod:`backup.local.restore_commands`.
 
 Failures print one line on stderr naming what failed (never a traceback; the details go to
 ``<state-dir>/diskbackup.log``), and with ``--json`` a document ``{"error": {"code", "message"}}`` on
@@ -41,6 +45,7 @@ from backup.azure.resource_id import parse_disk_id
 from backup.clients import clients_for
 from backup.errors import ConfigurationError, DiskBackupError, InvalidInputError
 from backup.failures import INTERNAL_MESSAGE, Failure, FailureCode, describe, one_line
+from backup.local import restore_commands
 from backup.local.durable_host import LocalHost
 from backup.local.progress import ProgressView, counts_line, summary_lines
 from backup.local.reports import default_report_path, write_run_report
@@ -159,8 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     points = commands.add_parser("restore-points", help="a disk's restore points, newest first")
     points.add_argument("disk_id")
     points.add_argument("--include-failed", action="store_true")
+    points.add_argument("--include-expired", action="store_true", help="and the points retention expired")
     points.add_argument("--top", type=int, default=100)
     points.add_argument("--json", action="store_true")
+
+    restore_commands.add_commands(commands)
     return parser
 
 
@@ -248,7 +256,7 @@ def _start_logging(args: argparse.Namespace) -> tuple[logging.Handler, int]:
     terminal; a folder that does not exist is made only by the commands that keep state there.
     Answers what :func:`_stop_logging` needs to put the root logger back as it was."""
     state_dir = Path(args.state_dir)
-    if args.command not in ("run", "resume", "status") and not state_dir.is_dir():
+    if args.command not in ("run", "resume", "status", *STATEFUL) and not state_dir.is_dir():
         handler: logging.Handler = logging.NullHandler()
     else:
         try:
@@ -501,7 +509,7 @@ def _restore_points(context: Context) -> int:
         raise InvalidInputError("--top", "must be 1 to 1000")
     disk = parse_disk_id(args.disk_id, "disk_id")
     listing = clients_for(context.settings).catalog.list_restore_points(
-        str(disk), include_failed=args.include_failed, top=args.top
+        str(disk), include_failed=args.include_failed, include_expired=args.include_expired, top=args.top
     )
     points = [point.to_json() for point in listing.items]
     if args.json:
@@ -521,6 +529,11 @@ def _restore_points(context: Context) -> int:
         if point["reason"]:
             code = f" [{point['code']}]" if point.get("code") else ""
             line += f"\n    reason{code}: {point['reason']}"
+        if point.get("expiredAt"):
+            line += f"\n    expired {point['expiredAt']}: {point['expiredReason']}"
+        if point.get("verdict"):
+            tested = f"{point['verdict']} {point['verifiedAt']} ({point['verifyRestoreId']})"
+            line += f"\n    restore test {tested}"
         out.write(line + "\n")
     for problem in listing.problems:
         out.write(f"unreadable catalog row: {problem}\n")
@@ -578,6 +591,11 @@ COMMANDS: dict[str, Callable[[Context], int]] = {
     "status": _status,
     "list": _list,
     "restore-points": _restore_points,
+    "restore": restore_commands.restore,
+    "verify": restore_commands.verify,
+    "prune": restore_commands.prune,
 }
+#: Commands that keep state (and their log) in ``--state-dir``, besides run, resume and status.
+STATEFUL = ("restore", "verify", "prune")
 
 __all__ = ["DEFAULT_STATE_DIR", "main", "read_env_file"]

@@ -20,6 +20,11 @@ The incremental chain's activities (:mod:`backup.workflow.chain_activities`, who
 each answers) follow: the writer's lease, the choice of kind, the diff into a stored plan, applying it,
 verifying, the restore point, and the diff base's rotation (begin_tag_base and begin_retire_base give
 operation answers).
+
+Then a restore's (:mod:`backup.workflow.restore_activities`: the point, the disk made for upload and its
+grants, the plan and its batches, the footer, the verifications, the verdict) and retention's
+(:mod:`backup.workflow.prune_activities`: whether the run to follow has ended, one disk's prune). Their
+begin_* activities give operation answers too.
 """
 
 RESOLVE_SELECTION = "resolve_selection"
@@ -47,3 +52,19 @@ SNAPSHOT_BACKUP_BLOB = "snapshot_backup_blob"
 DELETE_PLAN = "delete_plan"
 BEGIN_TAG_BASE = "begin_tag_base"
 BEGIN_RETIRE_BASE = "begin_retire_base"
+RUN_FINISHED = "run_finished"
+PRUNE_DISK = "prune_disk"
+FIND_RESTORE_POINT = "find_restore_point"
+RECORD_RESTORE = "record_restore"
+BEGIN_CREATE_RESTORE_DISK = "begin_create_restore_disk"
+BEGIN_GRANT_DISK_ACCESS = "begin_grant_disk_access"
+BEGIN_REVOKE_DISK_ACCESS = "begin_revoke_disk_access"
+BEGIN_DELETE_RESTORE_DISK = "begin_delete_restore_disk"
+PLAN_RESTORE = "plan_restore"
+APPLY_RESTORE_BATCH = "apply_restore_batch"
+WRITE_RESTORE_FOOTER = "write_restore_footer"
+CHECK_RESTORED_DISK = "check_restored_disk"
+VERIFY_RESTORE_SPAN = "verify_restore_span"
+VERIFY_RESTORE_SAMPLE = "verify_restore_sample"
+RECORD_POINT_VERDICT = "record_point_verdict"
+DELETE_RESTORE_PLAN = "delete_restore_plan"

@@ -332,12 +332,11 @@ def list_changes(clients: AzureClients, data: Any) -> dict[str, Any]:
         max_requests=_positive_int(payload, "batchRequests"),
     )
     blob_name, run_id = _text(payload, "blobName"), _text(payload, "runId")
-    for index, batch in enumerate(batches):
-        name = plan_batch_name(blob_name, run_id, part, index)
-        document = json.dumps(batch.to_json(), separators=(",", ":")).encode()
-        clients.blob.put_block_blob(
-            clients.backup_blob(_text(payload, "container"), name), document, content_type="application/json"
-        )
+    write_plan_batches(
+        clients,
+        _text(payload, "container"),
+        [(plan_batch_name(blob_name, run_id, part, index), batch) for index, batch in enumerate(batches)],
+    )
     return {
         "part": part,
         "batches": len(batches),
@@ -398,29 +397,70 @@ def apply_batch(clients: AzureClients, data: Any) -> dict[str, Any]:
     """
     payload = _object(data)
     lease_id = _text(payload, "leaseId")
-    plan = clients.backup_blob(_text(payload, "container"), _text(payload, "planBlob"))
-    batch = Batch.from_json(_json_document(clients.blob.get_blob(plan), plan.display_url))
+    batch = read_plan_batch(clients, _text(payload, "container"), _text(payload, "planBlob"))
     destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
     source = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "grant")))
-    pacer = WritePacer()
+    moved = apply_plan_batch(
+        batch,
+        write=lambda page_range: clients.blob.put_page_from_url(
+            destination, page_range, source, page_range, lease_id=lease_id
+        ),
+        clear=lambda page_range: clients.blob.clear_pages(destination, page_range, lease_id=lease_id),
+        writers=_positive_int(payload, "writesPerBlob"),
+    )
+    return {"bytesMoved": moved, "writes": len(batch.writes), "clears": len(batch.clears)}
 
-    def write(page_range: PageRange) -> int:
-        pacer.wait(page_range.length)
-        clients.blob.put_page_from_url(destination, page_range, source, page_range, lease_id=lease_id)
+
+# -- plans in storage, and applying a batch (restores write with these too) -------------------------------
+
+
+def write_plan_batches(clients: AzureClients, container: str, named: list[tuple[str, Batch]]) -> None:
+    """Store each batch as a small JSON blob under its name in ``container`` (replacing any: idempotent)."""
+    for name, batch in named:
+        document = json.dumps(batch.to_json(), separators=(",", ":")).encode()
+        clients.blob.put_block_blob(
+            clients.backup_blob(container, name), document, content_type="application/json"
+        )
+
+
+def read_plan_batch(clients: AzureClients, container: str, name: str) -> Batch:
+    """A stored batch, read back and checked (storage is outside the orchestration)."""
+    plan = clients.backup_blob(container, name)
+    return Batch.from_json(_json_document(clients.blob.get_blob(plan), plan.display_url))
+
+
+def apply_plan_batch(
+    batch: Batch,
+    *,
+    write: Callable[[PageRange], object],
+    clear: Callable[[PageRange], object] | None = None,
+    writers: int,
+    pacer: WritePacer | None = None,
+) -> int:
+    """Run ``write`` for each of the batch's writes and ``clear`` for each clear, ``writers`` at a time,
+    paced under one page blob's byte and request targets; answers the bytes written.
+
+    A batch with clears needs ``clear``. Each call is one request that is safe to repeat, so running a
+    batch again after a crash rewrites the same pages.
+    """
+    if batch.clears and clear is None:
+        raise InvalidInputError("plan batch", "has clears, but nothing to clear with")
+    pacing = pacer or WritePacer()
+
+    def one(job: tuple[bool, PageRange]) -> int:
+        is_clear, page_range = job
+        if is_clear:
+            assert clear is not None
+            pacing.wait(0)
+            clear(page_range)
+            return 0
+        pacing.wait(page_range.length)
+        write(page_range)
         return page_range.length
 
-    def clear(page_range: PageRange) -> int:
-        pacer.wait(0)
-        clients.blob.clear_pages(destination, page_range, lease_id=lease_id)
-        return 0
-
-    jobs: list[tuple[Callable[[PageRange], int], PageRange]] = [(write, w) for w in batch.writes]
-    jobs += [(clear, c) for c in batch.clears]
-    with ThreadPoolExecutor(
-        max_workers=_positive_int(payload, "writesPerBlob"), thread_name_prefix="apply"
-    ) as pool:
-        moved = sum(pool.map(lambda job: job[0](job[1]), jobs))
-    return {"bytesMoved": moved, "writes": len(batch.writes), "clears": len(batch.clears)}
+    jobs = [(False, w) for w in batch.writes] + [(True, c) for c in batch.clears]
+    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="apply") as pool:
+        return sum(pool.map(one, jobs))
 
 
 def sync_footer(clients: AzureClients, data: Any) -> dict[str, Any]:
@@ -496,8 +536,7 @@ def verify_content(clients: AzureClients, data: Any) -> dict[str, Any]:
         raise InvalidInputError("planBlobs", "must be a list of blob names")
     changed: list[PageRange] = []
     for name in plan_blobs:
-        plan = clients.backup_blob(container, name)
-        changed.extend(Batch.from_json(_json_document(clients.blob.get_blob(plan), plan.display_url)).writes)
+        changed.extend(read_plan_batch(clients, container, name).writes)
     windows = sample_windows(_text(payload, "seed"), disk_bytes, changed, sample_bytes)
     if not windows:
         return {"equal": True, "problem": None, "windows": 0, "bytesCompared": 0}

@@ -1,0 +1,175 @@
+"""Retention as its own orchestration: after a nightly run ends, each selected disk's policy is applied to
+its restore points (:mod:`backup.workflow.prune_activities` does the work, one disk per activity).
+
+The nightly timer starts one prune per run, as an instance of its own (``{run id}-prune``), so a slow
+prune never delays a backup. It first waits, on durable timers, until the run's catalog row says the run
+has ended (tonight's restore points count), or until its deadline (then it prunes anyway: what it keeps
+never depends on tonight's points being there, the newest good point is always kept). A long wait
+continues as new every :data:`POLLS_PER_EXECUTION` polls, so its history stays small. ``diskbackup prune``
+starts the same orchestration without a run to wait for, and with ``dryRun`` only reports.
+
+Disks are pruned a few at a time (``maxParallel``); a disk with more expired points than one activity
+deletes (``deletesPerCall``) is called again. A disk whose prune fails is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from backup.failures import failure_of
+from backup.workflow import activity_names as act
+from backup.workflow.models import DiskRef, iso, parse_iso
+from backup.workflow.restore_models import PruneInput
+from backup.workflow.restore_plan import poll_delay
+
+Orchestration = Generator[Any, Any, Any]
+
+#: Polls of the run's state before the orchestration continues as new (a bounded history).
+POLLS_PER_EXECUTION = 40
+#: Calls of one disk's prune in one orchestration at most (each deletes ``deletesPerCall``).
+MAX_ROUNDS = 100
+#: Disks listed in a prune's answer (counts cover all).
+_LISTED_DISKS = 100
+_COUNTS = ("kept", "expiring", "expired", "deleted", "heldCount", "deferred")
+
+
+def prune_run(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Wait for the run (if any), then prune every selected disk; answers the prune's summary."""
+    request = PruneInput.from_json(context.get_input())
+    options = request.options
+    warnings: list[str] = []
+
+    # 1. The run this prune follows, until it ended or the deadline passed.
+    if request.after_run_id is not None:
+        started = context.current_utc_datetime
+        deadline = started + timedelta(minutes=options.wait_minutes)
+        if request.wait_until is not None:  # continued as new: the first execution's deadline holds
+            deadline = parse_iso(request.wait_until, "waitUntil")
+            if started.tzinfo is None:  # the SDK's clock is naive UTC
+                deadline = deadline.replace(tzinfo=None)
+        delay: float | None = None
+        polls = 0
+        while True:
+            context.set_custom_status({"phase": "waiting", "runId": request.after_run_id})
+            state = yield context.call_activity(act.RUN_FINISHED, {"runId": request.after_run_id})
+            if state["finished"]:
+                break
+            now = context.current_utc_datetime
+            if now >= deadline:
+                warnings.append(
+                    f"run {request.after_run_id} had not ended by {iso(deadline)}; "
+                    "pruned without waiting longer"
+                )
+                break
+            if polls >= POLLS_PER_EXECUTION:
+                context.continue_as_new(replace(request, wait_until=iso(deadline)).to_json())
+                return None
+            delay = poll_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
+            yield context.create_timer(min(now + timedelta(seconds=delay), deadline))
+            polls += 1
+
+    # 2. The disks: the ones named, or the selection's as Compute lists them now.
+    now_text = iso(context.current_utc_datetime)
+    summary: dict[str, Any] = {
+        "pruneId": context.instance_id,
+        "asOf": now_text,
+        "dryRun": request.dry_run,
+        "policy": request.policy,
+        "afterRunId": request.after_run_id,
+        "disks": 0,
+        **{name: 0 for name in _COUNTS},
+        "failedDisks": 0,
+        "results": [],
+    }
+    if request.selection.kind == "diskIds":
+        disk_ids = list(request.selection.disk_ids)
+    else:
+        context.set_custom_status({"phase": "resolving"})
+        try:
+            found = yield context.call_activity(act.RESOLVE_SELECTION, request.selection.to_json())
+            disk_ids = [DiskRef.from_json(item).id for item in found]
+        except Exception as exc:
+            failure = failure_of(exc)
+            context.set_custom_status({"phase": "failed"})
+            return {
+                **summary,
+                "code": failure.code.value,
+                "reason": f"selecting the disks: {failure.message}",
+            }
+    summary["disks"] = len(disk_ids)
+
+    # 3. Each disk, a few at a time.
+    results: list[dict[str, Any]] = []
+    for first in range(0, len(disk_ids), options.max_parallel):
+        context.set_custom_status({"phase": "pruning", "disks": len(disk_ids), "done": first})
+        wave = disk_ids[first : first + options.max_parallel]
+        for report in (yield from _prune_wave(context, request, wave, now_text)):
+            results.append(report)
+            if "code" in report:
+                summary["failedDisks"] += 1
+            for name in _COUNTS:
+                summary[name] += report.get(name, 0)
+    summary["results"] = results[:_LISTED_DISKS]
+    if warnings:
+        summary["warnings"] = warnings
+    context.set_custom_status({"phase": "done", "disks": len(disk_ids), "expired": summary["expired"]})
+    return summary
+
+
+def _prune_wave(
+    context: df.DurableOrchestrationContext, request: PruneInput, disk_ids: list[str], now: str
+) -> Orchestration:
+    """Prune ``disk_ids`` together; a disk with more to go is called again (one after another)."""
+
+    def call(disk_id: str) -> Any:
+        return context.call_activity(
+            act.PRUNE_DISK,
+            {
+                "diskId": disk_id,
+                "policy": request.policy,
+                "now": now,
+                "dryRun": request.dry_run,
+                "maxDeletes": request.options.deletes_per_call,
+            },
+        )
+
+    try:
+        first = yield context.task_all([call(disk_id) for disk_id in disk_ids])
+    except Exception:
+        # One failed: ask each again alone (a prune is idempotent), to tell which and keep the others.
+        first = []
+        for disk_id in disk_ids:
+            try:
+                first.append((yield call(disk_id)))
+            except Exception as exc:
+                failure = failure_of(exc)
+                first.append({"diskId": disk_id, "code": failure.code.value, "reason": failure.message})
+    reports = []
+    for report in first:
+        rounds = 1
+        while report.get("more") and rounds < MAX_ROUNDS:
+            try:
+                again = yield call(report["diskId"])
+            except Exception as exc:
+                failure = failure_of(exc)
+                report = {**report, "more": False, "code": failure.code.value, "reason": failure.message}
+                break
+            report = _added(report, again)
+            rounds += 1
+        reports.append(report)
+    return reports
+
+
+def _added(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One disk's reports of two calls as one: what was done adds up; what is left is the last call's."""
+    merged = dict(after)
+    merged["expiring"] = before.get("expiring", 0)  # as the first call's plan had it
+    for name in ("expired", "deleted", "deferred"):
+        merged[name] = before.get(name, 0) + after.get(name, 0)
+    merged["items"] = (before.get("items", []) + after.get("items", []))[:20]
+    return merged
