@@ -25,7 +25,7 @@ from backup.failures import failure_of
 from backup.workflow import activity_names as act
 from backup.workflow.models import DiskRef, iso, parse_iso
 from backup.workflow.restore_models import PruneInput
-from backup.workflow.restore_plan import poll_delay
+from backup.workflow.watch import next_delay
 
 Orchestration = Generator[Any, Any, Any]
 
@@ -69,7 +69,7 @@ def prune_run(context: df.DurableOrchestrationContext) -> Orchestration:
             if polls >= POLLS_PER_EXECUTION:
                 context.continue_as_new(replace(request, wait_until=iso(deadline)).to_json())
                 return None
-            delay = poll_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
+            delay = next_delay(delay, options.poll_initial_seconds, options.poll_max_seconds, None)
             yield context.create_timer(min(now + timedelta(seconds=delay), deadline))
             polls += 1
 

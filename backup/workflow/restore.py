@@ -50,12 +50,12 @@ from backup.workflow.restore_models import (
 from backup.workflow.restore_plan import (
     FULL_WINDOW_BYTES,
     GENESIS,
-    poll_delay,
     restore_batch_name,
     spans,
     temporary_disk_name,
     write_grant_seconds,
 )
+from backup.workflow.watch import next_delay
 
 Orchestration = Generator[Any, Any, Any]
 
@@ -532,7 +532,7 @@ def _wait(
     begin is repeated after its wait. Fails with :class:`DeadlineExceededError` at ``deadline``."""
     delay: float | None = None
     while op["state"] != "Succeeded":
-        delay = poll_delay(
+        delay = next_delay(
             delay, options.poll_initial_seconds, options.poll_max_seconds, op.get("retryAfter")
         )
         now = context.current_utc_datetime

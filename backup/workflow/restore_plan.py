@@ -32,7 +32,6 @@ __all__ = [
     "chain_digest",
     "full_windows",
     "is_digest",
-    "poll_delay",
     "restore_batch_name",
     "restore_prefix",
     "spans",
@@ -123,12 +122,3 @@ def chain_digest(previous: str, window_digests: Iterable[bytes]) -> str:
 def is_digest(value: object) -> bool:
     """Whether ``value`` is a digest as recorded here: 64 lowercase hex digits."""
     return isinstance(value, str) and _HEX_DIGEST.fullmatch(value) is not None
-
-
-def poll_delay(previous: float | None, initial: int, maximum: int, retry_after: float | None) -> float:
-    """Seconds a restore or a prune waits before its next poll: ``initial``, doubling up to ``maximum``,
-    never less than a ``Retry-After`` the service asked for (the backup's waits follow the same rule)."""
-    delay = float(initial) if previous is None else min(previous * 2, float(maximum))
-    if retry_after is not None and retry_after > delay:
-        delay = float(retry_after)
-    return delay
