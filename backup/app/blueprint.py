@@ -191,7 +191,7 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
 
 
 def register_orchestrators(target: df.Blueprint) -> None:
-    """Register the orchestrators (run, lane, disk, and the disk's two watches) on an app or blueprint,
+    """Register the orchestrators (run, lane, disk, and the disk's three watches) on an app or blueprint,
     under their own names."""
 
     @target.orchestration_trigger(context_name="context")
@@ -213,6 +213,10 @@ def register_orchestrators(target: df.Blueprint) -> None:
     @target.orchestration_trigger(context_name="context")
     def watch_copy(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
         return (yield from watch.watch_copy(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def watch_readiness(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from watch.watch_readiness(context))
 
 
 def build_app(settings: Settings) -> df.DFApp:
