@@ -23,6 +23,7 @@ from backup.errors import (
     CopyFailedError,
     OperationFailedError,
     ServerError,
+    ThrottledError,
     TransportError,
     VerificationError,
 )
@@ -917,3 +918,19 @@ def test_read_access_is_renewed_before_it_runs_out_and_the_work_reads_the_new_gr
     # Every grant is revoked at the end, each snapshot once.
     revoked = [data["snapshotId"] for name, data in calls if name == act.BEGIN_REVOKE_ACCESS]
     assert sorted(revoked) == sorted([tonight, BASE["snapshotId"]])
+
+
+def test_a_throttled_activity_is_not_retried_before_the_retry_after_it_was_given() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    throttled = ThrottledError(
+        status=429, code="TooManyRequests", error_message="slow down", url="https://x/", retry_after=40
+    )
+    activities[act.RESOLVE_SELECTION] = _counting(
+        act.RESOLVE_SELECTION, calls, ActivityFailure(describe(throttled)), [_disk("a")]
+    )
+    histories: list[Any] = []
+    status = _run(activities, max_parallel=1, inspect=lambda host: histories.append(host.history("run-1")))
+    assert status.output["status"] == "Succeeded", status.output
+    started = _started(histories[0], act.RESOLVE_SELECTION)
+    assert [(b - a).total_seconds() for a, b in pairwise(started)] == [40]  # not the 5 s backoff

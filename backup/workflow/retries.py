@@ -8,7 +8,9 @@ last, at most ``maxSeconds``, at most ``attempts`` calls in all, and never a ret
 the phase's deadline. So a bad minute costs a disk time, not its backup.
 
 Only failures whose code says that trying again may help are retried (``Throttled`` and
-``BackendUnavailable``: :attr:`backup.failures.FailureCode.retryable`). Anything else — a 4xx that will
+``BackendUnavailable``: :attr:`backup.failures.FailureCode.retryable`). A throttled failure that said when
+to come back (``Retry-After``, longer than the transport waits by itself) is not retried sooner, up to
+:data:`MAX_HONOURED_RETRY_AFTER`. Anything else — a 4xx that will
 not change, an operation that ended ``Failed``, a copy that failed, a verification — fails at once with
 its reason, as before.
 
@@ -31,7 +33,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from backup.errors import InvalidInputError
-from backup.failures import failure_of
+from backup.failures import failure_of, retry_after_of
 from backup.redact import get_logger
 
 __all__ = ["ActivityRetry", "call_activity"]
@@ -39,6 +41,9 @@ __all__ = ["ActivityRetry", "call_activity"]
 log = get_logger(__name__)
 
 Orchestration = Generator[Any, Any, Any]
+
+#: The longest ``Retry-After`` a retry waits for (a longer one is cut to this).
+MAX_HONOURED_RETRY_AFTER = 900.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,9 @@ def call_activity(
             failure = failure_of(exc)
             if not failure.code.retryable or attempt >= retry.attempts:
                 raise
-            fire_at = _utc(context.current_utc_datetime) + timedelta(seconds=retry.delay(attempt))
+            asked = min(retry_after_of(failure) or 0.0, MAX_HONOURED_RETRY_AFTER)
+            delay = max(retry.delay(attempt), asked)
+            fire_at = _utc(context.current_utc_datetime) + timedelta(seconds=delay)
             if deadline is not None and fire_at > _utc(deadline):
                 raise
             if not context.is_replaying:
@@ -124,7 +131,7 @@ def call_activity(
                     failure.message,
                     attempt + 1,
                     retry.attempts,
-                    retry.delay(attempt),
+                    delay,
                 )
         yield context.create_timer(fire_at)
         attempt += 1
