@@ -123,6 +123,10 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
     backup, ``{"acquired": false, "holder", "since"}``. A lease older than ``staleAfterMinutes`` (longer
     than any disk orchestration runs) belongs to a run that died: it is broken and taken over. Times are
     the orchestration's (``now``), as the holder wrote them.
+
+    Safe to repeat: the lease id is fixed by run and disk, and acquiring a lease the blob already holds
+    under that id succeeds; a blob an earlier attempt created is found (``created`` is then false, and
+    tonight is a full copy all the same: the new blob has no restore point).
     """
     payload = _object(data)
     lease_id = _text(payload, "leaseId")

@@ -11,6 +11,10 @@ Waiting follows the monitor pattern: an activity makes one check, the orchestrat
 starts at ``pollInitialSeconds`` and doubles up to ``pollMaxSeconds`` (never shorter than a
 ``Retry-After`` the service asked for), and gives up with a clear reason at a deadline.
 
+Every activity but the alert is called with a bounded retry (:mod:`backup.workflow.retries`): a transient
+failure that outlasted the transport's own retries costs a few durable timers, not the disk. Read access
+lasts as long as the work needs and is renewed when it runs out (:mod:`backup.workflow.access`).
+
 Histories stay bounded: a run holds one event pair per lane, a lane continues as new every
 :data:`LANE_DISKS_PER_EXECUTION` disks, and a disk holds a handful of events per phase however long
 its waits (the copy watch continues as new after every poll).
