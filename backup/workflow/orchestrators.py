@@ -123,10 +123,12 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         yield from call_activity(context, act.RECORD_RUN, replace(started, disk_count=total).to_json(), retry)
     except Exception as exc:
         # Nothing is started when the catalog cannot take the run's row (after retries): every restore
-        # point would go unrecorded. The run ends at once, with the reason.
+        # point would go unrecorded. The run ends at once, with the reason; its final row is tried only
+        # once, since the catalog has just failed every retry.
         failed = replace(started, disk_count=total)
+        once = ActivityRetry(attempts=1)
         return (
-            yield from _fail_run(context, failed, failure_of(exc), "recording the run in the catalog", retry)
+            yield from _fail_run(context, failed, failure_of(exc), "recording the run in the catalog", once)
         )
     lanes = min(run.options.max_parallel, total)
     context.set_custom_status({"phase": "backing up", "disks": total, "lanes": lanes})
