@@ -46,6 +46,10 @@ log = get_logger(__name__)
 
 #: Seconds to wait after a throttled call that said nothing about when to come back.
 DEFAULT_THROTTLE_WAIT = 30.0
+#: Seconds to wait before asking again to change a resource that an earlier call is still changing.
+BUSY_WAIT = 5.0
+#: Provisioning states of a resource that an operation is still changing.
+CHANGING = frozenset({"Creating", "Updating"})
 
 
 # -- selection and catalog ------------------------------------------------------------------------------
@@ -358,6 +362,18 @@ def _operation_answer(operation: LroStatus) -> dict[str, Any]:
 def _throttled(activity: str, payload: dict[str, Any], exc: ThrottledError) -> dict[str, Any]:
     wait = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_WAIT
     log.warning("%s throttled; the orchestrator will call again in %.0f s", activity, wait)
+    return _call_again(activity, payload, wait)
+
+
+def _busy(activity: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a begin activity whose resource an earlier operation is still changing (say, one
+    whose answer was lost, and which this call repeats): the orchestrator calls again after a wait,
+    as after a 429, rather than failing on ARM's 409 for overlapping operations."""
+    log.info("%s: the resource is still being changed; the orchestrator will call again", activity)
+    return _call_again(activity, payload, BUSY_WAIT)
+
+
+def _call_again(activity: str, payload: dict[str, Any], wait: float) -> dict[str, Any]:
     return {
         "state": "Throttled",
         "retryAfter": wait,
