@@ -172,6 +172,12 @@ class RunOptions:
     retry: ActivityRetry = field(default_factory=ActivityRetry)
 
     @property
+    def sas_duration_seconds(self) -> int:
+        """How long a snapshot's read access lasts for work that renews it (``sasMinutes``); a Copy
+        Blob's grant lasts longer when its copy is expected to (``backup.workflow.access.copy_seconds``)."""
+        return self.sas_minutes * 60
+
+    @property
     def writer_stale_minutes(self) -> int:
         """After how long a backup blob's writer lease counts as abandoned and may be broken.
 
