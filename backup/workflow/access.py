@@ -37,6 +37,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from backup.azure.compute import MAX_GRANT_SECONDS
+from backup.redact import get_logger
 from backup.workflow import activity_names as act
 from backup.workflow.models import MiB, RunOptions
 from backup.workflow.retries import call_activity
@@ -55,6 +56,8 @@ __all__ = [
 ]
 
 Orchestration = Generator[Any, Any, Any]
+
+log = get_logger(__name__)
 
 #: Azure's longest disk or snapshot SAS (60 days).
 MAX_SAS_SECONDS = MAX_GRANT_SECONDS
@@ -146,7 +149,6 @@ class ReadAccess:
         self.options = options
         self._wait = wait
         self._grants: dict[str, Access] = {}
-        self.renewals = 0  # grants made to renew one that was running out (for the night's figures)
 
     def __getitem__(self, snapshot_id: str) -> Access:
         return self._grants[snapshot_id]
@@ -178,7 +180,12 @@ class ReadAccess:
         access = self._grants[snapshot_id]
         if access.left(context.current_utc_datetime) >= work_seconds + renewal_margin(access.seconds):
             return access
-        self.renewals += 1
+        if not context.is_replaying:
+            log.info(
+                "renewing read access to %s (%.0f s left)",
+                snapshot_id,
+                access.left(context.current_utc_datetime),
+            )
         return (yield from self.grant(context, snapshot_id, lifetime(work_seconds, self.options)))
 
     def fresh_all(self, context: df.DurableOrchestrationContext) -> Orchestration:
