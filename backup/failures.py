@@ -36,6 +36,7 @@ marker is an ``InternalError``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -69,6 +70,7 @@ __all__ = [
     "describe",
     "failure_of",
     "for_phase",
+    "retry_after_of",
 ]
 
 #: A failure message is one line of at most this many characters.
@@ -211,7 +213,8 @@ def _http_code(error: AzureHttpError) -> FailureCode:
 
 
 def _answered(error: AzureHttpError) -> str:
-    """``<service> answered HTTP 403 AuthorizationFailed: <Azure's message> (x-ms-request-id ...)``."""
+    """``<service> answered HTTP 403 AuthorizationFailed: <Azure's message> (x-ms-request-id ...)``; a
+    throttled answer adds ``; retry after N s`` when the service said when (:func:`retry_after_of`)."""
     text = f"{_service(error.url)} answered HTTP {error.status}"
     if error.code:
         text += f" {error.code}"
@@ -219,7 +222,21 @@ def _answered(error: AzureHttpError) -> str:
         text += f": {error.error_message}"
     if error.request_id:
         text += f" (x-ms-request-id {error.request_id})"
+    if isinstance(error, ThrottledError) and error.retry_after is not None:
+        text += f"; retry after {math.ceil(error.retry_after)} s"
     return text
+
+
+_RETRY_AFTER = re.compile(r"; retry after (\d{1,9}) s\b")
+
+
+def retry_after_of(failure: Failure) -> float | None:
+    """How long a throttled failure asked to wait (the ``Retry-After`` its message carries across the
+    activity boundary), or ``None``."""
+    if failure.code is not FailureCode.THROTTLED:
+        return None
+    found = _RETRY_AFTER.search(failure.message)
+    return float(found.group(1)) if found else None
 
 
 def _off_spec(error: UnexpectedResponseError) -> str:

@@ -130,6 +130,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "1440",
         "Deadline for a copy to complete, in minutes (1-20160).",
     ),
+    SettingSpec(
+        "BACKUP_SAS_MINUTES",
+        "120",
+        "How long a snapshot's read access (SAS) lasts, in minutes (5-1440); renewed when work outlives it, "
+        "and a copy's lasts as long as the copy is expected to take.",
+    ),
     # Azure publishes no duration: one 1 GiB Premium SSD v2 snapshot took about 8 minutes (Azure/AKS
     # #4555), and Azure Backup schedules these disks at most every 12 hours (its support matrix).
     SettingSpec(
@@ -207,6 +213,7 @@ class Settings:
     poll_max_seconds: int = 60
     snapshot_timeout_minutes: int = 60
     copy_timeout_minutes: int = 1440
+    sas_minutes: int = 120
     snapshot_copy_timeout_minutes: int = 720
     alert_webhook: str | None = field(default=None, repr=False)
     alert_stale_hours: int = 36
@@ -290,6 +297,7 @@ class Settings:
             "poll_max_seconds": poll_max,
             "snapshot_timeout_minutes": read("BACKUP_SNAPSHOT_TIMEOUT_MINUTES", _int_between(1, 1440)),
             "copy_timeout_minutes": read("BACKUP_COPY_TIMEOUT_MINUTES", _int_between(1, 20160)),
+            "sas_minutes": read("BACKUP_SAS_MINUTES", _int_between(5, 1440)),
             "snapshot_copy_timeout_minutes": read(
                 "BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES", _int_between(1, 10080)
             ),

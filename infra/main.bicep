@@ -105,6 +105,11 @@ param snapshotTimeoutMinutes int = 60
 @maxValue(20160)
 param copyTimeoutMinutes int = 1440
 
+@description('BACKUP_SAS_MINUTES: how long a snapshot\'s read access (SAS) lasts; renewed when work outlives it.')
+@minValue(5)
+@maxValue(1440)
+param sasMinutes int = 120
+
 @description('BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES: deadline for a Premium SSD v2 / Ultra snapshot\'s background copy.')
 @minValue(1)
 @maxValue(10080)
@@ -311,6 +316,7 @@ var backupSettings = {
   BACKUP_POLL_MAX_SECONDS: string(pollMaxSeconds)
   BACKUP_SNAPSHOT_TIMEOUT_MINUTES: string(snapshotTimeoutMinutes)
   BACKUP_COPY_TIMEOUT_MINUTES: string(copyTimeoutMinutes)
+  BACKUP_SAS_MINUTES: string(sasMinutes)
   BACKUP_SNAPSHOT_COPY_TIMEOUT_MINUTES: string(snapshotCopyTimeoutMinutes)
   BACKUP_FULL_COPY_PERCENT: string(fullCopyPercent)
   BACKUP_VERIFY_SAMPLE_MIB: string(verifySampleMiB)

@@ -1,9 +1,11 @@
 """A loopback proxy in front of a storage endpoint that makes the faults a real network and Azure make.
 
 Put it between the app and a blob or table endpoint (Azurite, or the data plane's front): it forwards
-every request unchanged — method, path, query, headers (``Host`` too; Shared Key signs neither host nor
-port, so signatures made for the proxy's URL hold) and body — and relays the answer, except where its
-plan says otherwise:
+every request unchanged — method, path, query, headers and body — and relays the answer, except where its
+plan says otherwise. Only ``Host`` is set to the upstream's, as a client addressing the endpoint itself
+would send it (Shared Key signs neither host nor port, so signatures made for the proxy's URL hold; and a
+Copy Blob whose source is on the upstream's host is recognised there, as Azurite and the data plane's
+front require).
 
 - ``busy``: answer ``503 Server Busy`` itself, as Azure Storage does under load (an XML error body,
   ``x-ms-error-code: ServerBusy``), without forwarding;
@@ -15,9 +17,9 @@ plan says otherwise:
 
 A plan is either random, per request (``busy=0.08, reset=0.04, lost=0.03``: each request draws once,
 from a seeded generator, so a run can be replayed) or scripted (``fail_next(action, count, match=...)``:
-the next N requests whose method and path match). ``only`` limits faults to some methods, and
-``max_faults`` bounds them in all, so a test or a soak always ends. Every request is counted in
-:attr:`FaultProxy.stats` by what happened to it.
+the next N requests whose method, path and headers match, after letting the first ``after`` of them
+through). ``only`` limits faults to some methods, and ``max_faults`` bounds them in all, so a test or a
+soak always ends. Every request is counted in :attr:`FaultProxy.stats` by what happened to it.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class _Scripted:
     count: int
     method: str | None
     path: re.Pattern[str] | None
+    header: str | None = None  # a header the request must carry (lower-case name)
+    after: int = 0  # matching requests still to let through before the faults
 
 
 @dataclass
@@ -102,7 +106,7 @@ class FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                action = proxy._decide(self.command, self.path)
+                action = proxy._decide(self.command, self.path, {k.lower() for k in self.headers})
                 if action == "reset":
                     self._drop()
                     return
@@ -168,14 +172,39 @@ class FaultProxy:
     # -- the plan -------------------------------------------------------------------------------------
 
     def fail_next(
-        self, action: str, count: int = 1, *, method: str | None = None, path: str | None = None
+        self,
+        action: str,
+        count: int = 1,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        header: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Make ``action`` happen to the next ``count`` requests of ``method`` whose path matches ``path``."""
+        """Make ``action`` happen to the next ``count`` requests of ``method`` whose path (and query)
+        matches the regular expression ``path`` and which carry the header ``header`` (``x-ms-copy-source``
+        tells a Copy Blob or Put Page From URL from other PUTs), once ``after`` such requests went through."""
         if action not in ACTIONS:
             raise ValueError(f"{action!r} is not one of {', '.join(ACTIONS)}")
+        if count < 0 or after < 0:
+            raise ValueError("count and after must not be negative")
         with self._lock:
             pattern = re.compile(path) if path else None
-            self.plan.scripted.append(_Scripted(action, count, method.upper() if method else None, pattern))
+            self.plan.scripted.append(
+                _Scripted(
+                    action,
+                    count,
+                    method.upper() if method else None,
+                    pattern,
+                    header.lower() if header else None,
+                    after,
+                )
+            )
+
+    def clear_scripted(self) -> None:
+        """Forget every scripted fault not made yet (the random rates stay)."""
+        with self._lock:
+            self.plan.scripted.clear()
 
     def set_rates(self, **rates: float) -> None:
         """Change the random rates (``busy=0.08, reset=0.04, lost=0.03``; the others stay)."""
@@ -186,7 +215,7 @@ class FaultProxy:
                 setattr(self.plan, name, rate)
             self.plan.__post_init__()
 
-    def _decide(self, method: str, path: str) -> str | None:
+    def _decide(self, method: str, path: str, headers: set[str]) -> str | None:
         with self._lock:
             self.stats["requests"] += 1
             plan = self.plan
@@ -194,7 +223,10 @@ class FaultProxy:
                 return None
             action: str | None = None
             for scripted in plan.scripted:
-                if scripted.count > 0 and _matches(scripted, method, path):
+                if scripted.count > 0 and _matches(scripted, method, path, headers):
+                    if scripted.after > 0:
+                        scripted.after -= 1
+                        break  # let this one through
                     scripted.count -= 1
                     action = scripted.action
                     break
@@ -220,7 +252,8 @@ class FaultProxy:
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         connection = http.client.HTTPConnection(*self.upstream, timeout=120)
         try:
-            sent = {k: v for k, v in headers if k.lower() not in _HOP_BY_HOP}
+            sent = {k: v for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "host"}
+            sent["Host"] = f"{self.upstream[0]}:{self.upstream[1]}"
             connection.request(method, path, body=body or None, headers=sent)
             answer = connection.getresponse()
             data = answer.read()
@@ -242,7 +275,9 @@ class FaultProxy:
         self._thread.join(timeout=5)
 
 
-def _matches(scripted: _Scripted, method: str, path: str) -> bool:
+def _matches(scripted: _Scripted, method: str, path: str, headers: set[str]) -> bool:
     if scripted.method is not None and scripted.method != method:
+        return False
+    if scripted.header is not None and scripted.header not in headers:
         return False
     return scripted.path is None or scripted.path.search(path) is not None

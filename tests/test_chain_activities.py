@@ -268,6 +268,22 @@ def test_each_step_of_a_night_twice_leaves_what_once_does(corner: Corner) -> Non
     assert chain_activities.begin_retire_base(clients, {"snapshotId": new})["action"] == "none"
 
 
+def test_tagging_the_base_while_an_earlier_update_is_still_under_way_asks_to_be_called_again(
+    corner: Corner,
+) -> None:
+    # An earlier attempt's update whose answer was lost is still running (the emulator ends an
+    # operation after two looks at it or its resource; each call below looks once).
+    snapshot_id = corner.snapshot("run-busy")
+    corner.clients.compute.begin_update_snapshot_tags(snapshot_id, {"earlier": "attempt"})
+    data = {"snapshotId": snapshot_id, "keep": False}
+    busy = chain_activities.begin_tag_base(corner.clients, data)
+    assert busy["state"] == "Throttled" and busy["retry"] == {"activity": "begin_tag_base", "input": data}
+    assert busy["retryAfter"] == activities.BUSY_WAIT
+    # Once it ended, the tags go on (over what the earlier update left).
+    corner.finish(chain_activities.begin_tag_base(corner.clients, data))
+    assert corner.clients.compute.get_snapshot(snapshot_id).tags.get(TAG_BASE) == "true"
+
+
 def test_a_corrupted_page_is_a_verdict_not_an_error(corner: Corner) -> None:
     clients = corner.clients
     lease_id = writer_lease_id("run-1", corner.disk_id)

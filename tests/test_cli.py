@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -126,18 +127,23 @@ def test_env_file_round_trip_and_bad_input_exits_2(cli_env: dict[str, str], tmp_
 
 
 def test_backend_failures_are_one_line_and_a_json_error(cli_env: dict[str, str], tmp_path: Path) -> None:
-    # The catalog unreachable (nothing listens on port 1): no traceback anywhere, exit 1.
-    env = {**cli_env, "BACKUP_TABLE_ENDPOINT": "http://127.0.0.1:1/devstoreaccount1"}
+    # A run whose catalog refuses it (the wrong key: 403, which no retry mends; an unreachable catalog
+    # is ridden out for minutes first, as tests/test_fault_suite.py shows on a virtual clock): no
+    # traceback anywhere, exit 1.
+    wrong_key = base64.b64encode(b"not the account key").decode()
+    refused = {**cli_env, "BACKUP_STORAGE_KEY": wrong_key}
     state = ["--state-dir", str(tmp_path)]
-    code, out, err = run_cli_err([*state, "run"], env)
+    code, out, err = run_cli_err([*state, "run"], refused)
     assert code == 1 and "Traceback" not in out + err
-    assert "reason [BackendUnavailable]: recording the run in the catalog: could not reach Table" in out
+    assert "reason [AccessDenied]: recording the run in the catalog: Table storage answered HTTP 403" in out
 
-    code, out, err = run_cli_err([*state, "run", "--json"], env)
+    code, out, err = run_cli_err([*state, "run", "--json"], refused)
     result = json.loads(out)["result"]
     assert code == 1 and "Traceback" not in out + err
-    assert (result["status"], result["code"], result["disks"]) == ("Failed", "BackendUnavailable", [])
-    assert result["reason"].endswith("127.0.0.1:1: connection refused")
+    assert (result["status"], result["code"], result["disks"]) == ("Failed", "AccessDenied", [])
+
+    # The catalog unreachable (nothing listens on port 1).
+    env = {**cli_env, "BACKUP_TABLE_ENDPOINT": "http://127.0.0.1:1/devstoreaccount1"}
 
     code, out, err = run_cli_err([*state, "list", "--json"], env)
     assert code == 1

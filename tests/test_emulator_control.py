@@ -154,6 +154,41 @@ def test_a_malformed_fault_answers_200_with_a_page_that_is_not_json(
     assert get().json()["name"] == "md"  # the next call is answered as usual
 
 
+def test_a_lost_answer_is_a_reset_after_the_call_took_effect(proving_ground: ProvingGround, rg: str) -> None:
+    proving_ground.control("PATCH", "/config", {"operation_polls": 0})
+    fault = {"operation": "Disks_CreateOrUpdate", "action": "lost", "resource_name": "made"}
+    assert proving_ground.control("POST", "/faults", fault)["faults"][0]["action"] == "lost"
+    url = f"{proving_ground.arm_endpoint}{proving_ground.disk_id('made', rg)}?api-version=2026-03-02"
+    headers = {"Authorization": f"Bearer {proving_ground.arm_token}"}
+    body = {"location": "westus", "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 1}}
+    with pytest.raises(requests.ConnectionError):
+        requests.put(url, json=body, headers=headers, verify=str(proving_ground.arm_ca_cert), timeout=60)
+    # The client heard nothing, but the disk was made.
+    made = requests.get(url, headers=headers, verify=str(proving_ground.arm_ca_cert), timeout=60)
+    assert made.status_code == 200 and made.json()["properties"]["provisioningState"] == "Succeeded"
+
+
+def test_a_sas_can_be_made_to_run_out_now(proving_ground: ProvingGround, rg: str) -> None:
+    proving_ground.control("PUT", f"/resourceGroups/{rg}/disks/ends", {"size_bytes": MIB})
+    proving_ground.control("PATCH", "/config", {"operation_polls": 0})
+    url = (
+        f"{proving_ground.arm_endpoint}/subscriptions/{proving_ground.subscription_id}/resourceGroups/{rg}"
+        "/providers/Microsoft.Compute/disks/ends/beginGetAccess?api-version=2026-03-02"
+    )
+    auth = {"Authorization": f"Bearer {proving_ground.arm_token}"}
+    grant = {"access": "Read", "durationInSeconds": 3600}
+    sas = requests.post(url, json=grant, headers=auth, verify=str(proving_ground.arm_ca_cert), timeout=60)
+    sas_url = sas.json()["accessSAS"]
+    assert requests.head(sas_url, timeout=60).status_code == 200
+    ended = proving_ground.control("POST", f"/resourceGroups/{rg}/disks/ends/sas-expires")
+    assert ended["sas"] == "expired"
+    assert requests.head(sas_url, timeout=60).status_code == 403
+    held = [g["id"] for g in proving_ground.control("GET", "/grants")["resources"]]
+    assert proving_ground.disk_id("ends", rg) not in held
+    again = proving_ground.control("POST", f"/resourceGroups/{rg}/disks/ends/sas-expires")
+    assert again["sas"] == "none active"
+
+
 def test_a_disk_with_an_active_sas_is_not_written(proving_ground: ProvingGround, rg: str) -> None:
     proving_ground.control("PUT", f"/resourceGroups/{rg}/disks/busy", {"size_bytes": MIB})
     proving_ground.control("PATCH", "/config", {"operation_polls": 0})

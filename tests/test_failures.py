@@ -34,6 +34,7 @@ from backup.failures import (
     describe,
     failure_of,
     for_phase,
+    retry_after_of,
 )
 
 ARM = "https://management.azure.com/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"
@@ -103,6 +104,19 @@ def test_every_error_of_the_tree_has_its_code(error: BaseException, code: str, m
         assert failure.message == message
     assert "Error" not in failure.message.replace("InternalError", "")  # no class names
     assert "SECRETSIG" not in failure.message and "urllib3" not in failure.message
+
+
+def test_a_throttled_failure_carries_its_retry_after_across_the_activity_boundary() -> None:
+    throttled = ThrottledError(
+        status=429, code="TooManyRequests", error_message="slow down", url=ARM, retry_after=40.2
+    )
+    failure = describe(throttled)
+    assert failure.message.endswith("; retry after 41 s")
+    assert retry_after_of(failure) == 41
+    assert retry_after_of(failure_of(ActivityFailure(failure))) == 41  # as an orchestrator reads it back
+    assert retry_after_of(describe(_http(ThrottledError, 429, "TooManyRequests"))) is None  # not said
+    busy = describe(_http(ServerError, 503, "ServerBusy"))
+    assert retry_after_of(busy) is None
 
 
 def test_retryable_codes() -> None:

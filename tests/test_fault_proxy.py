@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -98,6 +99,30 @@ def test_scripted_faults_hit_only_what_they_match(azurite: Azurite) -> None:
                 client.get_properties(container.blob("b.vhd"))
         assert client.get_properties(container.blob("b.vhd")).size == 512  # the script is spent
     assert len(proxy.faults) == 2
+
+
+def test_a_script_can_pick_requests_by_header_and_let_the_first_ones_through(azurite: Azurite) -> None:
+    with FaultProxy(azurite.blob_endpoint()) as proxy:
+        container = _container(proxy.url)
+        client = _once()
+        client.create_container(container)
+        source = container.blob("source.vhd")
+        client.create_page_blob(source, 512)
+        # Only a PUT carrying x-ms-copy-source (Copy Blob), and only the second one.
+        proxy.fail_next("busy", method="PUT", header="x-ms-copy-source", after=1)
+        client.create_page_blob(container.blob("plain.vhd"), 512)  # no header: passes
+        # A source on Azurite itself: Azurite takes a copy source only on the Host a copy was sent to,
+        # which the proxy sets to Azurite's.
+        name = container.url.rsplit("/", 1)[1]
+        direct = ContainerAddress.in_account(azurite.blob_endpoint(), name, BLOB_KEY).blob("source.vhd")
+        signed = direct.with_sas(BLOB_KEY.blob_sas(name, "source.vhd", lifetime=timedelta(minutes=5)))
+        assert client.start_copy(container.blob("a.vhd"), signed).copy_id  # the first passes
+        with pytest.raises(ServerError):
+            client.start_copy(container.blob("b.vhd"), signed)
+        assert client.start_copy(container.blob("b.vhd"), signed).copy_id  # the script is spent
+    assert [(action, method) for action, method, _ in proxy.faults] == [("busy", "PUT")]
+    with pytest.raises(ValueError, match="negative"):
+        proxy.fail_next("busy", after=-1)
 
 
 def test_a_random_plan_replays_from_its_seed_and_stays_bounded(azurite: Azurite) -> None:

@@ -36,6 +36,7 @@ from backup.app import http_routes, restore_routes, restore_starter, starter
 from backup.errors import ConfigurationError
 from backup.settings import SETTINGS
 from backup.workflow import (
+    access,
     activities,
     activity_names,
     chain_activities,
@@ -46,6 +47,7 @@ from backup.workflow import (
     restore,
     restore_activities,
     restore_models,
+    retries,
     watch,
 )
 
@@ -78,12 +80,13 @@ ORCHESTRATORS = {
     models.DISK_ORCHESTRATOR,
     watch.OPERATION_WATCH_ORCHESTRATOR,
     watch.COPY_WATCH_ORCHESTRATOR,
+    watch.READINESS_WATCH_ORCHESTRATOR,
     restore_models.RESTORE_ORCHESTRATOR,
     restore_models.RESTORE_TESTS_ORCHESTRATOR,
     restore_models.PRUNE_ORCHESTRATOR,
 }
 # The modules whose orchestrators call activities and sub-orchestrations.
-WORKFLOW = (orchestrators, incremental, watch, restore, prune)
+WORKFLOW = (orchestrators, incremental, watch, access, retries, restore, prune)
 ACTIVITIES = {
     value for name, value in vars(activity_names).items() if name.isupper() and isinstance(value, str)
 }
@@ -174,15 +177,17 @@ def _check_loadable(name: str, function: Function) -> None:
 
 
 def _first_arguments(module: ModuleType, method: str, index: int = 0) -> list[ast.expr]:
+    """The name argument of every call of ``method`` in ``module``: argument ``index``, but the second
+    of the retry helper ``call_activity(context, name, ...)``, which takes the context first."""
     tree = ast.parse(Path(inspect.getfile(module)).read_text())
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and len(node.args) > index:
-            called = (
-                node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
-            )
-            if called == method:
+            if isinstance(node.func, ast.Attribute) and node.func.attr == method:
                 found.append(node.args[index])
+            elif isinstance(node.func, ast.Name) and node.func.id == method:
+                takes_context = method == "call_activity" and index == 0 and len(node.args) > 1
+                found.append(node.args[1] if takes_context else node.args[index])
     return found
 
 
@@ -191,7 +196,8 @@ def _resolve(module: ModuleType, node: ast.expr) -> str | None:
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "act":
         return str(getattr(activity_names, node.attr))
     if isinstance(node, ast.Name):
-        return str(getattr(module, node.id))
+        value = getattr(module, node.id, None)  # a module-level constant; else a parameter: computed
+        return None if value is None else str(value)
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
     return None
@@ -214,9 +220,10 @@ def called_names() -> tuple[set[str], set[str]]:
             for node in _first_arguments(module, "call_activity_with_retry")
             if (name := _resolve(module, node))
         )
-    # The computed calls repeat a throttled begin: the activity named in its answer's "retry" (one in the
-    # backup's waits, one in the restore's).
-    assert computed == 2
+    # Three computed calls: a throttled begin repeated (the activity named in its answer's "retry": one
+    # in the backup's waits, one in the restore's), and the retry helper calling whichever activity it
+    # was given.
+    assert computed == 3
     for module in (activities, chain_activities, restore_activities):
         throttled = [_resolve(module, node) for node in _first_arguments(module, "_throttled")]
         assert throttled and None not in throttled

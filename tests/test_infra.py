@@ -728,6 +728,7 @@ def test_numeric_parameters_have_the_apps_bounds() -> None:
         "pollMaxSeconds": (1, 3600),
         "snapshotTimeoutMinutes": (1, 1440),
         "copyTimeoutMinutes": (1, 20160),
+        "sasMinutes": (5, 1440),
         "snapshotCopyTimeoutMinutes": (1, 10080),
         "alertStaleHours": (1, 8760),
         "fullCopyPercent": (1, 100),

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import azure.durable_functions as df
 import pytest
 
 from backup.app.blueprint import register_orchestrators
-from backup.errors import OperationFailedError, TransportError, VerificationError
+from backup.azure.compute import snapshot_name
+from backup.errors import (
+    AuthenticationError,
+    CopyFailedError,
+    OperationFailedError,
+    ServerError,
+    ThrottledError,
+    TransportError,
+    VerificationError,
+)
 from backup.failures import ActivityFailure, describe
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType, parse_timestamp
@@ -31,11 +41,13 @@ from backup.workflow.models import (
     sub_orchestration_id,
 )
 from backup.workflow.orchestrators import LANE_DISKS_PER_EXECUTION
+from backup.workflow.retries import ActivityRetry
 from backup.workflow.watch import (
     COPY_WATCH_ORCHESTRATOR,
     OPERATION_WATCH_ORCHESTRATOR,
     copy_watch_id,
     operation_watch_id,
+    readiness_watch_id,
 )
 
 SUB = "00000000-0000-0000-0000-0000000000aa"
@@ -350,13 +362,19 @@ def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_before_the_gr
     activities = _happy_activities(calls)
     readiness = _copying([0.0, 25.0, 80.0], calls)
     seen: list[tuple[str, float | None]] = []  # the disk's custom status each time readiness is asked
+    watched: list[Any] = []  # the readiness watch's custom status then
+    asked_at: list[datetime] = []
     hosts: list[LocalHost] = []
+    disk_instance = sub_orchestration_id("run-1", 0)
 
     def snapshot_readiness(data: Any) -> Any:
-        status = hosts[0].get_status(sub_orchestration_id("run-1", 0))
+        status = hosts[0].get_status(disk_instance)
         custom = DiskStatus.read(status.custom_status if status else None)
         assert custom is not None
         seen.append((custom.phase, custom.snapshot_copy_percent))
+        watch_status = hosts[0].get_status(readiness_watch_id(disk_instance))
+        watched.append(watch_status.custom_status if watch_status else None)
+        asked_at.append(hosts[0].clock.now())
         return readiness(data)
 
     activities[act.SNAPSHOT_READINESS] = snapshot_readiness
@@ -372,17 +390,21 @@ def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_before_the_gr
     assert names.index(act.BEGIN_SNAPSHOT) < looks[0] and looks[-1] < names.index(act.BEGIN_GRANT_ACCESS)
     asked = {data["snapshotId"] for name, data in calls if name == act.SNAPSHOT_READINESS}
     assert asked == {disks[0]["id"] + "-snap"}
-    # The status showed the phase and, after the first look, the percent of the last one.
-    assert seen == [
-        ("snapshot-copy", None),
-        ("snapshot-copy", 0.0),
-        ("snapshot-copy", 25.0),
-        ("snapshot-copy", 80.0),
+    # The disk's status showed the phase and, after its own first look, that look's percent; from then
+    # on the readiness watch (a sub-orchestration: the disk's history does not grow with the wait) had
+    # the percent of the last look.
+    assert seen == [("snapshot-copy", None)] + [("snapshot-copy", 0.0)] * 3
+    assert watched == [
+        None,
+        {"snapshotCopyPercent": 0.0, "accessState": "Pending", "polls": 0},
+        {"snapshotCopyPercent": 25.0, "accessState": "Pending", "polls": 1},
+        {"snapshotCopyPercent": 80.0, "accessState": "Pending", "polls": 2},
     ]
-    # Durable timers between the looks, doubling from the initial delay to the cap.
-    disk_history = host.history(sub_orchestration_id("run-1", 0))
-    delays = _timer_delays(disk_history)
-    assert delays == [10, 20, 40]
+    final = DiskStatus.read(host.get_status(disk_instance).custom_status)  # type: ignore[union-attr]
+    assert final is not None and final.snapshot_copy_percent == 100.0
+    # Durable timers between the looks, doubling from the initial delay to the cap; none in the disk's.
+    assert [(b - a).total_seconds() for a, b in pairwise(asked_at)] == [10, 20, 40]
+    assert _timer_delays(host.history(disk_instance)) == []
 
 
 def _timer_delays(history: list[dict[str, Any]]) -> list[float]:
@@ -418,8 +440,12 @@ def test_a_background_copy_that_never_ends_fails_its_disk_at_the_deadline() -> N
     assert result["reason"].startswith(
         "snapshot-copy: the snapshot's background copy (at 12.5%, Pending) did not finish by its deadline ("
     )
-    # Waited 30 minutes in all (the last wait cut to end at the deadline), never granted access.
-    assert sum(_timer_delays(host.history(sub_orchestration_id("run-1", 0)))) == 30 * 60
+    # Waited 30 minutes in all (the last wait cut to end at the deadline), in the readiness watch;
+    # never granted access.
+    watch = host.get_status(readiness_watch_id(sub_orchestration_id("run-1", 0)))
+    assert watch is not None and watch.output["failed"]["code"] == "DeadlineExceeded"
+    assert host.clock.now() - START >= timedelta(minutes=30)
+    assert _timer_delays(host.history(sub_orchestration_id("run-1", 0))) == []
     names = [name for name, _ in calls]
     assert act.BEGIN_GRANT_ACCESS not in names and act.BEGIN_REVOKE_ACCESS not in names
     # Recorded as failed, and the snapshot deleted.
@@ -702,3 +728,209 @@ def test_a_copy_that_outlives_its_deadline_fails_its_disk() -> None:
     assert disk["reason"].startswith(
         "copy: copy (at 3 of 9 bytes) did not finish by its deadline (2026-11-26T01:02:"
     )
+
+
+# -- retries of idempotent activities, read access that outlives its SAS -----------------------------
+
+
+def _busy() -> ActivityFailure:
+    """What the app's activity wrapper raises after the transport's own retries met 503 ServerBusy."""
+    busy = ServerError(
+        status=503,
+        code="ServerBusy",
+        error_message="The server is busy.",
+        method="PUT",
+        url="http://127.0.0.1:1/devstoreaccount1/c/b.vhd",
+    )
+    return ActivityFailure(describe(busy))
+
+
+def _forbidden() -> ActivityFailure:
+    denied = AuthenticationError(
+        status=403, code="AuthorizationFailure", error_message="This request is not authorized."
+    )
+    return ActivityFailure(describe(denied))
+
+
+def _counting(name: str, calls: list[tuple[str, Any]], *answers: Any) -> Callable[[Any], Any]:
+    """An activity that records its calls and answers each of ``answers`` in turn (then the last); an
+    answer that is a function is called with the input."""
+    answer = _answers(*answers)
+
+    def activity(data: Any) -> Any:
+        calls.append((name, data))
+        given = answer(data)
+        return given(data) if callable(given) else given
+
+    activity.__name__ = name
+    return activity
+
+
+def _started(history: list[dict[str, Any]], name: str) -> list[datetime]:
+    """When each call of activity ``name`` was scheduled in ``history`` (by the orchestration's clock)."""
+    now, out = None, []
+    for event in history:
+        if event["EventType"] == EventType.ORCHESTRATOR_STARTED:
+            now = parse_timestamp(event["Timestamp"])
+        elif event["EventType"] == EventType.TASK_SCHEDULED and event["Name"] == name:
+            assert now is not None
+            out.append(now)
+    return out
+
+
+def test_a_transient_failure_is_retried_after_a_durable_timer_and_costs_only_time() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    copy = {"copyId": "c1", "status": "success", "copied": 9, "total": 9}
+    activities[act.START_COPY] = _counting(act.START_COPY, calls, _busy(), _busy(), copy)
+    histories: list[Any] = []
+    status = _run(
+        activities, max_parallel=1, inspect=lambda host: histories.append(host.history("run-1-disk-0000"))
+    )
+    [disk] = status.output["disks"]
+    assert disk["status"] == "Succeeded", disk
+    assert [name for name, _ in calls].count(act.START_COPY) == 3
+    # The same input each time (the activity finds its own copy), after 5 s and then 10 s.
+    inputs = [json.dumps(data, sort_keys=True) for name, data in calls if name == act.START_COPY]
+    assert len(set(inputs)) == 1
+    started = _started(histories[0], act.START_COPY)
+    assert [(b - a).total_seconds() for a, b in pairwise(started)] == [5, 10]
+
+
+def test_a_failure_that_will_not_change_is_not_retried() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    activities[act.START_COPY] = _counting(act.START_COPY, calls, _forbidden())
+    status = _run(activities, max_parallel=1)
+    [disk] = status.output["disks"]
+    assert (disk["status"], disk["phase"], disk["code"]) == ("Failed", "copy", "AccessDenied")
+    assert [name for name, _ in calls].count(act.START_COPY) == 1
+
+
+def test_retries_are_bounded_by_their_count_and_by_the_phases_deadline() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a"), _disk("b")])
+    activities[act.SNAPSHOT_BACKUP_BLOB] = _counting(act.SNAPSHOT_BACKUP_BLOB, calls, _busy())
+
+    def begin_snapshot(data: Any) -> Any:
+        calls.append((act.BEGIN_SNAPSHOT, data))
+        if data["disk"]["name"] == "b":
+            raise _busy()
+        return {"state": "Succeeded", "retryAfter": None, "operation": {}, "snapshotId": "x-snap"}
+
+    activities[act.BEGIN_SNAPSHOT] = begin_snapshot
+    status = _run(activities, max_parallel=1, snapshot_timeout_minutes=1)
+    results = {d["diskName"]: d for d in status.output["disks"]}
+    # Disk a: the restore point's blob snapshot failed transiently six times (the default count).
+    assert (results["a"]["phase"], results["a"]["code"]) == ("record", "BackendUnavailable")
+    assert [name for name, _ in calls].count(act.SNAPSHOT_BACKUP_BLOB) == 6
+    # Disk b: retries of its snapshot stop at the snapshot's 1-minute deadline: 5 + 10 + 20 s waited,
+    # and a fourth wait (40 s) would end past it.
+    begun = [data["disk"]["name"] for name, data in calls if name == act.BEGIN_SNAPSHOT]
+    assert begun.count("b") == 4
+    assert (results["b"]["phase"], results["b"]["code"]) == ("snapshot", "BackendUnavailable")
+    assert results["b"]["reason"] == (
+        "snapshot: Azure answered HTTP 503 ServerBusy: The server is busy."
+    )
+    # Its snapshot may exist though ARM never answered: the name it would have is deleted (no error if
+    # absent), and nothing was granted.
+    deleted = [data["snapshotId"] for name, data in calls if name == act.BEGIN_DELETE_SNAPSHOT]
+    assert any(name.endswith(snapshot_name("run-1", _disk("b")["id"])) for name in deleted)
+
+
+def test_a_watch_rides_out_a_transient_poll_failure() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    activities[act.BEGIN_SNAPSHOT] = lambda data: {**IN_PROGRESS, "snapshotId": data["disk"]["id"] + "-snap"}
+    activities[act.POLL_OPERATION] = _answers(_busy(), _busy(), DONE)
+    activities[act.START_COPY] = _answers(_pending(0))
+    activities[act.COPY_STATUS] = _answers(_busy(), {**_pending(9), "status": "success"})
+    status = _run(activities, max_parallel=1)
+    assert status.output["status"] == "Succeeded", status.output
+
+
+def test_a_copy_whose_source_access_ran_out_is_copied_again_with_a_longer_grant() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    grants = iter(range(100))
+    activities[act.BEGIN_GRANT_ACCESS] = _counting(
+        act.BEGIN_GRANT_ACCESS, calls, lambda data: {**DONE, "operation": {"grant": next(grants)}}
+    )
+    expired = CopyFailedError('copy failed: 403 AuthenticationFailed "Access to the copy source expired."')
+    success = {**_pending(9), "status": "success"}
+    activities[act.START_COPY] = _counting(act.START_COPY, calls, _pending(0))
+    activities[act.COPY_STATUS] = _answers(ActivityFailure(describe(expired)), success)
+    status = _run(activities, max_parallel=1, sas_minutes=60)
+    [disk] = status.output["disks"]
+    assert disk["status"] == "Succeeded", disk
+    granted = [data for name, data in calls if name == act.BEGIN_GRANT_ACCESS]
+    copies = [data for name, data in calls if name == act.START_COPY]
+    # A second grant, twice as long as the first, and the copy started again from it.
+    assert [g["durationSeconds"] for g in granted] == [60 * 60, 120 * 60]
+    assert [c["grant"] for c in copies] == [{"grant": 0}, {"grant": 1}]
+
+
+def test_a_copy_whose_source_is_gone_fails_at_once_and_is_not_copied_again() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    gone = CopyFailedError('copy failed: 404 BlobNotFound "The specified blob does not exist."')
+    activities[act.START_COPY] = _counting(act.START_COPY, calls, _pending(0))
+    activities[act.COPY_STATUS] = _answers(ActivityFailure(describe(gone)))
+    status = _run(activities, max_parallel=1)
+    [disk] = status.output["disks"]
+    assert (disk["status"], disk["phase"], disk["code"]) == ("Failed", "copy", "CopyFailed")
+    assert [name for name, _ in calls].count(act.START_COPY) == 1
+
+
+def test_read_access_is_renewed_before_it_runs_out_and_the_work_reads_the_new_grant() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    _incremental(activities, calls)
+    activities[act.RESOLVE_SELECTION] = _answers([_disk("a")])
+    grants = iter(range(100))
+    activities[act.BEGIN_GRANT_ACCESS] = _counting(
+        act.BEGIN_GRANT_ACCESS, calls, lambda data: {**DONE, "operation": {"grant": next(grants)}}
+    )
+    applied = {"bytesMoved": 32 << 10, "writes": 2, "clears": 0}
+    # The first batch meets a bad few minutes: retried after 100 s and 200 s (orchestration time), so
+    # tonight's 5-minute grant has less than its margin (a quarter, 75 s) left when the next batch starts.
+    activities[act.APPLY_BATCH] = _counting(act.APPLY_BATCH, calls, _busy(), _busy(), applied)
+    status = _run(
+        activities,
+        max_parallel=1,
+        sas_minutes=5,
+        retry=ActivityRetry(attempts=6, first_seconds=100, max_seconds=600),
+    )
+    [disk] = status.output["disks"]
+    assert disk["status"] == "Succeeded", disk
+    granted = [data["snapshotId"] for name, data in calls if name == act.BEGIN_GRANT_ACCESS]
+    tonight = _disk("a")["id"] + "-snap"
+    assert granted[:2] == [tonight, BASE["snapshotId"]]
+    assert granted[2:] == [tonight]  # renewed once; the base, read only while listing, was not
+    batches = [data["grant"] for name, data in calls if name == act.APPLY_BATCH]
+    assert batches[:3] == [{"grant": 0}] * 3 and set(map(str, batches[3:])) == {str({"grant": 2})}
+    # Every grant is revoked at the end, each snapshot once.
+    revoked = [data["snapshotId"] for name, data in calls if name == act.BEGIN_REVOKE_ACCESS]
+    assert sorted(revoked) == sorted([tonight, BASE["snapshotId"]])
+
+
+def test_a_throttled_activity_is_not_retried_before_the_retry_after_it_was_given() -> None:
+    calls: list[tuple[str, Any]] = []
+    activities = _happy_activities(calls)
+    throttled = ThrottledError(
+        status=429, code="TooManyRequests", error_message="slow down", url="https://x/", retry_after=40
+    )
+    activities[act.RESOLVE_SELECTION] = _counting(
+        act.RESOLVE_SELECTION, calls, ActivityFailure(describe(throttled)), [_disk("a")]
+    )
+    histories: list[Any] = []
+    status = _run(activities, max_parallel=1, inspect=lambda host: histories.append(host.history("run-1")))
+    assert status.output["status"] == "Succeeded", status.output
+    started = _started(histories[0], act.RESOLVE_SELECTION)
+    assert [(b - a).total_seconds() for a, b in pairwise(started)] == [40]  # not the 5 s backoff

@@ -18,7 +18,7 @@ from backup.workflow.run_progress import (
     with_copy_progress,
     wrap_token,
 )
-from backup.workflow.watch import copy_watch_id, operation_watch_id
+from backup.workflow.watch import copy_watch_id, operation_watch_id, readiness_watch_id
 
 RUN = "manual-20261201T010000Z-abcd1234"
 DISK_ID = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks/d"
@@ -77,6 +77,14 @@ def test_a_copying_disk_shows_the_bytes_its_copy_watch_reports() -> None:
         (6, 2, 9),  # its watch's status is not ours
         (7, 9, 9),  # not copying: as it was
     ]
+    # A snapshot's background copy: the percent its readiness watch reports.
+    waiting = DiskView(8, f"{RUN}-disk-0008", "Running", "v2", "snapshot-copy", snapshot_copy_percent=0.0)
+    readiness = {
+        "instanceId": readiness_watch_id(sub_orchestration_id(RUN, 8)),
+        "customStatus": {"snapshotCopyPercent": 62.5, "accessState": "Pending", "polls": 3},
+    }
+    [seen] = with_copy_progress(RUN, [waiting], [readiness])
+    assert seen.snapshot_copy_percent == 62.5 and seen.to_json()["snapshotCopyPercent"] == 62.5
     # A run's waits are found by their own prefix, never by its disks'.
     assert copy_watch_id(disk).startswith(wait_prefix(RUN)) and not copy_watch_id(disk).startswith(
         disk_prefix(RUN)

@@ -24,10 +24,10 @@ from backup.app import http_routes
 from backup.azure.arm import ArmClient
 from backup.azure.blob import BlobAddress, BlobClient
 from backup.azure.compute import ComputeClient
-from backup.azure.credentials import StaticTokenProvider
+from backup.azure.credentials import IdentityTokenProvider, StaticTokenProvider
 from backup.azure.lro import LroState, LroStatus, PollKind, ResultSource
 from backup.azure.page_range import PageRange
-from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
+from backup.azure.storage_auth import STORAGE_SCOPE, BearerAuthorizer, SharedKeyAuthorizer, StorageService
 from backup.azure.table import TableClient
 from backup.catalog import Catalog
 from backup.errors import InvalidInputError, UnexpectedResponseError
@@ -315,6 +315,27 @@ def test_the_http_api_answers_502_not_400() -> None:
     assert "field" not in body["error"]  # nothing the caller sent is wrong
     assert "response body" in body["error"]["message"] and "req-0001" in body["error"]["message"]
     assert SECRET not in response.get_body().decode()
+
+
+def test_a_setting_that_does_not_work_in_a_route_is_a_500_naming_it_not_a_bare_internal_error() -> None:
+    class NoIdentity:
+        """An azure-identity credential on a host without a managed identity."""
+
+        def get_token(self, *scopes: str) -> Any:
+            raise RuntimeError(f"ManagedIdentityCredential: no response from IMDS {SECRET}")
+
+    tokens = IdentityTokenProvider(STORAGE_SCOPE, credential=NoIdentity())
+    table = TableClient("https://127.0.0.1:1/devstoreaccount1", "catalog", BearerAuthorizer(tokens))
+    catalog = Catalog(table, blob_endpoint="https://127.0.0.1:1/devstoreaccount1")
+    request = func.HttpRequest(method="GET", url="http://localhost/api/backups", body=b"")
+    response = asyncio.run(http_routes.guarded(lambda: http_routes.list_backups(request, catalog)))
+    # 500: the request is fine, and waiting will not mend it (503 would invite retries); the code says a
+    # setting needs a person, the message which one, and the credential's own words stay in the log.
+    assert response.status_code == 500
+    error = json.loads(response.get_body())["error"]
+    assert error["code"] == "InvalidSettings" and "field" not in error
+    assert error["message"].startswith("the app's settings do not work: credential (DefaultAzureCredential")
+    assert SECRET not in response.get_body().decode() and "IMDS" not in error["message"]
 
 
 def test_the_cli_reports_one_line_and_exits_1() -> None:

@@ -317,9 +317,8 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
 
 
 def register_orchestrators(target: df.Blueprint) -> None:
-    """Register the orchestrators (run, lane, disk and the disk's two watches; restore, restore tests,
-    prune) on an app or blueprint,
-    under their own names."""
+    """Register the orchestrators (run, lane, disk and the disk's three watches; restore, restore tests,
+    prune) on an app or blueprint, under their own names."""
 
     @target.orchestration_trigger(context_name="context")
     def backup_run(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
@@ -340,6 +339,10 @@ def register_orchestrators(target: df.Blueprint) -> None:
     @target.orchestration_trigger(context_name="context")
     def watch_copy(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
         return (yield from watch.watch_copy(context))
+
+    @target.orchestration_trigger(context_name="context")
+    def watch_readiness(context: df.DurableOrchestrationContext) -> orchestrators.Orchestration:
+        return (yield from watch.watch_readiness(context))
 
     @target.orchestration_trigger(context_name="context")
     def restore_disk(context: df.DurableOrchestrationContext) -> restore.Orchestration:

@@ -41,7 +41,13 @@ from backup.app.bounded_json import parse_json
 from backup.app.instance_query import query_instances
 from backup.azure.resource_id import parse_disk_id
 from backup.catalog import Catalog
-from backup.errors import AzureHttpError, InvalidInputError, TransportError, UnexpectedResponseError
+from backup.errors import (
+    AzureHttpError,
+    ConfigurationError,
+    InvalidInputError,
+    TransportError,
+    UnexpectedResponseError,
+)
 from backup.failures import INTERNAL_MESSAGE, Failure, FailureCode, one_line
 from backup.redact import get_logger, strip_query
 from backup.report import (
@@ -211,7 +217,9 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 async def guarded(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.HttpResponse:
-    """Run a handler: caller mistakes become 400, off-spec Azure answers 502, our own faults 500 or 503."""
+    """Run a handler: caller mistakes become 400, off-spec Azure answers 502, a backend that did not
+    answer 503, a setting that does not work (no token could be had) 500 ``InvalidSettings``, anything
+    else 500 ``InternalError``."""
     try:
         return await handler()
     except InvalidInputError as exc:
@@ -226,6 +234,12 @@ async def guarded(handler: Callable[[], Awaitable[func.HttpResponse]]) -> func.H
     except (TransportError, AzureHttpError) as exc:
         log.warning("a backend did not answer: %s", exc)
         return error_response(503, "BackendUnavailable", "a backing service did not answer; try again later")
+    except ConfigurationError as exc:
+        # Not the caller's mistake, and not one that waiting mends (a 503 would invite retries): a setting
+        # or the app's identity (no token could be had) needs a person. The details stay in the log.
+        log.error("a setting does not work: %s", exc)
+        message = f"the app's settings do not work: {exc.setting}; its logs have the details"
+        return error_response(500, "InvalidSettings", message)
     except Exception:
         log.exception("request failed")
         return error_response(500, "InternalError", "the request failed on our side; see the app's logs")

@@ -119,8 +119,9 @@ CREATED_BY = "diskbackup"
 MAX_TAG_VALUE = MAX_TAG_VALUE_LENGTH
 #: ARM's limit on the tags of one resource (tag-resources, Limitations).
 MAX_TAGS = 50
-#: GrantAccessData.durationInSeconds is an int32.
-MAX_GRANT_SECONDS = 2**31 - 1
+#: GrantAccessData.durationInSeconds is an int32, but since 15 February 2025 Azure refuses a disk or
+#: snapshot SAS longer than 60 days (azure-docs articles/virtual-machines/includes/disks-sas-change.md).
+MAX_GRANT_SECONDS = 60 * 24 * 3600
 #: Snapshots of these disk types are copied in the background and cannot be read (granted, downloaded,
 #: copied) until ``completionPercent`` reaches 100 (learn.microsoft.com: disks-incremental-snapshots,
 #: "Check snapshot status"; disks-instant-access-snapshots). Other disk types' snapshots can be read at

@@ -1,8 +1,11 @@
 """The activities: each makes one bounded Azure call (or a short, bounded few) and answers small JSON.
 
-Every activity is safe to run twice with the same input (the host delivers at least once): snapshots are
-named by run and disk, the copy looks for its own earlier attempt before starting another, catalog rows
-are keyed by run and disk and replaced whole, revoking and deleting are idempotent.
+Every activity is safe to run twice with the same input (the host delivers at least once, and the
+orchestrators call an activity again after a transient failure: :mod:`backup.workflow.retries`):
+snapshots are named by run and disk (a second PUT of the same snapshot is an update), a grant made again
+replaces the SAS before anything reads through it, the copy looks for its own earlier attempt before
+starting another, catalog rows are keyed by run and disk and replaced whole, revoking and deleting are
+idempotent. The one exception is :func:`send_run_alert`, which the orchestrator does not call again.
 
 Activities raise on failure (the orchestrator turns the error into a disk's failure reason); they never
 return error text. A throttled *begin* call is not a failure: it answers ``Throttled`` with the call to
@@ -43,6 +46,10 @@ log = get_logger(__name__)
 
 #: Seconds to wait after a throttled call that said nothing about when to come back.
 DEFAULT_THROTTLE_WAIT = 30.0
+#: Seconds to wait before asking again to change a resource that an earlier call is still changing.
+BUSY_WAIT = 5.0
+#: Provisioning states of a resource that an operation is still changing.
+CHANGING = frozenset({"Creating", "Updating"})
 
 
 # -- selection and catalog ------------------------------------------------------------------------------
@@ -105,6 +112,9 @@ def record_restore_point(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 def send_run_alert(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Tell the alert webhook about a finished run when it went wrong or a disk has gone stale.
+
+    Not called again by the orchestrator: after a lost answer the webhook may have the alert, and a
+    repeat would post it twice. The webhook is retried here (:func:`backup.alerts.send_alert`).
 
     ``data`` is ``{"summary": <RunSummary>, "asOf": <the run's end, ISO>}``: staleness is judged at the
     orchestration's time, not this worker's clock. Only the run's failed disks can be stale (a disk
@@ -205,7 +215,9 @@ def snapshot_readiness(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 
 def begin_grant_access(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Start granting read access to the snapshot (its SAS stays in the operation)."""
+    """Start granting read access to the snapshot for ``durationSeconds`` (its SAS stays in the
+    operation). Safe to repeat: a new grant replaces the snapshot's SAS, and the orchestrator grants
+    only when nothing reads through the old one (:mod:`backup.workflow.access`)."""
     payload = _object(data)
     duration = payload.get("durationSeconds")
     if isinstance(duration, bool) or not isinstance(duration, int):
@@ -350,6 +362,18 @@ def _operation_answer(operation: LroStatus) -> dict[str, Any]:
 def _throttled(activity: str, payload: dict[str, Any], exc: ThrottledError) -> dict[str, Any]:
     wait = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_WAIT
     log.warning("%s throttled; the orchestrator will call again in %.0f s", activity, wait)
+    return _call_again(activity, payload, wait)
+
+
+def _busy(activity: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a begin activity whose resource an earlier operation is still changing (say, one
+    whose answer was lost, and which this call repeats): the orchestrator calls again after a wait,
+    as after a 429, rather than failing on ARM's 409 for overlapping operations."""
+    log.info("%s: the resource is still being changed; the orchestrator will call again", activity)
+    return _call_again(activity, payload, BUSY_WAIT)
+
+
+def _call_again(activity: str, payload: dict[str, Any], wait: float) -> dict[str, Any]:
     return {
         "state": "Throttled",
         "retryAfter": wait,

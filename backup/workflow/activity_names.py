@@ -5,8 +5,9 @@ the orchestrators and by the registration in :mod:`backup.app.blueprint`.
 
 An *operation answer* (begin_* and poll_operation) is ``{"state": "InProgress" | "Succeeded" |
 "Throttled", "retryAfter": seconds or None, "operation": <secret-free polling state> or None}``; a
-``Throttled`` answer adds ``"retry": {"activity": name, "input": {...}}``, the call to repeat after the
-wait. An operation that ended Failed or Canceled makes the activity raise instead.
+``Throttled`` answer (ARM answered 429, or the resource is still being changed by an earlier call, say
+one whose answer was lost) adds ``"retry": {"activity": name, "input": {...}}``, the call to repeat after
+the wait. An operation that ended Failed or Canceled makes the activity raise instead.
 
 A *readiness answer* (snapshot_readiness, one GET of the snapshot) is ``{"ready": bool,
 "completionPercent": number or None, "accessState": snapshotAccessState or None, "retryAfter": seconds

@@ -44,6 +44,8 @@ from backup.errors import ConflictError, InvalidInputError, NotFoundError, Throt
 from backup.redact import get_logger
 from backup.workflow import activity_names as act
 from backup.workflow.activities import (
+    CHANGING,
+    _busy,
     _metadata_value,
     _object,
     _operation,
@@ -123,6 +125,10 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
     backup, ``{"acquired": false, "holder", "since"}``. A lease older than ``staleAfterMinutes`` (longer
     than any disk orchestration runs) belongs to a run that died: it is broken and taken over. Times are
     the orchestration's (``now``), as the holder wrote them.
+
+    Safe to repeat: the lease id is fixed by run and disk, and acquiring a lease the blob already holds
+    under that id succeeds; a blob an earlier attempt created is found (``created`` is then false, and
+    tonight is a full copy all the same: the new blob has no restore point).
     """
     payload = _object(data)
     lease_id = _text(payload, "leaseId")
@@ -635,10 +641,16 @@ def delete_plan(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 
 def begin_tag_base(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Start tagging tonight's snapshot as the disk's diff base (and as kept, if ``keep``)."""
+    """Start tagging tonight's snapshot as the disk's diff base (and as kept, if ``keep``).
+
+    Safe to repeat: tags already in place cost nothing more; while an earlier attempt's update is still
+    under way (its answer lost), the orchestrator is told to call again rather than overlap it.
+    """
     payload = _object(data)
     snapshot_id = _text(payload, "snapshotId")
     snapshot = clients.compute.get_snapshot(snapshot_id)
+    if snapshot.provisioning_state in CHANGING:
+        return _busy(act.BEGIN_TAG_BASE, payload)
     tags = {**snapshot.tags, TAG_BASE: "true"}
     if payload.get("keep") is True:
         tags[TAG_KEEP] = "true"
@@ -648,6 +660,11 @@ def begin_tag_base(clients: AzureClients, data: Any) -> dict[str, Any]:
         operation = clients.compute.begin_update_snapshot_tags(snapshot_id, tags)
     except ThrottledError as exc:
         return _throttled(act.BEGIN_TAG_BASE, payload, exc)
+    except ConflictError:
+        # ARM refuses an update that overlaps another (an earlier attempt's, whose answer was lost).
+        if clients.compute.get_snapshot(snapshot_id).provisioning_state in CHANGING:
+            return _busy(act.BEGIN_TAG_BASE, payload)
+        raise
     return _operation_answer(operation)
 
 
@@ -664,6 +681,8 @@ def begin_retire_base(clients: AzureClients, data: Any) -> dict[str, Any]:
         snapshot = clients.compute.get_snapshot(snapshot_id)
     except NotFoundError:
         return {**done, "action": "none"}
+    if snapshot.provisioning_state in CHANGING:
+        return _busy(act.BEGIN_RETIRE_BASE, payload)  # an earlier attempt's untagging is under way
     if snapshot.tags.get(TAG_BASE) != "true":
         return {**done, "action": "none"}  # not marked by the chain: not ours to delete
     try:

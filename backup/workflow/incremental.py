@@ -7,7 +7,11 @@ a plan batch's number. The ranges themselves are written to plan blobs by ``list
 by ``apply_batch`` (:mod:`backup.workflow.chain_activities`).
 
 Waiting (grants, revokes, the base's rotation) stays in :mod:`backup.workflow.orchestrators`; nothing
-here waits on a timer.
+here waits on a timer but a retry's. Every activity here is safe to run twice with the same input (plan
+batches are named by run, part and number; applying a batch writes the same bytes again; verification
+only reads), so each is called with the run's retry policy (:mod:`backup.workflow.retries`), and before
+each one that reads through a snapshot's SAS the grants are renewed if they are running out
+(:class:`backup.workflow.access.ReadAccess`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import azure.durable_functions as df
 
 from backup.azure.page_range import PageRange
 from backup.workflow import activity_names as act
+from backup.workflow.access import ReadAccess
 from backup.workflow.chain import plan_batch_name, segments
 from backup.workflow.models import DiskJob, MiB
+from backup.workflow.retries import call_activity
 
 Orchestration = Generator[Any, Any, Any]
 
@@ -76,20 +82,22 @@ class Outcome:
 def copy_changes(
     context: df.DurableOrchestrationContext,
     night: Night,
-    grant: dict[str, Any],
-    base_grant: dict[str, Any],
+    access: ReadAccess,
+    base_id: str,
     phase: Callable[..., None],
 ) -> Orchestration:
     """List what changed since the base, apply it, rewrite the footer if it changed, and verify.
 
-    ``grant`` and ``base_grant`` are the succeeded grant operations (tonight's snapshot, the base). Ends
-    with an :class:`Outcome`; a diff above ``fullCopyPercent`` of the disk or a failed verification is a
+    ``access`` holds the grants of tonight's snapshot and of the base (``base_id``). Ends with an
+    :class:`Outcome`; a diff above ``fullCopyPercent`` of the disk or a failed verification is a
     fallback, any other failure raises.
     """
     options = night.job.options
     chain = options.chain
     disk_bytes = night.job.disk.size_bytes
-    common = {**night.blob, "runId": night.job.run_id, "grant": grant["operation"]}
+
+    def common() -> dict[str, Any]:
+        return {**night.blob, "runId": night.job.run_id, "grant": access[night.snapshot_id].operation}
 
     # 1. The diff, segment by segment, each a few bounded listing steps: a plan in storage.
     phase("diff", kind="incremental")
@@ -101,11 +109,13 @@ def copy_changes(
         marker: str | None = None
         changed_here = False
         while True:
-            listed = yield context.call_activity(
+            yield from access.fresh_all(context)
+            listed = yield from call_activity(
+                context,
                 act.LIST_CHANGES,
                 {
-                    **common,
-                    "baseGrant": base_grant["operation"],
+                    **common(),
+                    "baseGrant": access[base_id].operation,
                     "segment": [segment.start, segment.end],
                     "marker": marker,
                     "pageSize": chain.diff_page_size,
@@ -114,6 +124,7 @@ def copy_changes(
                     "batchBytes": chain.batch_bytes,
                     "batchRequests": chain.batch_requests,
                 },
+                options.retry,
             )
             parts.append((listed["part"], listed["batches"]))
             figures.bytes_changed += listed["changedBytes"]
@@ -143,14 +154,21 @@ def copy_changes(
     moved = 0
     phase("apply", bytes_copied=0, bytes_total=to_move)
     for name in batch_names:
-        applied = yield context.call_activity(
+        yield from access.fresh(context, night.snapshot_id)
+        applied = yield from call_activity(
+            context,
             act.APPLY_BATCH,
-            {**common, "leaseId": night.lease_id, "planBlob": name, "writesPerBlob": chain.writes_per_blob},
+            {**common(), "leaseId": night.lease_id, "planBlob": name, "writesPerBlob": chain.writes_per_blob},
+            options.retry,
         )
         moved += applied["bytesMoved"]
         phase("apply", bytes_copied=moved, bytes_total=to_move)
-    footer = yield context.call_activity(
-        act.SYNC_FOOTER, {**common, "leaseId": night.lease_id, "diskBytes": disk_bytes}
+    yield from access.fresh(context, night.snapshot_id)
+    footer = yield from call_activity(
+        context,
+        act.SYNC_FOOTER,
+        {**common(), "leaseId": night.lease_id, "diskBytes": disk_bytes},
+        options.retry,
     )
     if footer["rewritten"]:
         moved += footer["bytesMoved"]
@@ -159,7 +177,7 @@ def copy_changes(
 
     # 3. Verify: page sets where anything changed (elsewhere both equal the last verified point), size,
     # footer, and sampled content, the changed bytes first.
-    checked = yield from verify(context, night, grant, touched, spread(batch_names, SAMPLED_BATCHES), phase)
+    checked = yield from verify(context, night, access, touched, spread(batch_names, SAMPLED_BATCHES), phase)
     if checked.problem is not None:
         return Outcome(f"verification failed: {checked.problem}", figures)
     return Outcome(None, figures)
@@ -168,35 +186,46 @@ def copy_changes(
 def verify(
     context: df.DurableOrchestrationContext,
     night: Night,
-    grant: dict[str, Any],
+    access: ReadAccess,
     to_list: list[PageRange],
     plan_blobs: list[str],
     phase: Callable[..., None],
 ) -> Orchestration:
-    """Check the backup blob against tonight's snapshot: populated pages in ``to_list`` segments, then
-    size, footer and sampled content. Ends with :class:`Checked` (never raises for a mismatch)."""
-    chain = night.job.options.chain
+    """Check the backup blob against tonight's snapshot (read through ``access``): populated pages in
+    ``to_list`` segments, then size, footer and sampled content. Ends with :class:`Checked` (never
+    raises for a mismatch)."""
+    options = night.job.options
+    chain = options.chain
     phase("verify")
-    common = {**night.blob, "grant": grant["operation"]}
+
+    def common() -> dict[str, Any]:
+        return {**night.blob, "grant": access[night.snapshot_id].operation}
+
     populated = ranges = 0
     for segment in to_list:
-        pages = yield context.call_activity(
+        yield from access.fresh(context, night.snapshot_id)
+        pages = yield from call_activity(
+            context,
             act.VERIFY_PAGES,
-            {**common, "segment": [segment.start, segment.end], "pageSize": chain.diff_page_size},
+            {**common(), "segment": [segment.start, segment.end], "pageSize": chain.diff_page_size},
+            options.retry,
         )
         if not pages["equal"]:
             return Checked(pages["problem"])
         populated += pages["populatedBytes"]
         ranges += pages["ranges"]
-    content = yield context.call_activity(
+    yield from access.fresh(context, night.snapshot_id)
+    content = yield from call_activity(
+        context,
         act.VERIFY_CONTENT,
         {
-            **common,
+            **common(),
             "diskBytes": night.job.disk.size_bytes,
             "sampleBytes": chain.verify_sample_mib * MiB,
             "seed": f"{night.job.run_id}\n{night.job.disk.id.lower()}",
             "planBlobs": plan_blobs,
         },
+        options.retry,
     )
     if not content["equal"]:
         return Checked(content["problem"])

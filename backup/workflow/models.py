@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from backup.azure.compute import copies_in_background
 from backup.errors import InvalidInputError
+from backup.workflow.retries import ActivityRetry
 
 SelectionKind = Literal["configured", "diskIds", "tag", "resourceGroup"]
 Outcome = Literal["Succeeded", "Failed"]
@@ -165,18 +166,24 @@ class RunOptions:
     snapshot_copy_timeout_minutes: int = 720
     force_full: bool = False  # options.kind "full": copy whole tonight whatever the chain could do
     chain: ChainOptions = field(default_factory=ChainOptions)
+    #: How long a snapshot's read access lasts for work that renews it (backup.workflow.access).
+    sas_minutes: int = 120
+    #: How idempotent activities are retried after a transient failure (backup.workflow.retries).
+    retry: ActivityRetry = field(default_factory=ActivityRetry)
 
     @property
     def sas_duration_seconds(self) -> int:
-        """How long the snapshot's read access lasts: the copy's deadline plus an hour of slack."""
-        return (self.copy_timeout_minutes + 60) * 60
+        """How long a snapshot's read access lasts for work that renews it (``sasMinutes``); a Copy
+        Blob's grant lasts longer when its copy is expected to (``backup.workflow.access.copy_seconds``)."""
+        return self.sas_minutes * 60
 
     @property
     def writer_stale_minutes(self) -> int:
         """After how long a backup blob's writer lease counts as abandoned and may be broken.
 
-        Longer than any disk orchestration can run: every wait it makes has a deadline (snapshot, two
-        grants, copy, revokes, deletes), so a lease older than all of them together is a dead run's.
+        Longer than any disk orchestration can run: every wait it makes has a deadline (snapshot, grants,
+        copy with its restarts, revokes, deletes), so a lease older than all of them together, with an
+        hour for retried activities, is a dead run's.
         """
         return self.copy_timeout_minutes + 8 * self.snapshot_timeout_minutes + 60
 
@@ -194,6 +201,8 @@ class RunOptions:
             "snapshotCopyTimeoutMinutes": self.snapshot_copy_timeout_minutes,
             "forceFull": self.force_full,
             "chain": self.chain.to_json(),
+            "sasMinutes": self.sas_minutes,
+            "retry": self.retry.to_json(),
         }
 
     @classmethod
@@ -217,6 +226,13 @@ class RunOptions:
             ),
             force_full=_bool(data, "forceFull", "options") if "forceFull" in data else False,
             chain=ChainOptions.from_json(data.get("chain")),
+            # Both absent from the inputs of runs started before they existed: those get the defaults.
+            sas_minutes=(
+                _int(data, "sasMinutes", "options", 5, 1440)
+                if data.get("sasMinutes") is not None
+                else cls.sas_minutes
+            ),
+            retry=ActivityRetry.from_json(data.get("retry")),
         )
 
 

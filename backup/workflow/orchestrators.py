@@ -11,6 +11,10 @@ Waiting follows the monitor pattern: an activity makes one check, the orchestrat
 starts at ``pollInitialSeconds`` and doubles up to ``pollMaxSeconds`` (never shorter than a
 ``Retry-After`` the service asked for), and gives up with a clear reason at a deadline.
 
+Every activity but the alert is called with a bounded retry (:mod:`backup.workflow.retries`): a transient
+failure that outlasted the transport's own retries costs a few durable timers, not the disk. Read access
+lasts as long as the work needs and is renewed when it runs out (:mod:`backup.workflow.access`).
+
 Histories stay bounded: a run holds one event pair per lane, a lane continues as new every
 :data:`LANE_DISKS_PER_EXECUTION` disks, and a disk holds a handful of events per phase however long
 its waits (the copy watch continues as new after every poll).
@@ -29,11 +33,22 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from backup.azure.compute import snapshot_name
+from backup.azure.resource_id import parse_disk_id
+from backup.azure.resource_id import snapshot_id as snapshot_resource_id
 from backup.errors import InvalidInputError, VerificationError, WriterBusyError
 from backup.failures import Failure, FailureCode, failure_of, for_phase
+from backup.redact import get_logger
 from backup.telemetry import PhaseClock, emit, run_record
 from backup.workflow import activity_names as act
 from backup.workflow import incremental
+from backup.workflow.access import (
+    COPY_RESTARTS,
+    ReadAccess,
+    copy_seconds,
+    expected_copy_seconds,
+    source_access_ended,
+)
 from backup.workflow.chain import chain_blob_name, writer_lease_id
 from backup.workflow.lanes import deal_to_lanes, expected_cost
 from backup.workflow.models import (
@@ -53,7 +68,8 @@ from backup.workflow.models import (
     run_status,
     sub_orchestration_id,
 )
-from backup.workflow.watch import next_delay, sleep_until_next_poll, wait_for_copy, wait_for_operation
+from backup.workflow.retries import ActivityRetry, call_activity
+from backup.workflow.watch import next_delay, wait_for_copy, wait_for_operation, wait_for_readiness
 
 __all__ = [
     "LANE_DISKS_PER_EXECUTION",
@@ -66,6 +82,8 @@ __all__ = [
 ]
 
 Orchestration = Generator[Any, Any, Any]
+
+log = get_logger(__name__)
 
 #: Disks a lane backs up before it continues as new (its history: about four events per disk).
 LANE_DISKS_PER_EXECUTION = 8
@@ -93,20 +111,25 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         status="Running",
     )
     context.set_custom_status({"phase": "resolving"})
+    retry = run.options.retry
     try:
-        found = yield context.call_activity(act.RESOLVE_SELECTION, run.selection.to_json())
+        found = yield from call_activity(context, act.RESOLVE_SELECTION, run.selection.to_json(), retry)
         disks = [DiskRef.from_json(d) for d in found]
     except Exception as exc:
-        return (yield from _fail_run(context, started, failure_of(exc), "selecting the disks"))
+        return (yield from _fail_run(context, started, failure_of(exc), "selecting the disks", retry))
 
     total = len(disks)
     try:
-        yield context.call_activity(act.RECORD_RUN, replace(started, disk_count=total).to_json())
+        yield from call_activity(context, act.RECORD_RUN, replace(started, disk_count=total).to_json(), retry)
     except Exception as exc:
-        # Nothing is started when the catalog cannot take the run's row: every restore point would go
-        # unrecorded. The run ends at once, with the reason.
+        # Nothing is started when the catalog cannot take the run's row (after retries): every restore
+        # point would go unrecorded. The run ends at once, with the reason; its final row is tried only
+        # once, since the catalog has just failed every retry.
         failed = replace(started, disk_count=total)
-        return (yield from _fail_run(context, failed, failure_of(exc), "recording the run in the catalog"))
+        once = ActivityRetry(attempts=1)
+        return (
+            yield from _fail_run(context, failed, failure_of(exc), "recording the run in the catalog", once)
+        )
     lanes = min(run.options.max_parallel, total)
     context.set_custom_status({"phase": "backing up", "disks": total, "lanes": lanes})
     jobs = [
@@ -145,7 +168,7 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
         disks=ordered,
         reason=None if ordered else "the selection matched no disks",
     )
-    summary = yield from _record_run(context, summary)
+    summary = yield from _record_run(context, summary, retry)
     summary = yield from _alert(context, summary)
     context.set_custom_status(
         {"phase": "done", "disks": total, "succeeded": succeeded, "failed": total - succeeded}
@@ -158,7 +181,11 @@ def backup_run(context: df.DurableOrchestrationContext) -> Orchestration:
 
 
 def _fail_run(
-    context: df.DurableOrchestrationContext, started: RunSummary, failure: Failure, doing: str
+    context: df.DurableOrchestrationContext,
+    started: RunSummary,
+    failure: Failure,
+    doing: str,
+    retry: ActivityRetry,
 ) -> Orchestration:
     """End a run that failed before any disk was backed up: status Failed, with a code and a reason."""
     reason = f"{doing}: {failure.message}"
@@ -170,15 +197,18 @@ def _fail_run(
         reason=reason,
     )
     context.set_custom_status({"phase": "failed", "code": failure.code.value, "reason": reason})
-    failed = yield from _record_run(context, failed)
+    failed = yield from _record_run(context, failed, retry)
     return (yield from _alert(context, failed)).to_json()
 
 
-def _record_run(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orchestration:
-    """Write the run's final catalog row; if that fails, the run's result still stands (its restore
-    points were recorded disk by disk) and says so in ``warnings``. Answers the summary to return."""
+def _record_run(
+    context: df.DurableOrchestrationContext, summary: RunSummary, retry: ActivityRetry
+) -> Orchestration:
+    """Write the run's final catalog row (an upsert: safe to repeat); if that fails even after retries,
+    the run's result still stands (its restore points were recorded disk by disk) and says so in
+    ``warnings``. Answers the summary to return."""
     try:
-        yield context.call_activity(act.RECORD_RUN, summary.to_json())
+        yield from call_activity(context, act.RECORD_RUN, summary.to_json(), retry)
     except Exception as exc:
         return replace(summary, warnings=(f"run not recorded in the catalog: {failure_reason(exc)}",))
     return summary
@@ -186,7 +216,11 @@ def _record_run(context: df.DurableOrchestrationContext, summary: RunSummary) ->
 
 def _alert(context: df.DurableOrchestrationContext, summary: RunSummary) -> Orchestration:
     """Tell the alert webhook (if one is set) about a run that went wrong; a failure to alert is a warning
-    on the run, never its failure. Answers the summary to return."""
+    on the run, never its failure. Answers the summary to return.
+
+    Not retried here: the activity retries the webhook itself, and a repeat after a lost answer would
+    post the alert twice.
+    """
     try:
         alert = {"summary": summary.to_json(), "asOf": iso(context.current_utc_datetime)}
         yield context.call_activity(act.SEND_RUN_ALERT, alert)
@@ -249,9 +283,14 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     the changes since the base (falling back to a whole copy when they cannot be verified) → verify →
     revoke → blob snapshot (the restore point) → record → tonight's snapshot becomes the diff base →
     plan deleted, lease released. See :mod:`backup.workflow.chain`.
+
+    Every activity it calls is safe to run twice with the same input, and is retried after a transient
+    failure (:mod:`backup.workflow.retries`); read access is granted for as long as the work needs and
+    renewed when it runs out (:mod:`backup.workflow.access`).
     """
     job = DiskJob.from_json(context.get_input())
     options = job.options
+    retry = options.retry
     disk = job.disk
     status = DiskStatus(disk=disk.name, phase="lease", bytes_total=disk.size_bytes)
     clock = PhaseClock(job.run_id, disk.id, disk.name)
@@ -268,7 +307,11 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         return done.to_json()
 
     snapshot_id: str | None = None
+    planned_snapshot: str | None = None  # tonight's snapshot's id, known before ARM answers
     granted: list[str] = []  # snapshots with read access: revoked on every path
+    access = ReadAccess(
+        options, lambda ctx, op, until, what: _wait_for_operation(ctx, op, until, options, what)
+    )
     lease_held = False
     copy: dict[str, Any] | None = None
     blob = {
@@ -283,7 +326,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     try:
         # 1. One writer per disk: the backup blob's lease.
         phase("lease")
-        lease = yield context.call_activity(
+        lease = yield from call_activity(
+            context,
             act.ACQUIRE_WRITER_LEASE,
             {
                 **blob,
@@ -293,6 +337,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                 "now": iso(context.current_utc_datetime),
                 "staleAfterMinutes": options.writer_stale_minutes,
             },
+            retry,
         )
         if not lease["acquired"]:
             raise WriterBusyError(
@@ -308,9 +353,13 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         # 2. Snapshot, point in time.
         phase("snapshot")
         deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-        op = yield context.call_activity(
+        planned_snapshot = _planned_snapshot(job)
+        op = yield from call_activity(
+            context,
             act.BEGIN_SNAPSHOT,
             {"runId": job.run_id, "disk": disk.to_json(), "incremental": options.incremental_snapshot},
+            retry,
+            deadline=deadline,
         )
         snapshot_id = op["snapshotId"]
         op = yield from _wait_for_operation(context, op, deadline, options, "snapshot creation")
@@ -319,7 +368,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
 
         # 3. Full or incremental tonight, and why.
         phase("plan")
-        decision = yield context.call_activity(
+        decision = yield from call_activity(
+            context,
             act.INSPECT_CHAIN,
             {
                 **blob,
@@ -330,26 +380,30 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                 "blobCreated": lease.get("created") is True,
                 "blobEtag": lease.get("etag"),
             },
+            retry,
         )
         kind, full_reason, previous_base = decision["kind"], decision["reason"], decision["previousBase"]
         phase("plan", kind=kind)
 
-        # 4. Read access; the SAS stays inside the operation, out of this history.
+        # 4. Read access, for as long as tonight's work needs it; the SAS stays inside the operation.
         phase("grant")
         granted.append(snapshot_id)  # from here on, revoke: endGetAccess is harmless if nothing was granted
-        grant = yield from _grant(context, snapshot_id, deadline, options)
+        if kind == "incremental":
+            yield from access.grant(context, snapshot_id)
+        else:
+            yield from access.grant(context, snapshot_id, copy_seconds(disk.size_bytes, options))
 
         # 5. The changes since the base, or the whole snapshot.
         if kind == "incremental":
             base_id = decision["base"]["snapshotId"]
             granted.append(base_id)
-            base_grant = yield from _grant(context, base_id, deadline, options)
-            outcome = yield from incremental.copy_changes(context, night, grant, base_grant, phase)
+            yield from access.grant(context, base_id)
+            outcome = yield from incremental.copy_changes(context, night, access, base_id, phase)
             figures = outcome.figures
             if outcome.fallback is not None:
                 kind, full_reason, base_id = "full", outcome.fallback, None
         if kind == "full":
-            figures, copy = yield from _copy_whole(context, night, grant, phase)
+            figures, copy = yield from _copy_whole(context, night, access, phase)
 
         # 6. Revoke, now that nothing reads the snapshots any more.
         phase("revoke")
@@ -357,11 +411,14 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             yield from _revoke(context, granted[0], options)
             granted.pop(0)
 
-        # 7. The restore point: a blob snapshot of the backup blob, then the catalog.
+        # 7. The restore point: a blob snapshot of the backup blob, then the catalog. A repeated
+        # snapshot_backup_blob finds the restore point an earlier attempt took: never a second one.
         phase("record")
-        taken = yield context.call_activity(
+        taken = yield from call_activity(
+            context,
             act.SNAPSHOT_BACKUP_BLOB,
             {**blob, "runId": job.run_id, "diskId": disk.id, "snapshotId": snapshot_id, "kind": kind},
+            retry,
         )
         restore_point = replace(
             _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy),
@@ -377,7 +434,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             base_snapshot_id=base_id,
             blob_etag=taken.get("blobEtag"),
         )
-        recorded = yield context.call_activity(act.RECORD_RESTORE_POINT, restore_point.to_json())
+        recorded = yield from call_activity(context, act.RECORD_RESTORE_POINT, restore_point.to_json(), retry)
 
         # 8. Tonight's snapshot is the diff base now; the one it replaces goes (unless kept).
         phase("cleanup")
@@ -385,7 +442,7 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             yield from _rotate_base(context, snapshot_id, previous_base, options)
         except Exception as exc:  # the restore point stands; the catalog names the base either way
             warnings.append(f"diff base not rotated: {failure_reason(exc)}")
-        warnings.extend((yield from _finish_writing(context, blob, lease_id)))
+        warnings.extend((yield from _finish_writing(context, blob, lease_id, retry)))
         lease_held = False
         phase("done")
         return finished(
@@ -420,7 +477,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         phase("record")
         try:
             failed_point = _restore_point(job, snapshot_id, blob["blobName"], started_at, context, copy)
-            yield context.call_activity(
+            yield from call_activity(
+                context,
                 act.RECORD_RESTORE_POINT,
                 replace(
                     failed_point,
@@ -429,17 +487,21 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                     full_copy_reason=full_reason,
                     code=failure.code.value,
                 ).to_json(),
+                retry,
             )
         except Exception as record_exc:
             warnings.append(f"failure not recorded in the catalog: {failure_reason(record_exc)}")
-        if snapshot_id is not None and not options.keep_snapshot:
+        # Tonight's snapshot only (never the base). If ARM never answered its creation, it may still
+        # exist under its planned name: deleting one that does not exist costs a call and is no error.
+        leftover = snapshot_id or planned_snapshot
+        if leftover is not None and not options.keep_snapshot:
             phase("cleanup")
             try:
-                yield from _delete_snapshot(context, snapshot_id, options)  # tonight's only: never the base
+                yield from _delete_snapshot(context, leftover, options)
             except Exception as delete_exc:
                 warnings.append(f"snapshot not deleted: {failure_reason(delete_exc)}")
         if lease_held:
-            warnings.extend((yield from _finish_writing(context, blob, lease_id)))
+            warnings.extend((yield from _finish_writing(context, blob, lease_id, retry)))
         phase("failed", reason=reason)
         return finished(
             DiskResult(
@@ -459,55 +521,82 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
 def _copy_whole(
     context: df.DurableOrchestrationContext,
     night: incremental.Night,
-    grant: dict[str, Any],
+    access: ReadAccess,
     phase: Callable[..., None],
 ) -> Orchestration:
     """Copy Blob of the whole snapshot over the backup blob (its earlier restore points stay), watched
-    and verified; answers ``(figures, copy)``. A copy that does not verify fails the night."""
+    and verified; answers ``(figures, copy)``. A copy that does not verify fails the night.
+
+    The grant lasts as long as the copy is expected to take (renewed first if less is left). A copy
+    whose source access ran out under it (a 403 from the source) is started again with a new, longer
+    grant, at most :data:`~backup.workflow.access.COPY_RESTARTS` times, all within the copy's deadline;
+    any other failed or aborted copy fails the night at once.
+    """
     job = night.job
+    options = job.options
     phase("copy", kind="full", bytes_copied=0, bytes_total=job.disk.size_bytes)
-    copy = yield context.call_activity(
-        act.START_COPY,
-        {
-            **night.blob,
-            "snapshotId": night.snapshot_id,
-            "grant": grant["operation"],
-            "leaseId": night.lease_id,
-            "metadata": {
-                "runId": job.run_id,
-                "diskId": job.disk.id,
+    deadline = context.current_utc_datetime + timedelta(minutes=options.copy_timeout_minutes)
+    restarts = 0
+    while True:
+        grant = yield from access.fresh(
+            context, night.snapshot_id, expected_copy_seconds(job.disk.size_bytes)
+        )
+        # Safe to repeat: start_copy finds its own copy (same snapshot, pending or done) before starting one.
+        copy = yield from call_activity(
+            context,
+            act.START_COPY,
+            {
+                **night.blob,
                 "snapshotId": night.snapshot_id,
-                # Copy Blob replaces the metadata: the writer's record goes along.
-                "writerRunId": job.run_id,
-                "writerSince": iso(context.current_utc_datetime),
+                "grant": grant.operation,
+                "leaseId": night.lease_id,
+                "metadata": {
+                    "runId": job.run_id,
+                    "diskId": job.disk.id,
+                    "snapshotId": night.snapshot_id,
+                    # Copy Blob replaces the metadata: the writer's record goes along.
+                    "writerRunId": job.run_id,
+                    "writerSince": iso(context.current_utc_datetime),
+                },
             },
-        },
-    )
-    copy = yield from _wait_for_copy(context, copy, night.blob, job.options, phase)
+            options.retry,
+            deadline=deadline,
+        )
+        try:
+            copy = yield from _wait_for_copy(context, copy, night.blob, options, phase, deadline)
+            break
+        except Exception as exc:
+            failure = failure_of(exc)
+            ended = failure.code is FailureCode.COPY_FAILED and source_access_ended(failure.message)
+            if not ended or restarts >= COPY_RESTARTS:
+                raise
+            restarts += 1
+            if not context.is_replaying:
+                log.warning(
+                    "%s: the copy's source access ended (%s); copying again", job.disk.id, failure.message
+                )
+            yield from access.grant(
+                context, night.snapshot_id, copy_seconds(job.disk.size_bytes, options, restarts)
+            )
     phase("verify", bytes_copied=copy["copied"])
-    yield context.call_activity(
-        act.VERIFY_BACKUP, {**night.blob, "copyId": copy["copyId"], "expectedSize": job.disk.size_bytes}
+    yield from call_activity(
+        context,
+        act.VERIFY_BACKUP,
+        {**night.blob, "copyId": copy["copyId"], "expectedSize": job.disk.size_bytes},
+        options.retry,
     )
-    checked = yield from incremental.verify(context, night, grant, incremental.all_segments(night), [], phase)
+    checked = yield from incremental.verify(
+        context, night, access, incremental.all_segments(night), [], phase
+    )
     if checked.problem is not None:
         raise VerificationError(checked.problem)
     figures = incremental.Figures(
         bytes_moved=checked.populated_bytes,
         bytes_changed=checked.populated_bytes,
         ranges=checked.ranges,
-        requests=1,
+        requests=1 + restarts,
     )
     return figures, copy
-
-
-def _grant(
-    context: df.DurableOrchestrationContext, snapshot_id: str, deadline: datetime, options: RunOptions
-) -> Orchestration:
-    """Read access to a snapshot, waited for; answers the succeeded grant operation (no SAS in it)."""
-    op = yield context.call_activity(
-        act.BEGIN_GRANT_ACCESS, {"snapshotId": snapshot_id, "durationSeconds": options.sas_duration_seconds}
-    )
-    return (yield from _wait_for_operation(context, op, deadline, options, "access grant"))
 
 
 def _rotate_base(
@@ -515,38 +604,39 @@ def _rotate_base(
 ) -> Orchestration:
     """Tag tonight's snapshot as the diff base, then retire the base it replaces."""
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-    op = yield context.call_activity(
-        act.BEGIN_TAG_BASE, {"snapshotId": snapshot_id, "keep": options.keep_snapshot}
+    op = yield from call_activity(
+        context,
+        act.BEGIN_TAG_BASE,
+        {"snapshotId": snapshot_id, "keep": options.keep_snapshot},
+        options.retry,
+        deadline=deadline,
     )
     yield from _wait_for_operation(context, op, deadline, options, "tagging the diff base")
     if previous is not None and previous.lower() != snapshot_id.lower():
-        op = yield context.call_activity(act.BEGIN_RETIRE_BASE, {"snapshotId": previous})
+        op = yield from call_activity(
+            context, act.BEGIN_RETIRE_BASE, {"snapshotId": previous}, options.retry, deadline=deadline
+        )
         yield from _wait_for_operation(context, op, deadline, options, "retiring the old diff base")
 
 
 def _finish_writing(
-    context: df.DurableOrchestrationContext, blob: dict[str, str], lease_id: str
+    context: df.DurableOrchestrationContext, blob: dict[str, str], lease_id: str, retry: ActivityRetry
 ) -> Orchestration:
     """Delete the night's plan and give the lease back; answers warnings (the night's outcome stands).
 
-    Releasing is retried a few times: a lease left behind would keep the next nights off this disk
-    until it counts as stale.
+    Both are retried after transient failures: a lease left behind would keep the next nights off this
+    disk until it counts as stale.
     """
     warnings: list[str] = []
     try:
-        yield context.call_activity(act.DELETE_PLAN, blob)
+        yield from call_activity(context, act.DELETE_PLAN, blob, retry)
     except Exception as exc:
         warnings.append(f"plan not deleted: {failure_reason(exc)}")
     try:
-        yield context.call_activity_with_retry(
-            act.RELEASE_WRITER_LEASE, _RELEASE_RETRY, {**blob, "leaseId": lease_id}
-        )
+        yield from call_activity(context, act.RELEASE_WRITER_LEASE, {**blob, "leaseId": lease_id}, retry)
     except Exception as exc:
         warnings.append(f"writer lease not released: {failure_reason(exc)}")
     return warnings
-
-
-_RELEASE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5000, max_number_of_attempts=3)
 
 
 # -- waiting ------------------------------------------------------------------------------------------
@@ -577,35 +667,26 @@ def _wait_for_snapshot_ready(
     phase: Callable[..., None],
 ) -> Orchestration:
     """Wait until a Premium SSD v2 / Ultra snapshot has finished its background copy (phase
-    ``snapshot-copy``, its percent in the disk's status): Azure grants no access to it before.
+    ``snapshot-copy``): Azure grants no access to it before.
 
-    Snapshots of the other SKUs are readable as soon as they exist, so for them nothing is asked. The
-    deadline (``snapshotCopyTimeoutMinutes``) runs from the start of this wait.
+    Snapshots of the other SKUs are readable as soon as they exist, so for them nothing is asked. One look
+    here; if the copy is still under way, the rest of the wait is a readiness watch
+    (:func:`backup.workflow.watch.wait_for_readiness`, whose custom status has the percent meanwhile), so
+    the disk's history does not grow with the wait. The deadline (``snapshotCopyTimeoutMinutes``) runs
+    from the start of this wait.
     """
     if not disk.snapshot_may_copy_in_background:
         return
     phase("snapshot-copy")
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_copy_timeout_minutes)
-    delay: float | None = None
-    while True:
-        state = yield context.call_activity(act.SNAPSHOT_READINESS, {"snapshotId": snapshot_id})
-        percent = state.get("completionPercent")
-        if state["ready"]:
-            if delay is not None:  # it was waited for: the status keeps how that wait ended
-                phase("snapshot-copy", snapshot_copy_percent=percent)
-            return
-        phase("snapshot-copy", snapshot_copy_percent=percent)
-        delay = next_delay(
-            delay, options.poll_initial_seconds, options.poll_max_seconds, state.get("retryAfter")
-        )
-        progress = "no progress reported" if percent is None else f"at {percent:g}%"
-        access = state.get("accessState")
-        yield from sleep_until_next_poll(
-            context,
-            delay,
-            deadline,
-            f"the snapshot's background copy ({progress}" + (f", {access})" if access else ")"),
-        )
+    state = yield from call_activity(
+        context, act.SNAPSHOT_READINESS, {"snapshotId": snapshot_id}, options.retry, deadline=deadline
+    )
+    if state["ready"]:
+        return
+    phase("snapshot-copy", snapshot_copy_percent=state.get("completionPercent"))
+    state = yield from wait_for_readiness(context, snapshot_id, state, deadline, options)
+    phase("snapshot-copy", snapshot_copy_percent=state.get("completionPercent"))
 
 
 def _wait_for_copy(
@@ -614,15 +695,18 @@ def _wait_for_copy(
     blob: dict[str, str],
     options: RunOptions,
     phase: Callable[..., None],
+    deadline: datetime,
 ) -> Orchestration:
     """Follow the copy (HEAD of the destination blob) until it succeeded, in a copy watch that continues
     as new after every poll (:func:`backup.workflow.watch.wait_for_copy`)."""
-    return (yield from wait_for_copy(context, copy, blob, options, phase))
+    return (yield from wait_for_copy(context, copy, blob, options, phase, deadline))
 
 
 def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-    op = yield context.call_activity(act.BEGIN_REVOKE_ACCESS, {"snapshotId": snapshot_id})
+    op = yield from call_activity(
+        context, act.BEGIN_REVOKE_ACCESS, {"snapshotId": snapshot_id}, options.retry, deadline=deadline
+    )
     yield from _wait_for_operation(context, op, deadline, options, "access revocation")
 
 
@@ -630,8 +714,22 @@ def _delete_snapshot(
     context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions
 ) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-    op = yield context.call_activity(act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id})
+    op = yield from call_activity(
+        context, act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id}, options.retry, deadline=deadline
+    )
     yield from _wait_for_operation(context, op, deadline, options, "snapshot deletion")
+
+
+def _planned_snapshot(job: DiskJob) -> str | None:
+    """The id tonight's snapshot of the job's disk gets (fixed by run and disk: the begin activity names
+    it so), or ``None`` if the job's ids cannot name one."""
+    try:
+        rid = parse_disk_id(job.disk.id)
+        return str(
+            snapshot_resource_id(rid.subscription_id, rid.resource_group, snapshot_name(job.run_id, rid))
+        )
+    except InvalidInputError:
+        return None
 
 
 # -- small pure parts ---------------------------------------------------------------------------------

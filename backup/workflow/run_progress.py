@@ -10,7 +10,8 @@ does not scale. What the HTTP status route and ``diskbackup status`` read instea
 3. its disk orchestrations that are running (at most one per lane), for the phase each is in;
 4. its waits that are running (at most one per lane: ``backup.workflow.watch``), for the progress of
    the copies under way: a copy watch continues as new after every poll, so its custom status, not
-   its disk's, has the copy's bytes (:func:`with_copy_progress`);
+   its disk's, has the copy's bytes, and a readiness watch the percent of a snapshot's background copy
+   (:func:`with_copy_progress`);
 5. one page of its disk orchestrations, in index order, through the instance query
    (``instanceIdPrefix`` + ``top`` + a continuation token).
 
@@ -26,13 +27,13 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from backup.errors import InvalidInputError
 from backup.workflow.models import DiskResult, DiskStatus, RunSummary, sub_orchestration_id
-from backup.workflow.watch import copy_watch_id
+from backup.workflow.watch import copy_watch_id, readiness_watch_id
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -142,29 +143,41 @@ def disk_view(run_id: str, status: Mapping[str, Any]) -> DiskView:
 def with_copy_progress(
     run_id: str, views: Iterable[DiskView], waits: Iterable[Mapping[str, Any]]
 ) -> list[DiskView]:
-    """``views``, each disk that is copying with the bytes its copy watch reports (``waits``: status
-    JSON of the run's waits; any that is not a copy watch of this run is ignored)."""
+    """``views``, each disk that is copying with the bytes its copy watch reports, and each disk whose
+    snapshot finishes its background copy with the percent its readiness watch reports (``waits``:
+    status JSON of the run's waits; any that is not such a watch of this run is ignored)."""
     progress: dict[int, tuple[int, int]] = {}
+    percents: dict[int, float] = {}
     for wait in waits:
-        index = _copy_watch_index(run_id, str(wait.get("instanceId", "")))
+        instance_id = str(wait.get("instanceId", ""))
         custom = wait.get("customStatus")
-        if index is None or not isinstance(custom, Mapping):
+        if not isinstance(custom, Mapping):
             continue
-        copied, total = _count(custom.get("bytesCopied")), _count(custom.get("bytesTotal"))
-        if total:
-            progress[index] = (min(copied, total), total)
-    return [
-        replace(view, bytes_copied=progress[view.index][0], bytes_total=progress[view.index][1])
-        if view.phase == "copy" and view.index in progress
-        else view
-        for view in views
-    ]
+        index = _watch_index(run_id, instance_id, "-copy", copy_watch_id)
+        if index is not None:
+            copied, total = _count(custom.get("bytesCopied")), _count(custom.get("bytesTotal"))
+            if total:
+                progress[index] = (min(copied, total), total)
+            continue
+        index = _watch_index(run_id, instance_id, "-snapshot-copy", readiness_watch_id)
+        percent = custom.get("snapshotCopyPercent")
+        if index is not None and isinstance(percent, int | float) and not isinstance(percent, bool):
+            percents[index] = min(max(float(percent), 0.0), 100.0)
+    shown = []
+    for view in views:
+        if view.phase == "copy" and view.index in progress:
+            view = replace(view, bytes_copied=progress[view.index][0], bytes_total=progress[view.index][1])
+        elif view.phase == "snapshot-copy" and view.index in percents:
+            view = replace(view, snapshot_copy_percent=percents[view.index])
+        shown.append(view)
+    return shown
 
 
-def _copy_watch_index(run_id: str, instance_id: str) -> int | None:
-    """The index of the disk whose copy watch ``instance_id`` is (``None``: not one of this run's)."""
-    middle = instance_id.removeprefix(wait_prefix(run_id)).removesuffix("-copy")
-    if not middle.isdigit() or copy_watch_id(sub_orchestration_id(run_id, int(middle))) != instance_id:
+def _watch_index(run_id: str, instance_id: str, suffix: str, name: Callable[[str], str]) -> int | None:
+    """The index of the disk whose watch (named by ``name`` from the disk's id) ``instance_id`` is
+    (``None``: not one of this run's)."""
+    middle = instance_id.removeprefix(wait_prefix(run_id)).removesuffix(suffix)
+    if not middle.isdigit() or name(sub_orchestration_id(run_id, int(middle))) != instance_id:
         return None
     return int(middle)
 

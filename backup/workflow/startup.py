@@ -98,6 +98,7 @@ def run_options(
         poll_max_seconds=settings.poll_max_seconds,
         snapshot_timeout_minutes=settings.snapshot_timeout_minutes,
         copy_timeout_minutes=settings.copy_timeout_minutes,
+        sas_minutes=settings.sas_minutes,
         snapshot_copy_timeout_minutes=settings.snapshot_copy_timeout_minutes,
         force_full=force_full,
         chain=ChainOptions(

@@ -12,7 +12,9 @@ continues as new, carrying what it learnt, the current delay and the deadline:
 
 - ``watch_operation`` follows one ARM operation (snapshot, grant, revoke, tag, delete) until it
   succeeded;
-- ``watch_copy`` follows the blob copy, and keeps the copy's progress in its custom status.
+- ``watch_copy`` follows the blob copy, and keeps the copy's progress in its custom status;
+- ``watch_readiness`` follows a Premium SSD v2 / Ultra snapshot's background copy until the snapshot
+  can be read, and keeps its percent in its custom status.
 
 However long the wait, its history is one execution of at most twelve events, the disk's own replays
 never read its polls, and the delays go on doubling to the cap across executions (with the defaults,
@@ -22,6 +24,11 @@ copy (the disk's own orchestration about 80, its five waits twelve each).
 
 Either way the disk's history gains four events per wait (the sub-orchestration created, completed,
 and the episode between), whatever the wait's length.
+
+A poll that fails transiently (``Throttled``, ``BackendUnavailable``: the service was busy or did not
+answer, even after the transport's own retries) is no news: the watch waits its next delay and polls
+again, up to ``maxPollFailures`` such failures in a row, and never past its deadline. Every poll
+(``poll_operation``, ``copy_status``, ``snapshot_readiness``) only reads, so asking again is safe.
 
 A wait that fails (its deadline, a failed operation or copy, an activity that raised) does not fail its
 sub-orchestration: the watch returns ``{"failed": {"code", "message"}}`` (:func:`backup.failures.failure_of`)
@@ -54,18 +61,23 @@ from backup.workflow.models import RunOptions, iso
 __all__ = [
     "COPY_WATCH_ORCHESTRATOR",
     "OPERATION_WATCH_ORCHESTRATOR",
+    "READINESS_WATCH_ORCHESTRATOR",
     "CopyWatch",
     "OperationWatch",
+    "ReadinessWatch",
     "copy_watch_id",
     "next_delay",
     "operation_watch_id",
+    "readiness_watch_id",
     "sleep_until_next_poll",
     "wait_for_copy",
     "wait_for_operation",
+    "wait_for_readiness",
     "wait_id",
     "waits_prefix",
     "watch_copy",
     "watch_operation",
+    "watch_readiness",
 ]
 
 Orchestration = Generator[Any, Any, Any]
@@ -73,6 +85,9 @@ Orchestration = Generator[Any, Any, Any]
 #: Registered names of the two watch orchestrators.
 OPERATION_WATCH_ORCHESTRATOR = "watch_operation"
 COPY_WATCH_ORCHESTRATOR = "watch_copy"
+READINESS_WATCH_ORCHESTRATOR = "watch_readiness"
+#: Transient poll failures in a row a watch rides out (each followed by its next delay) before it fails.
+MAX_POLL_FAILURES = 5
 
 
 # -- ids and delays (pure) ----------------------------------------------------------------------------
@@ -99,6 +114,11 @@ def operation_watch_id(caller_id: str, what: str) -> str:
 def copy_watch_id(caller_id: str) -> str:
     """The instance id of the copy watch of ``caller_id`` (a disk orchestration)."""
     return wait_id(caller_id, "copy")
+
+
+def readiness_watch_id(caller_id: str) -> str:
+    """The instance id of the watch of ``caller_id``'s snapshot's background copy."""
+    return wait_id(caller_id, "snapshot-copy")
 
 
 def next_delay(
@@ -138,6 +158,7 @@ class OperationWatch:
     poll_max_seconds: int
     delay: float | None = None  # the last wait, in seconds (None before the first)
     polls: int = 0  # polls made so far, over all executions
+    failures: int = 0  # transient poll failures in a row, so far
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -149,6 +170,7 @@ class OperationWatch:
             "pollMaxSeconds": self.poll_max_seconds,
             "delay": self.delay,
             "polls": self.polls,
+            "pollFailures": self.failures,
         }
 
     @classmethod
@@ -158,7 +180,7 @@ class OperationWatch:
         op = _object(data.get("op"), "operation watch.op")
         if not isinstance(op.get("state"), str):
             raise InvalidInputError("operation watch.op.state", "must be a string")
-        delay, polls = _progress(data, "operation watch")
+        delay, polls, failures = _progress(data, "operation watch")
         return cls(
             op=op,
             deadline=_parse_instant(data.get("deadline"), "operation watch.deadline"),
@@ -167,6 +189,7 @@ class OperationWatch:
             poll_max_seconds=_seconds(data, "pollMaxSeconds", "operation watch"),
             delay=delay,
             polls=polls,
+            failures=failures,
         )
 
 
@@ -181,6 +204,7 @@ class CopyWatch:
     poll_max_seconds: int
     delay: float | None = None  # the last wait, in seconds (None before the first)
     polls: int = 0  # polls made so far, over all executions
+    failures: int = 0  # transient poll failures in a row, so far
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -192,6 +216,7 @@ class CopyWatch:
             "pollMaxSeconds": self.poll_max_seconds,
             "delay": self.delay,
             "polls": self.polls,
+            "pollFailures": self.failures,
         }
 
     @classmethod
@@ -206,7 +231,7 @@ class CopyWatch:
         _text(copy, "copyId", f"{where}.copy")
         _text(copy, "status", f"{where}.copy")
         blob = _object(data.get("blob"), f"{where}.blob")
-        delay, polls = _progress(data, where)
+        delay, polls, failures = _progress(data, where)
         return cls(
             copy=copy,
             blob={
@@ -218,6 +243,55 @@ class CopyWatch:
             poll_max_seconds=_seconds(data, "pollMaxSeconds", where),
             delay=delay,
             polls=polls,
+            failures=failures,
+        )
+
+
+@dataclass(frozen=True)
+class ReadinessWatch:
+    """The input of ``watch_readiness``, and what each execution hands the next one: a snapshot whose
+    background copy is under way, and its last readiness answer."""
+
+    snapshot_id: str
+    state: dict[str, Any]  # a readiness answer (activity_names describes it)
+    deadline: datetime
+    poll_initial_seconds: int
+    poll_max_seconds: int
+    delay: float | None = None  # the last wait, in seconds (None before the first)
+    polls: int = 0  # polls made so far, over all executions
+    failures: int = 0  # transient poll failures in a row, so far
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "snapshotId": self.snapshot_id,
+            "state": self.state,
+            "deadline": _instant(self.deadline),
+            "pollInitialSeconds": self.poll_initial_seconds,
+            "pollMaxSeconds": self.poll_max_seconds,
+            "delay": self.delay,
+            "polls": self.polls,
+            "pollFailures": self.failures,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> ReadinessWatch:
+        """Rebuild and validate."""
+        where = "readiness watch"
+        data = _object(data, where)
+        state = _object(data.get("state"), f"{where}.state")
+        if not isinstance(state.get("ready"), bool):
+            raise InvalidInputError(f"{where}.state.ready", "must be true or false")
+        delay, polls, failures = _progress(data, where)
+        return cls(
+            snapshot_id=_text(data, "snapshotId", where),
+            state=state,
+            deadline=_parse_instant(data.get("deadline"), f"{where}.deadline"),
+            poll_initial_seconds=_seconds(data, "pollInitialSeconds", where),
+            poll_max_seconds=_seconds(data, "pollMaxSeconds", where),
+            delay=delay,
+            polls=polls,
+            failures=failures,
         )
 
 
@@ -258,24 +332,52 @@ def wait_for_copy(
     blob: dict[str, str],
     options: RunOptions,
     phase: Callable[..., None],
+    deadline: datetime | None = None,
 ) -> Orchestration:
     """Follow the copy (HEAD of the destination blob) until it succeeded; answer the last copy answer.
 
-    The deadline is ``copyTimeoutMinutes`` from now. ``phase`` reports the copy's progress when the
-    watch starts; from then on the copy watch's custom status has it.
+    The deadline is ``deadline``, or ``copyTimeoutMinutes`` from now. ``phase`` reports the copy's
+    progress when the watch starts; from then on the copy watch's custom status has it.
     """
     if copy["status"] == "success":
         return copy
     phase("copy", bytes_copied=copy["copied"], bytes_total=copy["total"])
+    if deadline is None:
+        deadline = _utc(context.current_utc_datetime) + timedelta(minutes=options.copy_timeout_minutes)
     watch = CopyWatch(
         copy=copy,
         blob=dict(blob),
-        deadline=_utc(context.current_utc_datetime) + timedelta(minutes=options.copy_timeout_minutes),
+        deadline=_utc(deadline),
         poll_initial_seconds=options.poll_initial_seconds,
         poll_max_seconds=options.poll_max_seconds,
     )
     outcome = yield context.call_sub_orchestrator(
         COPY_WATCH_ORCHESTRATOR, watch.to_json(), copy_watch_id(context.instance_id)
+    )
+    return _result(outcome)
+
+
+def wait_for_readiness(
+    context: df.DurableOrchestrationContext,
+    snapshot_id: str,
+    state: dict[str, Any],
+    deadline: datetime,
+    options: RunOptions,
+) -> Orchestration:
+    """Follow a snapshot's background copy (``snapshot_readiness``) from its last answer ``state`` until
+    the snapshot is ready; answer the last readiness answer. Its percent, meanwhile, is in the watch's
+    custom status (``{"snapshotCopyPercent", "accessState", "polls"}``)."""
+    if state["ready"]:
+        return state
+    watch = ReadinessWatch(
+        snapshot_id=snapshot_id,
+        state=state,
+        deadline=_utc(deadline),
+        poll_initial_seconds=options.poll_initial_seconds,
+        poll_max_seconds=options.poll_max_seconds,
+    )
+    outcome = yield context.call_sub_orchestrator(
+        READINESS_WATCH_ORCHESTRATOR, watch.to_json(), readiness_watch_id(context.instance_id)
     )
     return _result(outcome)
 
@@ -301,7 +403,8 @@ def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
     new state: ``{"result": <last answer>}`` once it succeeded.
 
     A ``Throttled`` answer names the call to repeat after the wait (a begin that was refused with 429).
-    Any failure ends the watch with ``{"failed": {"code", "message"}}``.
+    A transient failure of the poll is ridden out (the module docstring); any other failure ends the
+    watch with ``{"failed": {"code", "message"}}``.
     """
     watch = OperationWatch.from_json(context.get_input())
     op = watch.op
@@ -315,10 +418,15 @@ def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
         else:
             op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
     except Exception as exc:
-        return {"failed": failure_of(exc).to_json()}
+        failure = failure_of(exc)
+        if not _rides_out(failure, watch.failures):
+            return {"failed": failure.to_json()}
+        failed = replace(watch, delay=delay, polls=watch.polls + 1, failures=watch.failures + 1)
+        context.continue_as_new(failed.to_json())
+        return None
     if op["state"] == "Succeeded":
         return {"result": op}
-    context.continue_as_new(replace(watch, op=op, delay=delay, polls=watch.polls + 1).to_json())
+    context.continue_as_new(replace(watch, op=op, delay=delay, polls=watch.polls + 1, failures=0).to_json())
     return None
 
 
@@ -326,7 +434,7 @@ def watch_copy(context: df.DurableOrchestrationContext) -> Orchestration:
     """Wait, poll the copy once (``copy_status``), then finish or continue as new with what it learnt.
 
     Ends with ``{"result": <copy answer>}`` once the copy succeeded, ``{"failed": {"code", "message"}}``
-    when it failed, was aborted, or ran past its deadline.
+    when it failed, was aborted, or ran past its deadline (a transient failure of the poll is ridden out).
     """
     watch = CopyWatch.from_json(context.get_input())
     copy = watch.copy
@@ -339,14 +447,69 @@ def watch_copy(context: df.DurableOrchestrationContext) -> Orchestration:
         yield from sleep_until_next_poll(context, delay, watch.deadline, what)
         copy = yield context.call_activity(act.COPY_STATUS, {**watch.blob, "copyId": copy["copyId"]})
     except Exception as exc:
-        return {"failed": failure_of(exc).to_json()}
+        failure = failure_of(exc)
+        if not _rides_out(failure, watch.failures):
+            return {"failed": failure.to_json()}
+        failed = replace(watch, delay=delay, polls=watch.polls + 1, failures=watch.failures + 1)
+        context.continue_as_new(failed.to_json())
+        return None
     if copy["status"] == "success":
         context.set_custom_status(
             {"bytesCopied": copy["copied"], "bytesTotal": copy["total"], "polls": watch.polls + 1}
         )
         return {"result": copy}
-    context.continue_as_new(replace(watch, copy=copy, delay=delay, polls=watch.polls + 1).to_json())
+    context.continue_as_new(
+        replace(watch, copy=copy, delay=delay, polls=watch.polls + 1, failures=0).to_json()
+    )
     return None
+
+
+def watch_readiness(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Wait, look at the snapshot once (``snapshot_readiness``), then finish or continue as new.
+
+    Ends with ``{"result": <readiness answer>}`` once the snapshot can be read, ``{"failed": {"code",
+    "message"}}`` when its creation or background copy failed or the deadline passed.
+    """
+    watch = ReadinessWatch.from_json(context.get_input())
+    state = watch.state
+    percent = state.get("completionPercent")
+    context.set_custom_status(
+        {"snapshotCopyPercent": percent, "accessState": state.get("accessState"), "polls": watch.polls}
+    )
+    delay = next_delay(
+        watch.delay, watch.poll_initial_seconds, watch.poll_max_seconds, state.get("retryAfter")
+    )
+    progress = "no progress reported" if percent is None else f"at {percent:g}%"
+    access = state.get("accessState")
+    what = f"the snapshot's background copy ({progress}" + (f", {access})" if access else ")")
+    try:
+        yield from sleep_until_next_poll(context, delay, watch.deadline, what)
+        state = yield context.call_activity(act.SNAPSHOT_READINESS, {"snapshotId": watch.snapshot_id})
+    except Exception as exc:
+        failure = failure_of(exc)
+        if not _rides_out(failure, watch.failures):
+            return {"failed": failure.to_json()}
+        failed = replace(watch, delay=delay, polls=watch.polls + 1, failures=watch.failures + 1)
+        context.continue_as_new(failed.to_json())
+        return None
+    if state["ready"]:
+        context.set_custom_status(
+            {
+                "snapshotCopyPercent": state.get("completionPercent"),
+                "accessState": state.get("accessState"),
+                "polls": watch.polls + 1,
+            }
+        )
+        return {"result": state}
+    context.continue_as_new(
+        replace(watch, state=state, delay=delay, polls=watch.polls + 1, failures=0).to_json()
+    )
+    return None
+
+
+def _rides_out(failure: Failure, failures_so_far: int) -> bool:
+    """Whether a watch polls again after ``failure`` (transient, and not too many in a row)."""
+    return failure.code.retryable and failures_so_far < MAX_POLL_FAILURES
 
 
 # -- small helpers ------------------------------------------------------------------------------------
@@ -374,15 +537,18 @@ def _parse_instant(value: Any, where: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _progress(data: dict[str, Any], where: str) -> tuple[float | None, int]:
-    """A watch's ``delay`` (the last wait, or null) and ``polls`` so far, validated."""
+def _progress(data: dict[str, Any], where: str) -> tuple[float | None, int, int]:
+    """A watch's ``delay`` (the last wait, or null), ``polls`` and ``pollFailures`` so far, validated."""
     delay = data.get("delay")
     if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0):
         raise InvalidInputError(f"{where}.delay", "must be a number of seconds or null")
-    polls = data.get("polls", 0)
-    if isinstance(polls, bool) or not isinstance(polls, int) or polls < 0:
-        raise InvalidInputError(f"{where}.polls", "must be a whole number")
-    return (None if delay is None else float(delay)), polls
+    counts = []
+    for key in ("polls", "pollFailures"):
+        value = data.get(key, 0)  # pollFailures: absent from the watches of runs started before it
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInputError(f"{where}.{key}", "must be a whole number")
+        counts.append(value)
+    return (None if delay is None else float(delay)), counts[0], counts[1]
 
 
 def _object(data: Any, where: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ in front of a :class:`~testbed.emulator.service.ComputeService`, and the control
 2. ``api-version`` present and ``2026-03-02`` (400 ``MissingApiVersionParameter`` /
    ``NoRegisteredProviderFound``);
 3. the route named by the spec's path (404 ``InvalidResourceType`` otherwise, 405 for another verb);
-4. injected call faults (429 with ``Retry-After``, 500, a TCP reset, or a malformed 200);
+4. injected call faults (429 with ``Retry-After``, 500, a TCP reset, a malformed 200, or the call
+   carried out and its answer lost to a reset);
 5. the operation itself.
 
 Long-running answers are 202 with ``Location`` (``...&monitor=true``), ``Azure-AsyncOperation`` and
@@ -18,6 +19,7 @@ Long-running answers are 202 with ``Location`` (``...&monitor=true``), ``Azure-A
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -339,6 +341,13 @@ class ComputeEmulator:
             raise arm_errors.unsupported_api_version(version, resource_type, API_VERSION)
         name = match.groupdict().get("name")
         fault = self.service.faults.take_call_fault(operation_id, name)
+        if fault is not None and fault.action == "lost":
+            # The call takes effect; only its answer is lost.
+            log.info("injected fault on %s (%s): lost (the call is carried out)", operation_id, name)
+            # Refused (ArmError): nothing happened, and the client hears nothing either way.
+            with contextlib.suppress(ArmError):
+                self._carry_out(method, path, query, body, operation_id, match, resource_type)
+            raise _Reset()
         if fault is not None:
             log.info("injected fault on %s (%s): %s", operation_id, name, fault.action)
             if fault.action == "reset":
@@ -348,6 +357,19 @@ class ComputeEmulator:
             if fault.action == "429":
                 raise arm_errors.too_many_requests(fault.retry_after)
             raise arm_errors.internal_error()
+        return self._carry_out(method, path, query, body, operation_id, match, resource_type)
+
+    def _carry_out(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        body: bytes,
+        operation_id: str,
+        match: re.Match[str],
+        resource_type: str,
+    ) -> tuple[int, dict[str, Any] | None, dict[str, str]]:
+        """Do what an authorised ARM request asks; its answer (raises :class:`ArmError`)."""
         groups = match.groupdict()
         if operation_id == STATUS_OPERATION:
             self.service.check_scope(groups["sub"], None)

@@ -179,6 +179,9 @@ def _handle(emulator: ComputeEmulator, method: str, path: str, query: dict[str, 
     if action == "source-disappears":
         emulator.data_plane.make_source_disappear(resource.id)
         return _json(200, {"resource": resource.id, "source": "disappeared"})
+    if action == "sas-expires":
+        ended = service.expire_access(key)
+        return _json(200, {"resource": resource.id, "sas": "expired" if ended else "none active"})
     return _json(404, {"error": {"code": "NotFound", "message": f"no control route {path}"}})
 
 

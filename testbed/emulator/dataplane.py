@@ -507,6 +507,16 @@ class DataPlane:
             self._vanished.discard(resource_id)
             self._upload_targets.pop(resource_id, None)
 
+    def expire(self, resource_id: str) -> bool:
+        """End ``resource_id``'s read grant now, as its expiry does (its SAS answers 403, a copy still
+        pending from it fails with ``403 AuthenticationFailed``); whether there was one."""
+        with self._lock:
+            grant = self._current.pop(resource_id, None)
+        if grant is None:
+            return False
+        self._end(grant, "expired")
+        return True
+
     # -- faults -------------------------------------------------------------------------------------
 
     def fail_next_copy(self, resource_id: str, description: str) -> None:

@@ -4,7 +4,9 @@ Two kinds, both consumed in the order they were added and optionally limited to 
 
 - a *call fault* answers the next ``count`` calls of an operation with 429 (``Retry-After``), 500, a
   connection reset, or ``malformed``: 200 with an HTML page where ARM's JSON belongs (what a proxy or
-  gateway in the way might send), before the call does anything;
+  gateway in the way might send), before the call does anything; or ``lost``: the call is carried out
+  and then its connection reset, so the client never hears that it was (what tests whether repeating
+  the call is safe);
 - an *outcome fault* lets the next ``count`` long-running operations of that kind be accepted as usual
   and then end ``Failed`` or ``Canceled`` with an error.
 
@@ -22,7 +24,7 @@ from typing import Any, Literal, cast
 from backup.errors import InvalidInputError
 from testbed.emulator.operations import STATUS_OPERATION
 
-CallAction = Literal["429", "500", "reset", "malformed"]
+CallAction = Literal["429", "500", "reset", "malformed", "lost"]
 OutcomeAction = Literal["Failed", "Canceled"]
 
 #: Every operation the emulator serves, by the spec's operationId.
@@ -40,6 +42,7 @@ OPERATIONS = frozenset(
         "Snapshots_ListByResourceGroup",
         "Snapshots_CreateOrUpdate",
         "Snapshots_Delete",
+        "Snapshots_Update",
         "Snapshots_GrantAccess",
         "Snapshots_RevokeAccess",
         STATUS_OPERATION,
@@ -54,6 +57,7 @@ LONG_RUNNING = frozenset(
         "Disks_RevokeAccess",
         "Snapshots_CreateOrUpdate",
         "Snapshots_Delete",
+        "Snapshots_Update",
         "Snapshots_GrantAccess",
         "Snapshots_RevokeAccess",
     }
@@ -65,7 +69,7 @@ class Fault:
     """One injected fault; ``remaining`` counts the calls (or operations) it still applies to."""
 
     operation: str
-    action: str  # "429" | "500" | "reset" | "malformed" | "Failed" | "Canceled"
+    action: str  # "429" | "500" | "reset" | "malformed" | "lost" | "Failed" | "Canceled"
     remaining: int
     resource_name: str | None = None
     retry_after: int = 1
@@ -139,9 +143,9 @@ def parse_fault(request: Any) -> Fault:
             "operation", f"must be one of {', '.join(sorted(OPERATIONS))}; got {operation!r}"
         )
     action = request.get("action")
-    if action not in ("429", "500", "reset", "malformed", "Failed", "Canceled"):
+    if action not in ("429", "500", "reset", "malformed", "lost", "Failed", "Canceled"):
         raise InvalidInputError(
-            "action", f"must be 429, 500, reset, malformed, Failed or Canceled; got {action!r}"
+            "action", f"must be 429, 500, reset, malformed, lost, Failed or Canceled; got {action!r}"
         )
     if action in ("Failed", "Canceled") and operation not in LONG_RUNNING:
         raise InvalidInputError(

@@ -113,6 +113,10 @@ class DataPlanePort(Protocol):
         """The resource is gone: revoke and drop what the data plane holds for it."""
         ...
 
+    def expire(self, resource_id: str) -> bool:
+        """End the resource's read SAS now, as its expiry would (a copy still reading from it fails)."""
+        ...
+
     def fail_next_copy(self, resource_id: str, description: str) -> None:
         """The next copy from this resource's SAS fails with ``description``."""
         ...
@@ -755,6 +759,18 @@ class ComputeService:
 
         operation_name = "Disks_RevokeAccess" if key.resource_type == "disks" else "Snapshots_RevokeAccess"
         return self._start(operation_name, resource, complete, lambda: None, output_in_status=False)
+
+    def expire_access(self, key: ResourceKey) -> bool:
+        """The resource's read SAS runs out now, as if its ``se`` had passed (a test's shortcut to an
+        expiry): ARM shows no active SAS, the SAS answers 403, and a copy still reading from it fails.
+        Answers whether there was one to end."""
+        resource = self.find(key)
+        with self._grant_lock(resource):
+            had = resource.has_active_sas() and resource.upload_state is None
+            if had:
+                resource.sas_expires_at = utc_now()
+            ended = self.data_plane.expire(resource.id)
+        return had and ended
 
     # -- operations ---------------------------------------------------------------------------------
 
