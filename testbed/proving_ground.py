@@ -16,7 +16,8 @@ in a Python process of their own (:mod:`testbed.emulator.process`), so that they
 interpreter lock with the app under test: for runs that reach the proving ground over HTTP only (the
 benchmarks), since ``data_plane`` and ``emulator`` are then not in this process.
 
-The ARM endpoint is HTTPS with a self-signed certificate: clients trust ``arm_ca_cert`` (``requests``: ``verify=``; Azure SDK: ``connection_verify=``).
+The ARM endpoint is HTTPS with a self-signed certificate: clients trust ``arm_ca_cert`` (``requests``:
+``verify=``; Azure SDK: ``connection_verify=``).
 """
 
 from __future__ import annotations
@@ -60,16 +61,20 @@ class ProvingGround:
         retry_after: int = 1,
         azurite_location: Path | None = None,
         emulator_process: bool = False,
+        azurite_in_memory: bool = False,
     ) -> None:
         """Configure; nothing runs until :meth:`start`. The knobs are the emulator's (see ComputeEmulator);
-        ``emulator_process`` runs the front and the emulator in a child process (see the module docstring)."""
+        ``emulator_process`` runs the front and the emulator in a child process (see the module docstring);
+        ``azurite_in_memory`` keeps Azurite's data in memory (:class:`~testbed.azurite.Azurite`)."""
         self.resource_group = resource_group
         self.location = location
         self.backup_account = DEV_ACCOUNT
         self.backup_account_key = DEV_ACCOUNT_KEY
         self._md_key = new_account_key()
         self.azurite = Azurite(
-            accounts={DEV_ACCOUNT: DEV_ACCOUNT_KEY, MD_ACCOUNT: self._md_key}, location=azurite_location
+            accounts={DEV_ACCOUNT: DEV_ACCOUNT_KEY, MD_ACCOUNT: self._md_key},
+            location=azurite_location,
+            in_memory=azurite_in_memory,
         )
         self._emulator_options: dict[str, Any] = {
             "operation_polls": operation_polls,
