@@ -41,6 +41,17 @@ def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float | None
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every core of this machine has spent busy since boot (all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / _TICKS
+
+
 class ThreadProfile:
     """Reads this process's threads' CPU times while entered; :meth:`summary` says what it saw."""
 
@@ -82,6 +93,11 @@ class ThreadProfile:
                 self._start_cpu[tid] = seconds if first else 0.0
             role = next((name for piece, name in _ROLES if piece in thread.name), "other threads")
             self._cpu[tid] = (role, seconds)
+
+    @property
+    def process_cpu(self) -> float:
+        """CPU seconds this whole process spent while the profile was entered."""
+        return self._process_cpu
 
     def summary(self, other_processes: dict[str, float] | None = None, top: int = 6) -> list[str]:
         """Lines: CPU seconds by thread role (the ``top`` largest), then other processes' CPU."""

@@ -62,13 +62,17 @@ class Azurite:
 
     ``accounts`` maps account name to base64 key; the default is the well-known dev account alone.
     ``oauth_cert`` (a ``(cert_path, key_path)`` pair) switches Azurite to HTTPS with ``--oauth basic``, so
-    it accepts bearer tokens as well as Shared Key.
+    it accepts bearer tokens as well as Shared Key. ``in_memory`` keeps its data in memory
+    (``--inMemoryPersistence``: the same services, answering the same way, without writing every blob
+    and its metadata database to files), for runs whose data dies with the server anyway; it cannot
+    be combined with a ``location``.
     """
 
     accounts: Mapping[str, str] = field(default_factory=lambda: {DEV_ACCOUNT: DEV_ACCOUNT_KEY})
     location: Path | None = None
     oauth_cert: tuple[Path, Path] | None = None
     startup_timeout: float = 60.0
+    in_memory: bool = False
 
     blob_url: str = field(init=False, default="")
     queue_url: str = field(init=False, default="")
@@ -86,12 +90,15 @@ class Azurite:
         node = shutil.which("node")
         if node is None:
             raise AzuriteError("node is not on PATH; Azurite needs Node.js")
-        if self.location is None:
+        if self.in_memory and self.location is not None:
+            raise AzuriteError("an in-memory Azurite keeps no data folder: give no location")
+        if self.location is None and not self.in_memory:
             self.location = Path(tempfile.mkdtemp(prefix="azurite-"))
             self._own_location = True
+        storage = ["--inMemoryPersistence"] if self.in_memory else ["--location", str(self.location)]
         argv = [
             node, str(find_azurite_script()),
-            "--location", str(self.location),
+            *storage,
             "--blobHost", "127.0.0.1", "--blobPort", "0",
             "--queueHost", "127.0.0.1", "--queuePort", "0",
             "--tableHost", "127.0.0.1", "--tablePort", "0",

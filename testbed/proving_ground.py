@@ -11,8 +11,13 @@
    token, plus its control surface.
 
 It stops them in reverse order. Tests, ``make demo`` and ``make dev`` use it; the attributes below are
-what an app needs to point at it. The ARM endpoint is HTTPS with a self-signed certificate: clients
-trust ``arm_ca_cert`` (``requests``: ``verify=``; Azure SDK: ``connection_verify=``).
+what an app needs to point at it. With ``emulator_process=True`` the front and the compute emulator run
+in a Python process of their own (:mod:`testbed.emulator.process`), so that they do not share an
+interpreter lock with the app under test: for runs that reach the proving ground over HTTP only (the
+benchmarks), since ``data_plane`` and ``emulator`` are then not in this process.
+
+The ARM endpoint is HTTPS with a self-signed certificate: clients trust ``arm_ca_cert`` (``requests``:
+``verify=``; Azure SDK: ``connection_verify=``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from backup.redact import get_logger
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite, new_account_key
 from testbed.emulator.arm import ComputeEmulator
 from testbed.emulator.dataplane import DataPlane
+from testbed.emulator.process import EmulatorProcess, Endpoints
 
 log = get_logger(__name__)
 
@@ -54,23 +60,32 @@ class ProvingGround:
         page_size: int = 2,
         retry_after: int = 1,
         azurite_location: Path | None = None,
+        emulator_process: bool = False,
+        azurite_in_memory: bool = False,
     ) -> None:
-        """Configure; nothing runs until :meth:`start`. The knobs are the emulator's (see ComputeEmulator)."""
+        """Configure; nothing runs until :meth:`start`. The knobs are the emulator's (see ComputeEmulator);
+        ``emulator_process`` runs the front and the emulator in a child process (see the module docstring);
+        ``azurite_in_memory`` keeps Azurite's data in memory (:class:`~testbed.azurite.Azurite`)."""
         self.resource_group = resource_group
         self.location = location
         self.backup_account = DEV_ACCOUNT
         self.backup_account_key = DEV_ACCOUNT_KEY
         self._md_key = new_account_key()
         self.azurite = Azurite(
-            accounts={DEV_ACCOUNT: DEV_ACCOUNT_KEY, MD_ACCOUNT: self._md_key}, location=azurite_location
+            accounts={DEV_ACCOUNT: DEV_ACCOUNT_KEY, MD_ACCOUNT: self._md_key},
+            location=azurite_location,
+            in_memory=azurite_in_memory,
         )
         self._emulator_options: dict[str, Any] = {
             "operation_polls": operation_polls,
             "page_size": page_size,
             "retry_after": retry_after,
         }
+        self._emulator_process = emulator_process
         self.data_plane: DataPlane | None = None
         self.emulator: ComputeEmulator | None = None
+        self.process: EmulatorProcess | None = None
+        self._endpoints: Endpoints | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -78,6 +93,17 @@ class ProvingGround:
         """Start Azurite, the data plane's front and the compute emulator; create the resource group."""
         try:
             self.azurite.start()
+            if self._emulator_process:
+                self.process = EmulatorProcess(
+                    azurite_blob_url=self.azurite.blob_url,
+                    md_account=MD_ACCOUNT,
+                    account_keys={DEV_ACCOUNT: DEV_ACCOUNT_KEY, MD_ACCOUNT: self._md_key},
+                    options=self._emulator_options,
+                    resource_group=self.resource_group,
+                    location=self.location,
+                ).start()
+                self._endpoints = self.process.endpoints
+                return self._started()
             self.data_plane = DataPlane(
                 self.azurite,
                 md_account=MD_ACCOUNT,
@@ -87,9 +113,21 @@ class ProvingGround:
             self.emulator = ComputeEmulator(self.data_plane, **self._emulator_options)
             self.emulator.start()
             self.emulator.service.ensure_resource_group(self.resource_group, self.location)
+            assert self.emulator.ca_cert is not None
+            self._endpoints = Endpoints(
+                arm_endpoint=self.emulator.endpoint,
+                token=self.emulator.token,
+                ca_cert=self.emulator.ca_cert,
+                subscription_id=self.emulator.subscription_id,
+                control_url=self.emulator.control_url,
+                blob_url=self.data_plane.blob_url,
+            )
         except BaseException:
             self.stop()
             raise
+        return self._started()
+
+    def _started(self) -> ProvingGround:
         log.info(
             "proving ground up: ARM %s, blob %s, table %s",
             self.arm_endpoint,
@@ -100,6 +138,10 @@ class ProvingGround:
 
     def stop(self) -> None:
         """Stop everything that was started, newest first."""
+        self._endpoints = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
         if self.emulator is not None:
             self.emulator.stop()
             self.emulator = None
@@ -118,42 +160,40 @@ class ProvingGround:
 
     # -- what an app points at ----------------------------------------------------------------------
 
-    def _running(self) -> tuple[DataPlane, ComputeEmulator]:
-        if self.data_plane is None or self.emulator is None:
+    def _running(self) -> Endpoints:
+        if self._endpoints is None:
             raise RuntimeError("the proving ground is not running; call start() first")
-        return self.data_plane, self.emulator
+        return self._endpoints
 
     @property
     def arm_endpoint(self) -> str:
         """The ARM base URL (``https://127.0.0.1:<port>``)."""
-        return self._running()[1].endpoint
+        return self._running().arm_endpoint
 
     @property
     def arm_token(self) -> str:
         """A bearer token the ARM endpoint accepts."""
-        return self._running()[1].token
+        return self._running().token
 
     @property
     def arm_ca_cert(self) -> Path:
         """The certificate (PEM) to trust for the ARM endpoint."""
-        cert = self._running()[1].ca_cert
-        assert cert is not None
-        return cert
+        return self._running().ca_cert
 
     @property
     def subscription_id(self) -> str:
         """The subscription the emulator serves."""
-        return self._running()[1].subscription_id
+        return self._running().subscription_id
 
     @property
     def control_url(self) -> str:
         """The control surface's base URL (``<arm>/_emulator``)."""
-        return self._running()[1].control_url
+        return self._running().control_url
 
     @property
     def backup_blob_endpoint(self) -> str:
         """The backup account's blob endpoint: the data plane's front (path style)."""
-        return f"{self._running()[0].blob_url}/{self.backup_account}"
+        return f"{self._running().blob_url}/{self.backup_account}"
 
     @property
     def backup_table_endpoint(self) -> str:

@@ -51,6 +51,18 @@ def test_a_given_folder_is_kept(tmp_path: Path) -> None:
     assert tmp_path.is_dir() and any(tmp_path.iterdir())  # Azurite's own files stay for the caller
 
 
+def test_an_in_memory_azurite_keeps_blobs_while_it_runs_and_no_folder(tmp_path: Path) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    with Azurite(in_memory=True) as server:
+        assert server.location is None
+        service = BlobServiceClient.from_connection_string(server.connection_string())
+        service.create_container("kept").upload_blob("b", b"held in memory")
+        assert service.get_container_client("kept").download_blob("b").readall() == b"held in memory"
+    with pytest.raises(AzuriteError, match="no data folder"):
+        Azurite(in_memory=True, location=tmp_path).start()
+
+
 def test_a_missing_azurite_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AZURITE_JS", str(tmp_path / "nowhere.js"))
     fake = tmp_path / "node_modules"

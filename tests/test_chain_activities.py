@@ -152,6 +152,50 @@ def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Co
     assert not clients.blob.get_properties(clients.backup_blob(**_address(corner))).leased
 
 
+def test_a_first_night_creates_and_leases_the_blob_without_reading_it(
+    corner: Corner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No HEAD on a first night: the blob is created if missing (If-None-Match: *), leased, and given the
+    writer's metadata; the ETag answered is the one its creation returned. A later night reads it."""
+    transport = corner.clients.blob.transport
+    sent: list[tuple[str, str, str | None]] = []  # method, query, ETag answered (None: an error)
+    send = transport.request
+
+    def recording(method: str, url: str, **kwargs: Any) -> Any:
+        query = url.partition("?")[2]
+        sent.append((method, query, None))
+        response = send(method, url, **kwargs)
+        sent[-1] = (method, query, response.headers.get("ETag"))
+        return response
+
+    monkeypatch.setattr(transport, "request", recording)
+    first = chain_activities.acquire_writer_lease(corner.clients, _lease_input(corner, "run-1"))
+    assert [(method, query) for method, query, _ in sent] == [
+        ("PUT", "restype=container"),
+        ("PUT", ""),
+        ("PUT", "comp=lease"),
+        ("PUT", "comp=metadata"),
+    ]
+    assert first["created"] and first["etag"] == sent[1][2]
+    chain_activities.release_writer_lease(
+        corner.clients, {**corner.blob, "leaseId": writer_lease_id("run-1", corner.disk_id)}
+    )
+    sent.clear()
+    second = chain_activities.acquire_writer_lease(corner.clients, _lease_input(corner, "run-2"))
+    # The container and the blob are there (409 each), so the blob is read before its metadata is set.
+    assert [(method, query) for method, query, _ in sent] == [
+        ("PUT", "restype=container"),
+        ("PUT", ""),
+        ("PUT", "comp=lease"),
+        ("HEAD", ""),
+        ("PUT", "comp=metadata"),
+    ]
+    assert sent[1][2] is None and second["etag"] == sent[3][2]
+    assert not second["created"]
+    props = corner.clients.blob.get_properties(corner.clients.backup_blob(**_address(corner)))
+    assert {k.lower(): v for k, v in props.metadata.items()}["writerrunid"] == "run-2"
+
+
 def _address(corner: Corner) -> dict[str, str]:
     return {"container": corner.container, "name": corner.blob["blobName"]}
 

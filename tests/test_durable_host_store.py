@@ -263,3 +263,32 @@ def test_files_that_are_not_records_are_named_and_skipped(tmp_path: Path) -> Non
     ]
     assert all(p.endswith("; skipped") for p in problems)
     assert host.get_status(instance_id) is not None  # the good record still loads
+
+
+def test_a_record_written_from_encoded_events_is_the_record_itself() -> None:
+    """The store writer encodes each history event once (``Instance.to_store_record``); the file it
+    writes reads back as the plain record, as the history grows and after a continue-as-new."""
+    from backup.local.durable_host import history as h
+    from backup.local.durable_host.instance import EncodedEvents, Instance
+    from backup.local.durable_host.status import RuntimeStatus
+    from backup.local.durable_host.store import InstanceStore
+
+    instance = Instance(
+        instance_id="i",
+        name="orch",
+        execution_id="e1",
+        input_json='"x"',
+        created_time=START,
+        last_updated_time=START,
+    )
+    instance.runtime_status = RuntimeStatus.RUNNING
+    instance.history.extend([h.orchestrator_started(START), h.timer_fired(START, seq=0, fire_at=START)])
+    for grown in (False, True, True):
+        if grown:
+            instance.history.append(h.task_completed(START, seq=1, result_json='{"a": "é\\n"}'))
+        stored = instance.to_store_record()
+        assert isinstance(stored["history"], EncodedEvents)
+        plain = InstanceStore.encode(instance.to_record())
+        assert json.loads(InstanceStore.encode(stored)) == json.loads(plain)
+    instance.execution_id, instance.history = "e2", [h.orchestrator_started(START)]
+    assert json.loads(InstanceStore.encode(instance.to_store_record()))["history"] == instance.history

@@ -7,6 +7,7 @@ Real Azurite, real front, real emulator; the blob side is driven by the official
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -153,3 +154,34 @@ def test_seed_example_disks_makes_tagged_sparse_disks(proving_ground: ProvingGro
         assert 0 < digest["populated_bytes"] <= size * fraction + 512 * 1024
     assert proving_ground.backup_blob_endpoint.endswith("/devstoreaccount1")
     assert proving_ground.backup_table_endpoint.endswith("/devstoreaccount1")
+
+
+@pytest.mark.slow
+def test_emulator_in_its_own_process_serves_the_proving_ground_and_ends_with_it(unique_name: str) -> None:
+    """``emulator_process=True``: ARM, the control surface and the front answer from a child process (a
+    snapshot granted there is copied through its front, byte for byte), and stopping the ground ends it."""
+    with ProvingGround(emulator_process=True) as ground:
+        assert ground.process is not None and ground.emulator is None and ground.data_plane is None
+        child = ground.process.pid
+        assert child is not None and child != os.getpid()
+        rg = ground.resource_group
+        disk = f"p{unique_name}"
+        ground.control("PUT", f"/resourceGroups/{rg}/disks/{disk}", {"size_bytes": MIB, "fill": {"seed": 5}})
+        arm = Arm(ground)
+        try:
+            sas = arm.snapshot_and_grant(rg, disk, f"{disk}-s1")
+        finally:
+            arm.session.close()
+        key = {"account_name": ground.backup_account, "account_key": ground.backup_account_key}
+        blob = (
+            BlobServiceClient(ground.backup_blob_endpoint, credential=key)
+            .create_container(unique_name)
+            .get_blob_client("copy.vhd")
+        )
+        blob.start_copy_from_url(sas)
+        assert wait_for_copy(blob)["status"] == "success"
+        expected = ground.control("GET", f"/resourceGroups/{rg}/snapshots/{disk}-s1/digest")
+        copied = blob.download_blob(offset=0, length=MIB).readall()
+        assert hashlib.sha256(copied).hexdigest() == expected["sha256"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from backup.azure.retry import RetryPolicy
-from backup.azure.transport import Transport
+from backup.azure.transport import USER_AGENT, Transport
 from backup.errors import TransportError
 from testbed.emulator.tls import server_context, write_self_signed
 
@@ -142,3 +143,53 @@ def test_netrc_credentials_never_replace_the_authorization_header(
         server.shutdown()
         server.server_close()
     assert seen == ["Bearer t", None]
+
+
+def test_a_request_goes_out_as_the_session_itself_would_send_it() -> None:
+    """Transport prepares each attempt itself rather than through ``Session.request`` (for CPU): what
+    reaches the server is the same, header for header and byte for byte, the session's own default
+    headers and a cookie it was given included; no redirect is followed."""
+    seen: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
+
+    class Record(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((self.command, self.path, sorted(self.headers.items()), body))
+            self.send_response(302 if self.path.startswith("/moved") else 200)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        do_GET = do_PUT = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Record)  # kept-alive connections, one thread each
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for send in ("transport", "session"):
+            session = requests.Session()
+            session.trust_env = False
+            session.cookies.set("affinity", "a1", domain="127.0.0.1", path="/")
+            headers = {"x-ms-version": "2021-08-06", "Content-Length": "3", "User-Agent": USER_AGENT}
+            url = f"{base}/c/blob%20name?comp=page&x=a%2Fb"
+            if send == "transport":
+                answer = Transport(session=session).request("PUT", url, headers=dict(headers), body=b"abc")
+                moved = Transport(session=session).request("GET", f"{base}/moved")
+            else:
+                answer = session.request("PUT", url, headers=headers, data=b"abc", allow_redirects=False)
+                agent = {"User-Agent": USER_AGENT}
+                moved = session.request("GET", f"{base}/moved", headers=agent, allow_redirects=False)
+            assert (answer.status_code, answer.content, moved.status_code) == (200, b"ok", 302)
+    finally:
+        server.shutdown()
+        server.server_close()
+    ours, theirs = seen[:2], seen[2:]
+    assert ours == theirs
+    assert ("Cookie", "affinity=a1") in ours[0][2] and ours[0][3] == b"abc"

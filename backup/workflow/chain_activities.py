@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise, zip_longest
@@ -40,7 +41,13 @@ from backup.azure.blob import BlobAddress
 from backup.azure.page_range import DEFAULT_MAX_GAP, PageRange, coalesce_writes, merge
 from backup.catalog import parse_time
 from backup.clients import AzureClients
-from backup.errors import ConflictError, InvalidInputError, NotFoundError, ThrottledError
+from backup.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PreconditionFailedError,
+    ThrottledError,
+)
 from backup.redact import get_logger
 from backup.workflow import activity_names as act
 from backup.workflow.activities import (
@@ -139,15 +146,15 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
     container = _text(payload, "container")
     destination = clients.backup_blob(container, _text(payload, "blobName"))
     clients.blob.create_container(clients.backup_container(container))
-    created = False
-    try:
-        clients.blob.get_properties(destination)
-    except NotFoundError:
-        try:
-            clients.blob.create_page_blob(destination, disk_bytes + vhd.FOOTER_SIZE, overwrite=False)
-            created = True
-        except ConflictError:
-            pass  # another run created it meanwhile; the lease decides who writes
+    # Create it only if it is missing (If-None-Match: *): one request where a HEAD and then a create
+    # were two on a first night. A blob that exists (made by an earlier night, or by another run
+    # meanwhile) answers 409, or 412 should the service check another run's lease first, and stays as
+    # it was: the lease decides who writes.
+    created_etag: str | None = None
+    with suppress(ConflictError, PreconditionFailedError):
+        created_etag = clients.blob.create_page_blob(
+            destination, disk_bytes + vhd.FOOTER_SIZE, overwrite=False
+        )
     broke: str | None = None
     try:
         clients.blob.acquire_lease(destination, lease_id)
@@ -169,11 +176,18 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
         clients.blob.acquire_lease(destination, lease_id)
         broke = holder
     # The ETag before this night writes anything (the metadata below changes it): if it is the one the
-    # last restore point recorded, nothing has written the blob since that point.
-    props = clients.blob.get_properties(destination)
-    metadata = {**props.metadata, "writerRunId": run_id, "writerSince": iso(now)}
+    # last restore point recorded, nothing has written the blob since that point. A blob this activity
+    # just created has no metadata yet and the ETag its creation answered (taking a lease leaves the
+    # ETag as it was), so only a blob that was there is read.
+    created = created_etag is not None
+    if created_etag and broke is None:
+        etag, metadata = created_etag, {}
+    else:
+        props = clients.blob.get_properties(destination)
+        etag, metadata = props.etag, props.metadata
+    metadata = {**metadata, "writerRunId": run_id, "writerSince": iso(now)}
     clients.blob.set_metadata(destination, _cased(metadata), lease_id=lease_id)
-    return {"acquired": True, "created": created, "brokeStale": broke, "etag": props.etag}
+    return {"acquired": True, "created": created, "brokeStale": broke, "etag": etag}
 
 
 def release_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:

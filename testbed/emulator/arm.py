@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import shutil
 import socket
@@ -140,7 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *(redact(str(a)) for a in args))
+        if log.isEnabledFor(logging.DEBUG):  # every request passes here: redact only what is logged
+            log.debug("%s " + format, self.address_string(), *(redact(str(a)) for a in args))
 
     def do_GET(self) -> None:
         self._dispatch("GET")

@@ -145,6 +145,7 @@ class _Grant:
     revoked: bool = False
     vanished: bool = False
     copies: int = 0
+    materialised: bool = False  # the md blob was written (by a copy, or materialise()) at least once
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def active(self, now: datetime) -> bool:
@@ -356,8 +357,10 @@ class DataPlane:
         """
         assert grant.blob is not None
         address = self._accounts.blob(self.md_account, grant.container, MD_BLOB_NAME)
-        with suppress(NotFoundError):
-            self._blobs.delete(address)
+        if grant.materialised:  # the grant's container is new: until now, nothing was there to delete
+            with suppress(NotFoundError):
+                self._blobs.delete(address)
+        grant.materialised = True
         self._blobs.create_page_blob(address, grant.blob_size)
         content = grant.blob
         ranges = [PageRange(start, end) for start, end in content.ranges()]

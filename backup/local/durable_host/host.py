@@ -679,7 +679,7 @@ class LocalHost:
         with self._store_lock:
             with self._cond:  # a consistent cut of everything changed; encoded after the lock
                 self._store_wanted.clear()
-                records = [(key, instance.to_record()) for key, instance in self._dirty.items()]
+                records = [(key, instance.to_store_record()) for key, instance in self._dirty.items()]
                 deletes = list(self._deleted)
                 self._dirty.clear()
                 self._deleted.clear()

@@ -19,6 +19,11 @@ from backup.local.durable_host.status import Counts, InstanceStatus, RuntimeStat
 __all__ = ["Instance", "ParentLink"]
 
 
+class EncodedEvents(list[str]):
+    """History events already encoded as JSON text (compact separators), one string each: the store
+    splices them into a record's file as they are (:meth:`Instance.to_store_record`)."""
+
+
 @dataclass(frozen=True)
 class ParentLink:
     """The orchestration that started this one as a sub-orchestration, and under which task number."""
@@ -62,6 +67,8 @@ class Instance:
     # The history's events encoded as a context carries them (played), for the execution named.
     _played_json: list[str] = field(default_factory=list, repr=False, compare=False)
     _played_execution: str | None = field(default=None, repr=False, compare=False)
+    _stored_json: list[str] = field(default_factory=list, repr=False, compare=False)
+    _stored_execution: str | None = field(default=None, repr=False, compare=False)
 
     def status(self) -> InstanceStatus:
         """A snapshot for callers."""
@@ -142,6 +149,20 @@ class Instance:
                 if event.get("EventType") == h.EventType.EXECUTION_STARTED:
                     return event
         return None
+
+    def to_store_record(self) -> dict[str, Any]:
+        """:meth:`to_record` with the history as :class:`EncodedEvents`, each event encoded once.
+
+        The store writes an instance again at every change, history and all; a history only grows, so
+        each event is encoded for the store the first time it is written (a lane's history holds its
+        disks' jobs: re-encoding them every second was most of the store writer's time)."""
+        if self._stored_execution != self.execution_id or len(self._stored_json) > len(self.history):
+            self._stored_json, self._stored_execution = [], self.execution_id
+        done = len(self._stored_json)
+        self._stored_json.extend(json.dumps(event, separators=(",", ":")) for event in self.history[done:])
+        record = self.to_record()
+        record["history"] = EncodedEvents(self._stored_json)
+        return record
 
     def played_history_json(self) -> list[str]:
         """The history encoded for a context (:func:`history.played_event_json`), each event encoded

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from backup.local.durable_host.instance import EncodedEvents
 from backup.redact import get_logger
 
 __all__ = ["RECORD_VERSION", "SOURCE_KEY", "InstanceStore"]
@@ -46,8 +47,17 @@ class InstanceStore:
 
     @staticmethod
     def encode(record: dict[str, Any]) -> str:
-        """The file content of ``record`` (so a caller can encode under its lock and write after)."""
-        return json.dumps({"version": RECORD_VERSION, **record}, separators=(",", ":"))
+        """The file content of ``record`` (so a caller can encode under its lock and write after).
+
+        A ``history`` of :class:`~backup.local.durable_host.instance.EncodedEvents` is spliced in as it
+        is: the same JSON as encoding the events here, without encoding them again.
+        """
+        history = record.get("history")
+        if not isinstance(history, EncodedEvents):
+            return json.dumps({"version": RECORD_VERSION, **record}, separators=(",", ":"))
+        rest = {key: value for key, value in record.items() if key != "history"}
+        head = json.dumps({"version": RECORD_VERSION, **rest}, separators=(",", ":"))
+        return head[:-1] + ',"history":[' + ",".join(history) + "]}"
 
     def write(self, instance_id: str, data: str) -> None:
         """Write (or replace) the record of ``instance_id`` with ``data`` from :meth:`encode`."""
