@@ -25,9 +25,9 @@ var backupActions = [
   'Microsoft.Compute/snapshots/endGetAccess/action'
 ]
 
-// Restore (a new managed disk from a restore point, coming in a later issue): create the disk, write
-// the restore point into it through a write SAS (Upload: beginGetAccess/endGetAccess on the disk), and
-// delete a disk whose restore failed half-way.
+// Restore (a new managed disk from a restore point, on demand and in the scheduled restore tests):
+// create the disk, write the restore point into it through a write SAS (Upload: beginGetAccess and
+// endGetAccess on the disk), and delete a disk whose restore failed half-way or a restore test's disk.
 var restoreActions = [
   'Microsoft.Compute/disks/write'
   'Microsoft.Compute/disks/delete'
