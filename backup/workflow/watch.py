@@ -164,13 +164,8 @@ class OperationWatch:
         """JSON form."""
         return {
             "op": self.op,
-            "deadline": _instant(self.deadline),
             "what": self.what,
-            "pollInitialSeconds": self.poll_initial_seconds,
-            "pollMaxSeconds": self.poll_max_seconds,
-            "delay": self.delay,
-            "polls": self.polls,
-            "pollFailures": self.failures,
+            **_pacing_json(self),
         }
 
     @classmethod
@@ -180,17 +175,7 @@ class OperationWatch:
         op = _object(data.get("op"), "operation watch.op")
         if not isinstance(op.get("state"), str):
             raise InvalidInputError("operation watch.op.state", "must be a string")
-        delay, polls, failures = _progress(data, "operation watch")
-        return cls(
-            op=op,
-            deadline=_parse_instant(data.get("deadline"), "operation watch.deadline"),
-            what=_text(data, "what", "operation watch"),
-            poll_initial_seconds=_seconds(data, "pollInitialSeconds", "operation watch"),
-            poll_max_seconds=_seconds(data, "pollMaxSeconds", "operation watch"),
-            delay=delay,
-            polls=polls,
-            failures=failures,
-        )
+        return cls(op=op, what=_text(data, "what", "operation watch"), **_pacing(data, "operation watch"))
 
 
 @dataclass(frozen=True)
@@ -211,12 +196,7 @@ class CopyWatch:
         return {
             "copy": self.copy,
             "blob": self.blob,
-            "deadline": _instant(self.deadline),
-            "pollInitialSeconds": self.poll_initial_seconds,
-            "pollMaxSeconds": self.poll_max_seconds,
-            "delay": self.delay,
-            "polls": self.polls,
-            "pollFailures": self.failures,
+            **_pacing_json(self),
         }
 
     @classmethod
@@ -231,19 +211,13 @@ class CopyWatch:
         _text(copy, "copyId", f"{where}.copy")
         _text(copy, "status", f"{where}.copy")
         blob = _object(data.get("blob"), f"{where}.blob")
-        delay, polls, failures = _progress(data, where)
         return cls(
             copy=copy,
             blob={
                 "container": _text(blob, "container", f"{where}.blob"),
                 "blobName": _text(blob, "blobName", f"{where}.blob"),
             },
-            deadline=_parse_instant(data.get("deadline"), f"{where}.deadline"),
-            poll_initial_seconds=_seconds(data, "pollInitialSeconds", where),
-            poll_max_seconds=_seconds(data, "pollMaxSeconds", where),
-            delay=delay,
-            polls=polls,
-            failures=failures,
+            **_pacing(data, where),
         )
 
 
@@ -266,12 +240,7 @@ class ReadinessWatch:
         return {
             "snapshotId": self.snapshot_id,
             "state": self.state,
-            "deadline": _instant(self.deadline),
-            "pollInitialSeconds": self.poll_initial_seconds,
-            "pollMaxSeconds": self.poll_max_seconds,
-            "delay": self.delay,
-            "polls": self.polls,
-            "pollFailures": self.failures,
+            **_pacing_json(self),
         }
 
     @classmethod
@@ -282,16 +251,10 @@ class ReadinessWatch:
         state = _object(data.get("state"), f"{where}.state")
         if not isinstance(state.get("ready"), bool):
             raise InvalidInputError(f"{where}.state.ready", "must be true or false")
-        delay, polls, failures = _progress(data, where)
         return cls(
             snapshot_id=_text(data, "snapshotId", where),
             state=state,
-            deadline=_parse_instant(data.get("deadline"), f"{where}.deadline"),
-            poll_initial_seconds=_seconds(data, "pollInitialSeconds", where),
-            poll_max_seconds=_seconds(data, "pollMaxSeconds", where),
-            delay=delay,
-            polls=polls,
-            failures=failures,
+            **_pacing(data, where),
         )
 
 
@@ -535,6 +498,31 @@ def _parse_instant(value: Any, where: str) -> datetime:
     if parsed.tzinfo is None:
         raise InvalidInputError(where, "must carry a time zone")
     return parsed.astimezone(UTC)
+
+
+def _pacing_json(watch: OperationWatch | CopyWatch | ReadinessWatch) -> dict[str, Any]:
+    """The JSON of what every watch carries: its deadline, poll delays and progress so far."""
+    return {
+        "deadline": _instant(watch.deadline),
+        "pollInitialSeconds": watch.poll_initial_seconds,
+        "pollMaxSeconds": watch.poll_max_seconds,
+        "delay": watch.delay,
+        "polls": watch.polls,
+        "pollFailures": watch.failures,
+    }
+
+
+def _pacing(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """What every watch carries (:func:`_pacing_json`), validated, as keyword arguments of its type."""
+    delay, polls, failures = _progress(data, where)
+    return {
+        "deadline": _parse_instant(data.get("deadline"), f"{where}.deadline"),
+        "poll_initial_seconds": _seconds(data, "pollInitialSeconds", where),
+        "poll_max_seconds": _seconds(data, "pollMaxSeconds", where),
+        "delay": delay,
+        "polls": polls,
+        "failures": failures,
+    }
 
 
 def _progress(data: dict[str, Any], where: str) -> tuple[float | None, int, int]:
