@@ -161,8 +161,9 @@ def _prune_wave(
             "maxDeletes": request.options.deletes_per_call,
         }
 
-    # Safe to repeat: a prune_disk call that failed changed nothing (prune_activities.prune_disk), and
-    # one that is repeated after a lost outcome finds what its first attempt did already done.
+    # Safe to repeat: a prune_disk call that failed transiently changed nothing (once it has changed
+    # rows it answers them instead, with more: prune_activities.prune_disk), and a call repeated after
+    # its outcome was lost finds what its first attempt did already done.
     tasks = [context.call_activity(act.PRUNE_DISK, payload(disk_id)) for disk_id in disk_ids]
     # All the wave's first calls at once. If one fails, each call's own outcome is read below (a task
     # yielded again answers its own outcome), and only the failed ones are called again.

@@ -228,7 +228,8 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
             log.info("prune %s: stopped by %s; to be called again", disk_id, describe(exc).message)
             answer["more"] = True
             break
-        changed += 1 if outcome != "deferred" else 0
+        if outcome != "deferred":
+            changed += 1
         if outcome == "held":
             answer["heldCount"] += 1
             _note(answer["held"], {"runId": point.run_id, "problem": problem})
