@@ -13,7 +13,9 @@ front require).
 - ``reset``: close the connection without an answer, without forwarding (the request never arrived);
 - ``lost``: forward the request, let the server act on it, then close the connection without relaying
   the answer (the request arrived and took effect; the client never hears so) — the fault that tests
-  whether a retried call is really idempotent.
+  whether a retried call is really idempotent;
+- ``forbid``: answer ``403 AuthorizationFailure`` itself, as Azure Storage does to a caller its firewall
+  or role assignments refuse — a failure that waiting will not mend, without forwarding.
 
 A plan is either random, per request (``busy=0.08, reset=0.04, lost=0.03``: each request draws once,
 from a seeded generator, so a run can be replayed) or scripted (``fail_next(action, count, match=...)``:
@@ -40,7 +42,7 @@ from urllib.parse import urlsplit
 __all__ = ["ACTIONS", "FaultPlan", "FaultProxy"]
 
 #: The faults a plan may make (see the module docstring).
-ACTIONS = ("busy", "throttle", "reset", "lost")
+ACTIONS = ("busy", "throttle", "reset", "lost", "forbid")
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
@@ -48,6 +50,11 @@ _HOP_BY_HOP = frozenset(
 _BUSY_BODY = (
     b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
     b"<Message>The server is busy. (fault injected by the test bed)</Message></Error>"
+)
+_FORBID_BODY = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationFailure</Code>'
+    b"<Message>This request is not authorized to perform this operation. (fault injected by the test bed)"
+    b"</Message></Error>"
 )
 
 
@@ -69,6 +76,7 @@ class FaultPlan:
     throttle: float = 0.0
     reset: float = 0.0
     lost: float = 0.0
+    forbid: float = 0.0
     seed: int = 0
     only: frozenset[str] | None = None  # methods faults may hit (None: every method)
     max_faults: int | None = None  # faults made in all, at most
@@ -76,7 +84,7 @@ class FaultPlan:
     scripted: list[_Scripted] = field(default_factory=list)  # fail_next's faults, in order
 
     def __post_init__(self) -> None:
-        rates = [self.busy, self.throttle, self.reset, self.lost]
+        rates = [self.busy, self.throttle, self.reset, self.lost, self.forbid]
         if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0:
             raise ValueError("fault rates must be 0-1 and add up to at most 1")
         self._random = random.Random(self.seed)  # noqa: S311 - a test's dice, not a secret
@@ -110,7 +118,7 @@ class FaultProxy:
                 if action == "reset":
                     self._drop()
                     return
-                if action in ("busy", "throttle"):
+                if action in ("busy", "throttle", "forbid"):
                     self._answer_fault(action)
                     return
                 try:
@@ -138,13 +146,20 @@ class FaultProxy:
                 proxy._count("forwarded")
 
             def _answer_fault(self, action: str) -> None:
-                payload = b"" if self.command == "HEAD" else _BUSY_BODY
+                body, code = (
+                    (_FORBID_BODY, "AuthorizationFailure")
+                    if action == "forbid"
+                    else (_BUSY_BODY, "ServerBusy")
+                )
+                payload = b"" if self.command == "HEAD" else body
                 if action == "busy":
                     self.send_response(503, "Server Busy")
+                elif action == "forbid":
+                    self.send_response(403, "Forbidden")
                 else:
                     self.send_response(429, "Too Many Requests")
                     self.send_header("Retry-After", str(proxy.plan.retry_after))
-                self.send_header("x-ms-error-code", "ServerBusy")
+                self.send_header("x-ms-error-code", code)
                 self.send_header("x-ms-request-id", "fault-proxy")
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(payload)))

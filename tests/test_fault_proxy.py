@@ -1,9 +1,9 @@
 """The test bed's fault-injecting proxy, against real Azurite: each fault does what it says, and no more.
 
-``busy`` and ``throttle`` are answered by the proxy (Azurite never sees the request), ``reset`` drops the
-connection before forwarding, ``lost`` forwards (Azurite acts) and then drops the answer; random plans
-replay from their seed; ``max_faults`` and ``only`` bound them; Shared Key signatures made for the
-proxy's URL hold through it.
+``busy``, ``throttle`` and ``forbid`` are answered by the proxy (Azurite never sees the request),
+``reset`` drops the connection before forwarding, ``lost`` forwards (Azurite acts) and then drops the
+answer; random plans replay from their seed; ``max_faults`` and ``only`` bound them; Shared Key signatures
+made for the proxy's URL hold through it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from backup.azure.retry import RetryPolicy
 from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.azure.table import TableClient, UpsertMode
 from backup.azure.transport import Transport
-from backup.errors import ServerError, ThrottledError, TransportError
+from backup.errors import AuthenticationError, ServerError, ThrottledError, TransportError
 from testbed.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 from testbed.fault_proxy import FaultPlan, FaultProxy
 
@@ -63,6 +63,21 @@ def test_busy_and_throttle_are_answered_by_the_proxy(
         )
         assert _once().create_container(direct) is True  # made only now
     assert proxy.faults == [(action, "PUT", proxy.faults[0][2])]
+
+
+def test_forbid_is_a_403_the_server_never_saw(azurite: Azurite) -> None:
+    with FaultProxy(azurite.blob_endpoint()) as proxy:
+        container = _container(proxy.url)
+        proxy.fail_next("forbid", method="PUT")
+        with pytest.raises(AuthenticationError) as caught:
+            _once().create_container(container)
+        assert (caught.value.status, caught.value.code) == (403, "AuthorizationFailure")
+        assert "not authorized" in (caught.value.error_message or "")
+        direct = ContainerAddress.in_account(
+            azurite.blob_endpoint(), container.url.rsplit("/", 1)[1], BLOB_KEY
+        )
+        assert _once().create_container(direct) is True  # Azurite never saw the refused request
+    assert [action for action, _, _ in proxy.faults] == ["forbid"]
 
 
 def test_a_reset_never_reaches_the_server_and_a_lost_answer_did(azurite: Azurite) -> None:

@@ -41,6 +41,7 @@ from backup.workflow.models import (
     sub_orchestration_id,
 )
 from backup.workflow.orchestrators import LANE_DISKS_PER_EXECUTION
+from backup.workflow.restore_models import PRUNE_ORCHESTRATOR, PruneInput, PruneOptions
 from backup.workflow.retries import ActivityRetry
 from backup.workflow.watch import (
     COPY_WATCH_ORCHESTRATOR,
@@ -934,3 +935,110 @@ def test_a_throttled_activity_is_not_retried_before_the_retry_after_it_was_given
     assert status.output["status"] == "Succeeded", status.output
     started = _started(histories[0], act.RESOLVE_SELECTION)
     assert [(b - a).total_seconds() for a, b in pairwise(started)] == [40]  # not the 5 s backoff
+
+
+# -- prunes: a wave's failed calls only, each disk's work counted once ---------------------------------------
+
+
+def _prune(
+    activities: dict[str, Callable[[Any], Any]], disks: list[str], after_run_id: str | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run one prune of ``disks`` (named by their short names) to its end; its summary and history."""
+    request = PruneInput(
+        trigger="cli",
+        selection=Selection(kind="diskIds", disk_ids=tuple(_disk(name)["id"] for name in disks)),
+        policy="daily=1",
+        options=PruneOptions("c", max_parallel=len(disks), deletes_per_call=2),
+        after_run_id=after_run_id,
+    )
+    with LocalHost(_app(activities), clock=VirtualClock(datetime(2026, 11, 26, 3, tzinfo=UTC))) as host:
+        host.start_new(PRUNE_ORCHESTRATOR, input=request.to_json(), instance_id="prune-1")
+        status = host.wait_for_completion("prune-1", timeout=60)
+        history = host.history("prune-1")
+    assert status.runtime_status == "Completed", status.output
+    return dict(status.output), history
+
+
+def _pruned(data: Any, expired: int, *, more: bool = False) -> dict[str, Any]:
+    """A prune_disk answer: ``expired`` points expired (and their data deleted) by this call."""
+    return {
+        "diskId": data["diskId"],
+        "kept": 2,
+        "expiring": 4,
+        "expired": expired,
+        "deleted": expired,
+        "heldCount": 0,
+        "held": [],
+        "deferred": 0,
+        "deferredProblem": None,
+        "more": more,
+        "items": [],
+    }
+
+
+def test_a_prune_wave_calls_again_only_the_disk_whose_call_failed_transiently() -> None:
+    calls: list[tuple[str, Any]] = []
+    # Disk b: its first call meets a busy catalog; c: a transient failure after it changed rows answers
+    # what it did with "more", and is called again.
+    answers = {
+        "a": [lambda d: _pruned(d, 4)],
+        "b": [_busy(), lambda d: _pruned(d, 4)],
+        "c": [lambda d: _pruned(d, 1, more=True), lambda d: _pruned(d, 3)],
+    }
+
+    def prune_disk(data: Any) -> Any:
+        name = data["diskId"].rsplit("/", 1)[1]
+        calls.append((name, data))
+        given = answers[name].pop(0) if len(answers[name]) > 1 else answers[name][0]
+        if isinstance(given, Exception):
+            raise given
+        return given(data)
+
+    summary, history = _prune({act.PRUNE_DISK: prune_disk}, ["a", "b", "c"])
+    assert [name for name, _ in calls].count("a") == 1  # its first call's answer stands: not called again
+    assert [name for name, _ in calls].count("b") == 2
+    assert [name for name, _ in calls].count("c") == 2
+    assert len({json.dumps(d, sort_keys=True) for name, d in calls if name == "b"}) == 1  # the same input
+    assert (summary["disks"], summary["failedDisks"], summary["expired"], summary["deleted"]) == (
+        3,
+        0,
+        12,
+        12,
+    )
+    assert [r["expired"] for r in summary["results"]] == [4, 4, 4]
+    # b's second call came after the policy's first wait (5 s), on a durable timer.
+    started = _started(history, act.PRUNE_DISK)
+    assert len(started) == 5 and (started[-1] - started[0]).total_seconds() >= 5
+    assert any(e["EventType"] == EventType.TIMER_CREATED for e in history)
+
+
+def test_a_prune_call_that_fails_for_good_is_reported_at_once_and_the_others_stand() -> None:
+    calls: list[str] = []
+
+    def prune_disk(data: Any) -> Any:
+        name = data["diskId"].rsplit("/", 1)[1]
+        calls.append(name)
+        if name == "b":
+            raise _forbidden()
+        return _pruned(data, 4)
+
+    summary, history = _prune({act.PRUNE_DISK: prune_disk}, ["a", "b"])
+    assert sorted(calls) == ["a", "b"]  # no retry of b, and a not asked twice
+    assert (summary["failedDisks"], summary["expired"]) == (1, 4)
+    [a, b] = summary["results"]
+    assert a["expired"] == 4 and b["code"] == "AccessDenied" and "403" in b["reason"]
+    assert not any(e["EventType"] == EventType.TIMER_CREATED for e in history)
+
+
+def test_a_prune_that_cannot_read_whether_its_run_ended_prunes_anyway_and_says_so() -> None:
+    calls: list[str] = []
+    run_finished = _counting(act.RUN_FINISHED, [], _forbidden())
+
+    def prune_disk(data: Any) -> Any:
+        calls.append(data["diskId"])
+        return _pruned(data, 1)
+
+    summary, _ = _prune({act.RUN_FINISHED: run_finished, act.PRUNE_DISK: prune_disk}, ["a"], "run-1")
+    assert summary["expired"] == 1 and len(calls) == 1
+    [warning] = summary["warnings"]
+    assert warning.startswith("whether run run-1 had ended could not be read (") and "403" in warning

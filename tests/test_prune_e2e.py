@@ -14,13 +14,14 @@ brute-force count independent of :mod:`backup.retention`), not from the code und
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,19 +33,25 @@ import pytest
 from azure.functions.timer import TimerRequest
 from cleanup import remove_group_contents
 
+from backup import clients as clients_module
 from backup.app.blueprint import build_app
 from backup.azure.blob import BlobAddress
 from backup.azure.page_range import PageRange
+from backup.azure.retry import RetryPolicy
+from backup.azure.transport import Transport
 from backup.clients import AzureClients, build_clients
 from backup.local.cli import main
 from backup.local.durable_host import LocalHost, VirtualClock
+from backup.local.durable_host.history import EventType
 from backup.settings import Settings
+from backup.workflow import activity_names as act
 from backup.workflow.chain import chain_blob_name
 from backup.workflow.models import RUN_ORCHESTRATOR, RestorePointRecord, Selection, iso
 from backup.workflow.prune_activities import HELD_RETRY_DAYS
 from backup.workflow.restore_models import PRUNE_ORCHESTRATOR
 from backup.workflow.restore_startup import prune_input
 from testbed.devenv import proving_ground_settings
+from testbed.fault_proxy import FaultProxy
 from testbed.proving_ground import ProvingGround
 
 pytestmark = pytest.mark.slow
@@ -490,3 +497,107 @@ def test_the_preview_and_prune_dry_run_say_what_would_go_and_why_then_prune_prun
         ("night-000", "Expired"),
     ]
     assert listed["true"][1]["expiredReason"] == "in no bucket kept by daily=1,weekly=0,monthly=0,yearly=0"
+
+
+# -- transient faults: the prune still deletes what the policy says, and nothing else ----------------------
+
+#: The transport's retries, quick: five attempts within milliseconds.
+QUICK = RetryPolicy(max_attempts=5, backoff=0.002, max_delay=0.01, max_server_delay=30.0)
+
+
+@pytest.fixture
+def faulty_bed(
+    proving_ground: ProvingGround, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Bed, FaultProxy, FaultProxy]]:
+    """A bed whose app reaches blob and table storage through fault proxies, with a quick transport."""
+    monkeypatch.setattr(clients_module, "Transport", functools.partial(Transport, policy=QUICK))
+    with (
+        FaultProxy(proving_ground.backup_blob_endpoint) as blob_proxy,
+        FaultProxy(proving_ground.backup_table_endpoint) as table_proxy,
+    ):
+        made = _bed(
+            proving_ground,
+            unique_name,
+            BACKUP_BLOB_ENDPOINT=blob_proxy.url,
+            BACKUP_TABLE_ENDPOINT=table_proxy.url,
+        )
+        try:
+            yield made, blob_proxy, table_proxy
+        finally:
+            remove_group_contents(made.clients, made.settings.subscription_id, made.group)
+
+
+def _prune_with(bed: Bed, host: LocalHost, disks: list[str], prune_id: str, **options: Any) -> dict[str, Any]:
+    selection = Selection(kind="diskIds", disk_ids=tuple(bed.disk_id(d) for d in disks))
+    request = prune_input(bed.settings, "cli", selection)
+    request = replace(request, options=replace(request.options, **options))
+    host.start_new(PRUNE_ORCHESTRATOR, input=request.to_json(), instance_id=prune_id)
+    status = host.wait_for_completion(prune_id, timeout=60)
+    assert status.runtime_status == "Completed", status.output
+    return dict(status.output)
+
+
+def test_a_prune_that_meets_503_bursts_on_the_catalog_and_the_blobs_deletes_what_the_policy_says(
+    faulty_bed: tuple[Bed, FaultProxy, FaultProxy],
+) -> None:
+    bed, blob_proxy, table_proxy = faulty_bed
+    policy = {"diskbackup-retention": "daily=2,weekly=0,monthly=0,yearly=0"}
+    for disk in ("one", "two"):
+        bed.make_disk(disk, policy)
+        bed.clients.blob.create_page_blob(bed.backup_blob(disk), MiB + 512)
+        for night in range(7):
+            bed.record_night(disk, night, failed=disk == "one" and night == 3)
+    # Each disk keeps its two newest nights; the others expire (one's failed night holds no data).
+    expired = {"one": {0, 1, 2, 3, 4}, "two": {0, 1, 2, 3, 4}}
+    # Bursts of 503 while both disks are pruned at once: the catalog's listing (as many in a row as the
+    # transport tries), then the blob snapshots' deletion and the marking of rows Expired (a DELETE and a
+    # conditional merge, which the transport does not repeat by itself: each 503 stops a call), after
+    # some of each went through, so that a call meets one before it changed anything (and is called
+    # again after a wait) or after (and answers what it did, with more). However the two disks' calls
+    # interleave, no call is tried more often than the policy allows (five failures at most).
+    table_proxy.fail_next("busy", 5, method="GET")
+    blob_proxy.fail_next("busy", 2, method="DELETE", after=1)
+    table_proxy.fail_next("busy", 2, method="MERGE", after=2)
+    with LocalHost(build_app(bed.settings), clock=VirtualClock(START + timedelta(days=6, hours=2))) as host:
+        summary = _prune_with(bed, host, ["one", "two"], "prune-faults", deletes_per_call=2)
+        history = host.history("prune-faults")
+    # Every fault was met, and the prune still did exactly what the policy says.
+    assert [s.count for s in blob_proxy.plan.scripted + table_proxy.plan.scripted] == [0, 0, 0]
+    assert (summary["failedDisks"], summary["deferred"], summary["heldCount"]) == (0, 0, 0), summary
+    assert (summary["expired"], summary["deleted"]) == (10, 9), summary
+    assert {r["diskId"].rsplit("/", 1)[1]: (r["expired"], r["deleted"]) for r in summary["results"]} == {
+        "one": (5, 4),
+        "two": (5, 5),
+    }
+    for disk in ("one", "two"):
+        rows = {int(r.run_id.rsplit("-", 1)[1]): r for r in bed.rows(disk)}
+        assert {n for n, r in rows.items() if r.status == "Expired"} == expired[disk]
+        assert {n for n, r in rows.items() if r.status == "Succeeded"} == {5, 6}
+        assert bed.blob_snapshots(disk) == {bed.snapshots[(disk, 5)], bed.snapshots[(disk, 6)]}
+    # The disks' calls were made again, after durable timers: without faults, two calls prune one (four
+    # deletions, two a call) and three prune two (five).
+    scheduled = [e for e in history if e["EventType"] == EventType.TASK_SCHEDULED]
+    assert sum(1 for e in scheduled if e["Name"] == act.PRUNE_DISK) > 5
+    assert any(e["EventType"] == EventType.TIMER_CREATED for e in history)
+
+
+def test_a_prune_that_is_refused_by_the_catalog_fails_that_disk_at_once(
+    faulty_bed: tuple[Bed, FaultProxy, FaultProxy],
+) -> None:
+    bed, _, table_proxy = faulty_bed
+    bed.make_disk("refused", {"diskbackup-retention": "daily=1,weekly=0,monthly=0,yearly=0"})
+    bed.clients.blob.create_page_blob(bed.backup_blob("refused"), MiB + 512)
+    for night in range(3):
+        bed.record_night("refused", night)
+    table_proxy.fail_next("forbid", 1, method="GET")
+    with LocalHost(build_app(bed.settings), clock=VirtualClock(START + timedelta(days=3))) as host:
+        summary = _prune_with(bed, host, ["refused"], "prune-refused")
+        history = host.history("prune-refused")
+    [report] = summary["results"]
+    assert (summary["failedDisks"], report["code"]) == (1, "AccessDenied"), summary
+    assert "answered HTTP 403 AuthorizationFailure" in report["reason"]
+    assert [action for action, _, _ in table_proxy.faults] == ["forbid"]  # one request, no retry
+    scheduled = [e for e in history if e["EventType"] == EventType.TASK_SCHEDULED]
+    assert [e["Name"] for e in scheduled] == [act.PRUNE_DISK]
+    assert not any(e["EventType"] == EventType.TIMER_CREATED for e in history)
+    assert [r.status for r in bed.rows("refused")] == ["Succeeded"] * 3  # nothing changed

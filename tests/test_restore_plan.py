@@ -41,6 +41,7 @@ from backup.workflow.restore_startup import (
     restore_input,
     restore_tests_id,
 )
+from backup.workflow.retries import ActivityRetry
 
 MiB = 1 << 20
 SUB = "00000000-0000-0000-0000-0000000000aa"
@@ -257,3 +258,32 @@ def test_records_go_through_json_and_back() -> None:
     pruning = prune_input(SETTINGS, "schedule", after_run_id="nightly-20261127T010000Z")
     assert PruneInput.from_json(pruning.to_json()) == pruning
     assert pruning.policy == "daily=7,weekly=4,monthly=12,yearly=3" and pruning.selection.kind == "tag"
+
+
+def test_restore_and_prune_inputs_carry_their_retry_policy_validated_with_defaults_when_absent() -> None:
+    request = restore_input(SETTINGS, "cli", disk_id=DISK, target=GOOD_TARGET, run_id="nightly-1")
+    pruning = prune_input(SETTINGS, "cli")
+    assert request.options.retry == pruning.options.retry == ActivityRetry()  # 6 calls, 5 s doubling to 60
+    chosen = ActivityRetry(attempts=3, first_seconds=10, max_seconds=30)
+    restore_json = request.to_json()
+    restore_json["options"]["retry"] = chosen.to_json()
+    assert RestoreInput.from_json(restore_json).options.retry == chosen
+    prune_json = pruning.to_json()
+    prune_json["options"]["retry"] = chosen.to_json()
+    assert PruneInput.from_json(prune_json).options.retry == chosen
+    # An input written before retries existed has none: the defaults.
+    del restore_json["options"]["retry"], prune_json["options"]["retry"]
+    assert RestoreInput.from_json(restore_json).options.retry == ActivityRetry()
+    assert PruneInput.from_json(prune_json).options.retry == ActivityRetry()
+    # A bad one names what is wrong.
+    for retry, field in (
+        ({"attempts": 0}, "retry.attempts"),
+        ({"attempts": "6"}, "options.retry.attempts"),
+        ({"firstSeconds": 90, "maxSeconds": 60}, "retry"),
+        ("often", "options.retry"),
+    ):
+        for parse, data in ((RestoreInput.from_json, restore_json), (PruneInput.from_json, prune_json)):
+            data["options"]["retry"] = retry
+            with pytest.raises(InvalidInputError) as caught:
+                parse(data)
+            assert caught.value.field == field, (retry, caught.value)

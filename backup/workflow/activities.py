@@ -60,6 +60,7 @@ def resolve_selection(clients: AzureClients, data: Any) -> list[dict[str, Any]]:
 
     Explicit disk IDs must all exist (a missing one fails the run with its ID named: the caller asked
     for it). A disk whose size ARM does not report cannot be verified and fails the run the same way.
+    Safe to call again: it only reads.
     """
     selection = Selection.from_json(data)
     compute = clients.compute
@@ -171,7 +172,8 @@ def begin_snapshot(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 
 def poll_operation(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """One poll of an ARM operation; raises :class:`OperationFailedError` if it failed or was canceled."""
+    """One poll of an ARM operation; raises :class:`OperationFailedError` if it failed or was canceled.
+    Safe to call again: it only reads."""
     operation = _operation(_object(data), "operation")
     try:
         polled = clients.compute.poll(operation)

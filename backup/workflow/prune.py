@@ -10,10 +10,20 @@ starts the same orchestration without a run to wait for, and with ``dryRun`` onl
 
 Disks are pruned a few at a time (``maxParallel``); a disk with more expired points than one activity
 deletes (``deletesPerCall``) is called again. A disk whose prune fails is reported and the others go on.
+
+Every activity here is safe to run twice with the same input (each says why), so each is called with the
+prune's retry policy (:mod:`backup.workflow.retries`): a busy or unreachable catalog or blob service
+(``Throttled``, ``BackendUnavailable``, after the transport's own retries) costs a few durable timers, and
+the prune still deletes what the policy says. A disk's prune that meets a transient failure after it has
+changed something answers what it did and asks to be called again (``more``), so what it did is counted
+once; one that meets it before raises, and is retried. (A row marked ``Expired`` whose answer was lost
+on every one of the transport's tries is done, but not counted: the call that raised does not know it.)
+A failure that will not change fails that disk's prune at once, with its reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import timedelta
@@ -25,6 +35,7 @@ from backup.failures import failure_of
 from backup.workflow import activity_names as act
 from backup.workflow.models import DiskRef, iso, parse_iso
 from backup.workflow.restore_models import PruneInput
+from backup.workflow.retries import call_activity
 from backup.workflow.watch import next_delay
 
 Orchestration = Generator[Any, Any, Any]
@@ -42,6 +53,7 @@ def prune_run(context: df.DurableOrchestrationContext) -> Orchestration:
     """Wait for the run (if any), then prune every selected disk; answers the prune's summary."""
     request = PruneInput.from_json(context.get_input())
     options = request.options
+    retry = options.retry
     warnings: list[str] = []
 
     # 1. The run this prune follows, until it ended or the deadline passed.
@@ -56,7 +68,17 @@ def prune_run(context: df.DurableOrchestrationContext) -> Orchestration:
         polls = 0
         while True:
             context.set_custom_status({"phase": "waiting", "runId": request.after_run_id})
-            state = yield context.call_activity(act.RUN_FINISHED, {"runId": request.after_run_id})
+            try:
+                state = yield from call_activity(
+                    context, act.RUN_FINISHED, {"runId": request.after_run_id}, retry, deadline=deadline
+                )
+            except Exception as exc:
+                # What is kept never depends on tonight's points being there: prune, as at the deadline.
+                warnings.append(
+                    f"whether run {request.after_run_id} had ended could not be read "
+                    f"({failure_of(exc).message}); pruned without waiting longer"
+                )
+                break
             if state["finished"]:
                 break
             now = context.current_utc_datetime
@@ -91,7 +113,9 @@ def prune_run(context: df.DurableOrchestrationContext) -> Orchestration:
     else:
         context.set_custom_status({"phase": "resolving"})
         try:
-            found = yield context.call_activity(act.RESOLVE_SELECTION, request.selection.to_json())
+            found = yield from call_activity(
+                context, act.RESOLVE_SELECTION, request.selection.to_json(), retry
+            )
             disk_ids = [DiskRef.from_json(item).id for item in found]
         except Exception as exc:
             failure = failure_of(exc)
@@ -124,37 +148,39 @@ def prune_run(context: df.DurableOrchestrationContext) -> Orchestration:
 def _prune_wave(
     context: df.DurableOrchestrationContext, request: PruneInput, disk_ids: list[str], now: str
 ) -> Orchestration:
-    """Prune ``disk_ids`` together; a disk with more to go is called again (one after another)."""
+    """Prune ``disk_ids`` together; a disk whose call failed transiently is called again after a durable
+    timer, and a disk with more to go is called again (one after another)."""
+    retry = request.options.retry
 
-    def call(disk_id: str) -> Any:
-        return context.call_activity(
-            act.PRUNE_DISK,
-            {
-                "diskId": disk_id,
-                "policy": request.policy,
-                "now": now,
-                "dryRun": request.dry_run,
-                "maxDeletes": request.options.deletes_per_call,
-            },
-        )
+    def payload(disk_id: str) -> dict[str, Any]:
+        return {
+            "diskId": disk_id,
+            "policy": request.policy,
+            "now": now,
+            "dryRun": request.dry_run,
+            "maxDeletes": request.options.deletes_per_call,
+        }
 
-    try:
-        first = yield context.task_all([call(disk_id) for disk_id in disk_ids])
-    except Exception:
-        # One failed: ask each again alone (a prune is idempotent), to tell which and keep the others.
-        first = []
-        for disk_id in disk_ids:
-            try:
-                first.append((yield call(disk_id)))
-            except Exception as exc:
-                failure = failure_of(exc)
-                first.append({"diskId": disk_id, "code": failure.code.value, "reason": failure.message})
+    # Safe to repeat: a prune_disk call that failed transiently changed nothing (once it has changed
+    # rows it answers them instead, with more: prune_activities.prune_disk), and a call repeated after
+    # its outcome was lost finds what its first attempt did already done.
+    tasks = [context.call_activity(act.PRUNE_DISK, payload(disk_id)) for disk_id in disk_ids]
+    # All the wave's first calls at once. If one fails, each call's own outcome is read below (a task
+    # yielded again answers its own outcome), and only the failed ones are called again.
+    with contextlib.suppress(Exception):
+        yield context.task_all(tasks)
     reports = []
-    for report in first:
+    for disk_id, task in zip(disk_ids, tasks, strict=True):
+        try:
+            report = yield from call_activity(context, act.PRUNE_DISK, payload(disk_id), retry, first=task)
+        except Exception as exc:
+            failure = failure_of(exc)
+            reports.append({"diskId": disk_id, "code": failure.code.value, "reason": failure.message})
+            continue
         rounds = 1
         while report.get("more") and rounds < MAX_ROUNDS:
             try:
-                again = yield call(report["diskId"])
+                again = yield from call_activity(context, act.PRUNE_DISK, payload(disk_id), retry)
             except Exception as exc:
                 failure = failure_of(exc)
                 report = {**report, "more": False, "code": failure.code.value, "reason": failure.message}

@@ -14,8 +14,17 @@ restore points from the catalog and its policy (the app's ``BACKUP_RETENTION``, 
 A blob snapshot Azure refuses to delete (409 ``BlobImmutableDueToLegalHold`` or
 ``BlobImmutableDueToPolicy``, Blob service error codes; or another refusal that will not change by itself)
 is kept and reported, and its row says why (``PruneHeld``): it is not tried again for
-:data:`HELD_RETRY_DAYS` days, when the hold or policy may have ended. A refusal that will pass (a writer's
-lease on the backup blob, a busy or unreachable service) defers the point to the next prune.
+:data:`HELD_RETRY_DAYS` days, when the hold or policy may have ended. A writer's lease on the backup blob
+defers the point to the next prune. A busy or unreachable service (``Throttled``, ``BackendUnavailable``
+after the transport's own retries) is the orchestrator's to ride out: :func:`prune_disk` raises it if it
+has changed nothing yet, and otherwise answers what it did with ``more``, so that it is called again and
+nothing it did is counted twice or lost (:mod:`backup.workflow.prune`).
+
+Both activities are safe to run twice with the same input: :func:`run_finished` only reads, and a
+repeated :func:`prune_disk` finds what an earlier attempt did already done. Its points are marked
+``Expired`` (and no longer listed) only after their data is gone, a deletion of data already gone counts
+as done, and the policy keeps the same points once some of the ones it expires are gone (each kept point
+is the newest of a recent bucket; taking away points it does not keep changes neither).
 """
 
 from __future__ import annotations
@@ -133,7 +142,9 @@ def disk_retention(clients: AzureClients, disk_id: str, setting: str, now: datet
 
 
 def run_finished(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Whether the run a prune follows has ended, as its catalog row says (``status`` None: no row yet)."""
+    """Whether the run a prune follows has ended, as its catalog row says (``status`` None: no row yet).
+
+    Safe to call again: it only reads."""
     payload = _object(data)
     run = clients.catalog.get_run(_text(payload, "runId"))
     if run is None:
@@ -144,7 +155,12 @@ def run_finished(clients: AzureClients, data: Any) -> dict[str, Any]:
 def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Apply the disk's policy: delete the data of up to ``maxDeletes`` expired points and mark their rows
     ``Expired`` (``dryRun``: only say what would go). Answers counts, a few items, and ``more`` when
-    expired points are left for another call."""
+    expired points are left for another call.
+
+    Safe to call again with the same input (the module docstring says why). A busy or unreachable
+    service is raised if this call has changed nothing yet (the orchestrator calls again after a wait);
+    after it has, the call stops there and answers what it did, with ``more``.
+    """
     payload = _object(data)
     disk_id = _text(payload, "diskId")
     now = parse_time(_text(payload, "now"), "now")
@@ -179,6 +195,7 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
             if point.run_id in held:
                 _note(answer["held"], {"runId": point.run_id, "problem": point.prune_held})
     deletes = 0
+    changed = 0  # rows this call marked (expired or held): what raising now would leave uncounted
     for point, reason in expiring:
         listed = {
             "runId": point.run_id,
@@ -191,26 +208,40 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
             continue
         if point.run_id in held:
             continue
-        if point.status == "Succeeded":
-            if deletes >= max_deletes:
-                answer["more"] = True
-                break
-            deletes += 1
-            outcome, problem = _delete_data(clients, point)
+        if point.status == "Succeeded" and deletes >= max_deletes:
+            answer["more"] = True
+            break
+        try:
+            outcome, problem = ("deleted", None)
+            if point.status == "Succeeded":
+                deletes += 1
+                outcome, problem = _delete_data(clients, point)
             if outcome == "held":
                 assert problem is not None
                 clients.catalog.record_prune_held(point, now, problem)
-                answer["heldCount"] += 1
-                _note(answer["held"], {"runId": point.run_id, "problem": problem})
-                _note(items, {**listed, "action": "held", "problem": problem})
-                continue
-            if outcome == "deferred":
-                answer["deferred"] += 1
-                answer["deferredProblem"] = problem
-                _note(items, {**listed, "action": "deferred", "problem": problem})
-                break  # the service is busy or a writer holds the blob: the next prune goes on
+            elif outcome == "deleted":
+                clients.catalog.mark_expired(point, now, reason)
+        except (AzureHttpError, TransportError) as exc:
+            if not describe(exc).code.retryable or changed == 0:
+                raise
+            # Busy or unreachable after this call changed rows: answer them, and be called again.
+            log.info("prune %s: stopped by %s; to be called again", disk_id, describe(exc).message)
+            answer["more"] = True
+            break
+        if outcome != "deferred":
+            changed += 1
+        if outcome == "held":
+            answer["heldCount"] += 1
+            _note(answer["held"], {"runId": point.run_id, "problem": problem})
+            _note(items, {**listed, "action": "held", "problem": problem})
+            continue
+        if outcome == "deferred":
+            answer["deferred"] += 1
+            answer["deferredProblem"] = problem
+            _note(items, {**listed, "action": "deferred", "problem": problem})
+            break  # a writer holds the blob: the next prune goes on
+        if point.status == "Succeeded":
             answer["deleted"] += 1
-        clients.catalog.mark_expired(point, now, reason)
         answer["expired"] += 1
         _note(items, {**listed, "action": "expired"})
     log.info(
@@ -227,7 +258,8 @@ def prune_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 
 def _delete_data(clients: AzureClients, point: RestorePoint) -> tuple[str, str | None]:
-    """Delete a good point's data: ``("deleted" | "held" | "deferred", problem)``."""
+    """Delete a good point's data: ``("deleted" | "held" | "deferred", problem)``; a busy or unreachable
+    service is raised (:func:`prune_disk` decides what that means)."""
     try:
         container, name = clients.catalog.blob_location(point.blob_url)
     except InvalidInputError as exc:  # recorded under another account or endpoint: not ours to delete now
@@ -245,11 +277,11 @@ def _delete_data(clients: AzureClients, point: RestorePoint) -> tuple[str, str |
         clients.blob.delete(target, snapshots=snapshots)
     except NotFoundError:
         return "deleted", None  # gone already (an earlier attempt, or by hand)
-    except TransportError as exc:
-        return "deferred", describe(exc).message
     except AzureHttpError as exc:
+        if exc.retryable:
+            raise
         failure = describe(exc)
-        if exc.retryable or exc.code in _LEASE_CODES:
+        if exc.code in _LEASE_CODES:
             return "deferred", failure.message
         return "held", failure.message
     return "deleted", None

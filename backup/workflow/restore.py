@@ -15,6 +15,12 @@ grants' SAS stay in their operations, the plan lives in storage (:mod:`backup.wo
 Writing is bounded activities of bounded batches, each safe to repeat, so a restore whose process dies
 carries on from its last finished batch when a host starts again.
 
+Every activity a restore calls is safe to run twice with the same input (each says why in its
+docstring), so each is called with the restore's retry policy (:mod:`backup.workflow.retries`): a
+transient failure (``Throttled``, ``BackendUnavailable``) that outlasted the transport's own retries costs
+a few durable timers, never the restore; ARM operations retry within their deadline. A failure that will
+not change (a 4xx, an operation that ended ``Failed``, a verification) fails the restore at once.
+
 A restore that fails revokes what it granted, deletes the half-made disk (unless ``keepOnFailure``; never
 a disk it did not make), records why, and ends with a result: the orchestration itself does not fail. A
 **restore test** (``purpose: test``) restores to a temporary disk, verifies in full, deletes the disk and
@@ -55,6 +61,7 @@ from backup.workflow.restore_plan import (
     temporary_disk_name,
     write_grant_seconds,
 )
+from backup.workflow.retries import ActivityRetry, call_activity
 from backup.workflow.watch import next_delay
 
 Orchestration = Generator[Any, Any, Any]
@@ -68,6 +75,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     request = RestoreInput.from_json(context.get_input())
     restore_id = context.instance_id
     options = request.options
+    retry = options.retry
     target = request.target
     status = RestoreStatus(phase="resolve", disk=target.disk_name)
     result = RestoreResult(
@@ -96,7 +104,8 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     try:
         # 1. The restore point, its data checked; the target's location and SKU.
         phase("resolve")
-        found = yield context.call_activity(
+        found = yield from call_activity(
+            context,
             act.FIND_RESTORE_POINT,
             {
                 "diskId": request.disk_id,
@@ -105,6 +114,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                 "target": target.to_json(),
                 "restoreId": restore_id,
             },
+            retry,
         )
         point = PointRef.from_json(found["point"])
         target = RestoreTarget.from_json(found["target"])
@@ -118,15 +128,18 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             size_bytes=disk_bytes,
         )
         phase("resolve", run_id=point.run_id)
-        warnings.extend((yield from _record(context, result, "at its start")))
+        warnings.extend((yield from _record(context, result, "at its start", retry)))
 
         # 2. A new disk made for direct upload (never over an existing one), and write access to it.
         phase("create")
         made = True
         deadline = context.current_utc_datetime + timedelta(minutes=options.operation_timeout_minutes)
-        op = yield context.call_activity(
+        op = yield from call_activity(
+            context,
             act.BEGIN_CREATE_RESTORE_DISK,
             {"target": target.to_json(), "restoreId": restore_id, "diskBytes": disk_bytes},
+            retry,
+            deadline=deadline,
         )
         yield from _wait(context, op, deadline, options, "creating the disk")
         phase("grant")
@@ -143,7 +156,8 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         for segment in segments(disk_bytes, chain.segment_bytes):
             marker: str | None = None
             while True:
-                listed = yield context.call_activity(
+                listed = yield from call_activity(
+                    context,
                     act.PLAN_RESTORE,
                     {
                         "restoreId": restore_id,
@@ -156,6 +170,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                         "batchBytes": chain.batch_bytes,
                         "batchRequests": chain.batch_requests,
                     },
+                    retry,
                 )
                 parts.append((listed["part"], listed["batches"]))
                 to_write += listed["moveBytes"]
@@ -170,7 +185,8 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         phase("write", bytes_written=0, bytes_total=to_write)
         for part, count in parts:
             for batch in range(count):
-                applied = yield context.call_activity(
+                applied = yield from call_activity(
+                    context,
                     act.APPLY_RESTORE_BATCH,
                     {
                         "point": point_json,
@@ -178,12 +194,15 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                         "grant": grant["operation"],
                         "writesPerBlob": chain.writes_per_blob,
                     },
+                    retry,
                 )
                 written += applied["bytesWritten"]
                 phase("write", bytes_written=written, bytes_total=to_write)
-        footer = yield context.call_activity(
+        footer = yield from call_activity(
+            context,
             act.WRITE_RESTORE_FOOTER,
             {"point": point_json, "grant": grant["operation"], "restoreId": restore_id},
+            retry,
         )
         written += footer["bytesWritten"]
         result = replace(result, bytes_written=written)
@@ -197,8 +216,8 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         phase("finish")
         yield from _revoke(context, target.disk_id, options)
         granted = False
-        checked = yield context.call_activity(
-            act.CHECK_RESTORED_DISK, {"diskId": target.disk_id, "diskBytes": disk_bytes}
+        checked = yield from call_activity(
+            context, act.CHECK_RESTORED_DISK, {"diskId": target.disk_id, "diskBytes": disk_bytes}, retry
         )
         if checked["problem"] is not None:
             raise VerificationError(checked["problem"])
@@ -220,7 +239,8 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                 )
                 problem = checked_full["problem"]
             else:
-                sampled = yield context.call_activity(
+                sampled = yield from call_activity(
+                    context,
                     act.VERIFY_RESTORE_SAMPLE,
                     {
                         "point": point_json,
@@ -228,6 +248,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
                         "sampleBytes": chain.verify_sample_mib * MiB,
                         "seed": restore_id,
                     },
+                    retry,
                 )
                 result = replace(result, windows=sampled["windows"], bytes_compared=sampled["bytesCompared"])
                 problem = sampled["problem"]
@@ -259,7 +280,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             finished_at=iso(context.current_utc_datetime),
             warnings=tuple(warnings),
         )
-        recorded = yield from _record(context, result, "at its end")
+        recorded = yield from _record(context, result, "at its end", retry)
         result = replace(result, warnings=(*result.warnings, *recorded))
         phase("done")
         return result.to_json()
@@ -303,7 +324,7 @@ def restore_disk(context: df.DurableOrchestrationContext) -> Orchestration:
             disk_deleted=deleted,
             warnings=tuple(warnings),
         )
-        recorded = yield from _record(context, failed, "at its end")
+        recorded = yield from _record(context, failed, "at its end", retry)
         failed = replace(failed, warnings=(*failed.warnings, *recorded))
         phase("failed", reason=reason)
         return failed.to_json()
@@ -324,7 +345,8 @@ def _verify_full(
     chains = {"source": GENESIS, "disk": GENESIS}
     windows = compared = 0
     for span in spans(point.size_bytes, span_bytes):
-        checked = yield context.call_activity(
+        checked = yield from call_activity(
+            context,
             act.VERIFY_RESTORE_SPAN,
             {
                 "point": point.to_json(),
@@ -333,6 +355,7 @@ def _verify_full(
                 "chains": chains,
                 "pageSize": options.chain.diff_page_size,
             },
+            options.retry,
         )
         chains = checked["chains"]
         windows += checked["windows"]
@@ -377,7 +400,9 @@ def restore_tests(context: df.DurableOrchestrationContext) -> Orchestration:
     context.set_custom_status({"phase": "resolving"})
     summary: dict[str, Any] = {"startedAt": started, "disks": 0, "passed": 0, "failed": 0, "results": []}
     try:
-        found = yield context.call_activity(act.RESOLVE_SELECTION, request.selection.to_json())
+        found = yield from call_activity(
+            context, act.RESOLVE_SELECTION, request.selection.to_json(), request.options.retry
+        )
         disks = [DiskRef.from_json(item) for item in found]
     except Exception as exc:
         failure = failure_of(exc)
@@ -450,16 +475,21 @@ def _grant(
     """Access to the disk (``Write`` to upload, ``Read`` to verify), waited for; answers the succeeded grant
     operation (its SAS stays in it, out of this history)."""
     deadline = context.current_utc_datetime + timedelta(minutes=options.operation_timeout_minutes)
-    op = yield context.call_activity(
+    op = yield from call_activity(
+        context,
         act.BEGIN_GRANT_DISK_ACCESS,
         {"diskId": disk_id, "access": access, "durationSeconds": write_grant_seconds(disk_bytes)},
+        options.retry,
+        deadline=deadline,
     )
     return (yield from _wait(context, op, deadline, options, f"{access.lower()} access to the disk"))
 
 
 def _revoke(context: df.DurableOrchestrationContext, disk_id: str, options: RestoreOptions) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.operation_timeout_minutes)
-    op = yield context.call_activity(act.BEGIN_REVOKE_DISK_ACCESS, {"diskId": disk_id})
+    op = yield from call_activity(
+        context, act.BEGIN_REVOKE_DISK_ACCESS, {"diskId": disk_id}, options.retry, deadline=deadline
+    )
     yield from _wait(context, op, deadline, options, "revoking access to the disk")
 
 
@@ -467,16 +497,23 @@ def _delete_disk(
     context: df.DurableOrchestrationContext, disk_id: str, restore_id: str, options: RestoreOptions
 ) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.operation_timeout_minutes)
-    op = yield context.call_activity(
-        act.BEGIN_DELETE_RESTORE_DISK, {"diskId": disk_id, "restoreId": restore_id}
+    op = yield from call_activity(
+        context,
+        act.BEGIN_DELETE_RESTORE_DISK,
+        {"diskId": disk_id, "restoreId": restore_id},
+        options.retry,
+        deadline=deadline,
     )
     yield from _wait(context, op, deadline, options, "deleting the disk")
 
 
-def _record(context: df.DurableOrchestrationContext, result: RestoreResult, when: str) -> Orchestration:
-    """Write the restore's catalog row; a failure to is a warning (the restore's outcome stands)."""
+def _record(
+    context: df.DurableOrchestrationContext, result: RestoreResult, when: str, retry: ActivityRetry
+) -> Orchestration:
+    """Write the restore's catalog row (retried after transient failures); a failure to is a warning
+    (the restore's outcome stands)."""
     try:
-        yield context.call_activity(act.RECORD_RESTORE, result.to_json())
+        yield from call_activity(context, act.RECORD_RESTORE, result.to_json(), retry)
     except Exception as exc:
         return [f"restore not recorded in the catalog {when}: {failure_of(exc).message}"]
     return []
@@ -491,7 +528,8 @@ def _record_verdict(
     reason: str | None,
 ) -> Orchestration:
     try:
-        yield context.call_activity(
+        yield from call_activity(
+            context,
             act.RECORD_POINT_VERDICT,
             {
                 "diskId": request.disk_id,
@@ -502,6 +540,7 @@ def _record_verdict(
                 "digest": digest,
                 "reason": reason,
             },
+            request.options.retry,
         )
     except Exception as exc:
         return [f"verdict not recorded on the restore point: {failure_of(exc).message}"]
@@ -512,8 +551,11 @@ def _delete_plan(
     context: df.DurableOrchestrationContext, options: RestoreOptions, restore_id: str
 ) -> Orchestration:
     try:
-        yield context.call_activity(
-            act.DELETE_RESTORE_PLAN, {"container": options.container, "restoreId": restore_id}
+        yield from call_activity(
+            context,
+            act.DELETE_RESTORE_PLAN,
+            {"container": options.container, "restoreId": restore_id},
+            options.retry,
         )
     except Exception as exc:
         return [f"plan not deleted: {failure_of(exc).message}"]
@@ -529,7 +571,10 @@ def _wait(
 ) -> Orchestration:
     """Poll an operation answer (:mod:`backup.workflow.activity_names`) on durable timers until it
     succeeded, doubling the wait up to ``pollMaxSeconds`` and honouring ``Retry-After``; a throttled
-    begin is repeated after its wait. Fails with :class:`DeadlineExceededError` at ``deadline``."""
+    begin is repeated after its wait. Fails with :class:`DeadlineExceededError` at ``deadline``.
+
+    A poll only reads, and a repeated begin is safe to repeat (its activity says why): both are retried
+    after a transient failure, within ``deadline``."""
     delay: float | None = None
     while op["state"] != "Succeeded":
         delay = next_delay(
@@ -540,7 +585,11 @@ def _wait(
             raise DeadlineExceededError(f"{what} did not finish by its deadline ({iso(deadline)})")
         yield context.create_timer(min(now + timedelta(seconds=delay), deadline))
         if op["state"] == "Throttled":
-            op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
+            op = yield from call_activity(
+                context, op["retry"]["activity"], op["retry"]["input"], options.retry, deadline=deadline
+            )
         else:
-            op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
+            op = yield from call_activity(
+                context, act.POLL_OPERATION, {"operation": op["operation"]}, options.retry, deadline=deadline
+            )
     return op

@@ -1,7 +1,9 @@
 """A restore's activities: one bounded piece of writing a restore point into a new managed disk each.
 
-Like every activity here, each is safe to run twice with the same input, raises on failure, answers small
-JSON and never returns a secret. Two secrets take part in a restore, and both stay inside the activity
+Like every activity here, each is safe to run twice with the same input (its docstring says why: the
+host delivers at least once, and the restore orchestrator calls an activity again after a transient
+failure, :mod:`backup.workflow.retries`), raises on failure, answers small JSON and never returns a
+secret. Two secrets take part in a restore, and both stay inside the activity
 that uses them:
 
 - the target disk's **write SAS** (and later its read SAS), read from its grant-access operation
@@ -102,6 +104,8 @@ def find_restore_point(clients: AzureClients, data: Any) -> dict[str, Any]:
     and the 512-byte VHD footer), and its size must be one direct upload takes. The target's location and
     SKU default to the source disk's (if it still exists); a target disk that exists already, and is not
     this restore's own, is refused. Answers ``{"point": PointRef, "target": RestoreTarget}``.
+
+    Safe to call again: it only reads (a target disk this restore made is not refused).
     """
     payload = _object(data)
     disk_id = _text(payload, "diskId")
@@ -209,7 +213,9 @@ def _refuse_existing(clients: AzureClients, target_disk_id: str, restore_id: str
 
 
 def record_restore(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Write a restore's catalog row (replacing the row of the same restore)."""
+    """Write a restore's catalog row (replacing the row of the same restore).
+
+    Safe to call again: an upsert keyed by the restore's id, replaced whole."""
     record = clients.catalog.record_restore(RestoreResult.from_json(data))
     return {"restoreId": record.result.restore_id, "status": record.result.status}
 
@@ -220,8 +226,9 @@ def record_restore(clients: AzureClients, data: Any) -> dict[str, Any]:
 def begin_create_restore_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Start creating the target disk for direct upload (``uploadSizeBytes`` = the disk's bytes + 512).
 
-    A repeat finds the disk this restore made: answered as done once it is provisioned (until then, as a
-    call to repeat after a short wait). Any other disk of that name is refused (:class:`TargetExistsError`).
+    Safe to call again: a repeat finds the disk this restore made (tagged with its id): answered as done
+    once it is provisioned (until then, as a call to repeat after a short wait). Any other disk of that
+    name is refused (:class:`TargetExistsError`).
     """
     payload = _object(data)
     target = RestoreTarget.from_json(payload.get("target"))
@@ -266,7 +273,11 @@ def begin_create_restore_disk(clients: AzureClients, data: Any) -> dict[str, Any
 
 def begin_grant_disk_access(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Start granting ``Write`` (upload) or ``Read`` (verify) access to the disk; its SAS stays in the
-    operation."""
+    operation.
+
+    Safe to call again: a new grant replaces the disk's SAS (what was written stays), and the
+    orchestrator grants only before anything reads or writes through the grant it asked for, and uses
+    the operation of the call that answered."""
     payload = _object(data)
     access = payload.get("access")
     if access not in ("Read", "Write"):
@@ -281,7 +292,9 @@ def begin_grant_disk_access(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 
 def begin_revoke_disk_access(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Start revoking access to the disk (after an upload: the written pages become the disk's content)."""
+    """Start revoking access to the disk (after an upload: the written pages become the disk's content).
+
+    Safe to call again: revoking what is revoked changes nothing, and a disk that is gone is done."""
     payload = _object(data)
     disk_id = _text(payload, "diskId")
     clients.grants.forget(disk_id)
@@ -296,7 +309,9 @@ def begin_revoke_disk_access(clients: AzureClients, data: Any) -> dict[str, Any]
 
 def begin_delete_restore_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Start deleting a disk this restore made (tagged with its id); one already gone is deleted. A disk
-    this restore did not make is never deleted (:class:`~backup.errors.ConflictError`, ``DiskNotOwned``)."""
+    this restore did not make is never deleted (:class:`~backup.errors.ConflictError`, ``DiskNotOwned``).
+
+    Safe to call again: a disk already gone is answered as deleted."""
     payload = _object(data)
     try:
         operation = clients.compute.begin_delete_disk(
@@ -315,7 +330,10 @@ def begin_delete_restore_disk(clients: AzureClients, data: Any) -> dict[str, Any
 def plan_restore(clients: AzureClients, data: Any) -> dict[str, Any]:
     """One bounded step of listing the point's populated pages in one segment: up to ``pagesPerCall``
     Get Page Ranges answers, made into writes of at most 4 MiB (small holes bridged: the new disk holds
-    zeros there already) and batches stored as plan part ``part``. Answers counts and ``nextMarker``."""
+    zeros there already) and batches stored as plan part ``part``. Answers counts and ``nextMarker``.
+
+    Safe to call again: it reads the point (a blob snapshot, which never changes) and writes the same
+    batches under the same names (restore, part, number)."""
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
     segment = _range(payload, "segment")
@@ -368,8 +386,8 @@ def apply_restore_batch(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Write one stored batch into the disk: Put Page From URL, restore point -> the disk's write SAS.
 
     At most ``writesPerBlob`` writes in flight, paced under one blob's targets (an upload also goes at
-    about 60 MiB/s). Re-running it writes the same bytes again: a crash in the middle is repaired by
-    running the batch once more.
+    about 60 MiB/s). Safe to call again: re-running it writes the same bytes again, so a crash or a
+    transient failure in the middle is repaired by running the batch once more.
     """
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
@@ -394,7 +412,10 @@ def apply_restore_batch(clients: AzureClients, data: Any) -> dict[str, Any]:
 def write_restore_footer(clients: AzureClients, data: Any) -> dict[str, Any]:
     """Write the fixed VHD footer after the disk's bytes: the point's own if it describes a fixed disk of
     this size, else one built for it (the same for the same restore). Answers ``{"footer": "copied" |
-    "built", "bytesWritten": 512}``."""
+    "built", "bytesWritten": 512}``.
+
+    Safe to call again: the footer is the same each time (a built one's id is derived from the
+    restore's), written at the same place."""
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
     footer_range = PageRange.at(point.size_bytes, vhd.FOOTER_SIZE)
@@ -413,7 +434,7 @@ def write_restore_footer(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 def check_restored_disk(clients: AzureClients, data: Any) -> dict[str, Any]:
     """After the upload: the disk is ``Unattached`` and holds the point's bytes. Answers ``{"state",
-    "sizeBytes", "problem"}`` (``problem`` None: as expected)."""
+    "sizeBytes", "problem"}`` (``problem`` None: as expected). Safe to call again: it only reads."""
     payload = _object(data)
     expected = _positive_int(payload, "diskBytes")
     disk = clients.compute.get_disk(_text(payload, "diskId"))
@@ -434,6 +455,8 @@ def verify_restore_span(clients: AzureClients, data: Any) -> dict[str, Any]:
 
     Answers ``{"equal", "mismatches": [up to 3 ranges], "windows", "bytesCompared", "chains": {"source",
     "disk"}}``. Holes read as zeros on both sides; only populated pages are read.
+
+    Safe to call again: it only reads, and its chains follow from its input alone.
     """
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
@@ -469,7 +492,7 @@ def verify_restore_span(clients: AzureClients, data: Any) -> dict[str, Any]:
 def verify_restore_sample(clients: AzureClients, data: Any) -> dict[str, Any]:
     """A sampled verification, as a night's (:func:`backup.workflow.chain.sample_windows`, seeded by the
     restore): SHA-256 of each window, point against disk. Answers ``{"equal", "problem", "windows",
-    "bytesCompared"}``."""
+    "bytesCompared"}``. Safe to call again: it only reads, the same windows each time."""
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
     windows = sample_windows(_text(payload, "seed"), point.size_bytes, [], _whole(payload, "sampleBytes"))
@@ -527,7 +550,9 @@ def _window_digests(
 
 
 def record_point_verdict(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Record a restore test's verdict on the point it tested (``Passed`` keeps the window chain)."""
+    """Record a restore test's verdict on the point it tested (``Passed`` keeps the window chain).
+
+    Safe to call again: the same properties merged into the same row again."""
     payload = _object(data)
     disk_id, run_id = _text(payload, "diskId"), _text(payload, "runId")
     point = clients.catalog.find_restore_point(disk_id, run_id)
@@ -549,7 +574,9 @@ def record_point_verdict(clients: AzureClients, data: Any) -> dict[str, Any]:
 
 
 def delete_restore_plan(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Delete every blob under the restore's folder (its plan)."""
+    """Delete every blob under the restore's folder (its plan).
+
+    Safe to call again: a blob already gone is skipped."""
     payload = _object(data)
     container = clients.backup_container(_text(payload, "container"))
     deleted = 0

@@ -41,6 +41,7 @@ from backup.workflow.models import (
     _time,
 )
 from backup.workflow.restore_plan import is_digest
+from backup.workflow.retries import ActivityRetry
 
 __all__ = [
     "PRUNE_ORCHESTRATOR",
@@ -213,6 +214,8 @@ class RestoreOptions:
     #: Deadline of each ARM operation (create, grant, revoke, delete).
     operation_timeout_minutes: int = 60
     chain: ChainOptions = field(default_factory=ChainOptions)
+    #: How idempotent activities are retried after a transient failure (backup.workflow.retries).
+    retry: ActivityRetry = field(default_factory=ActivityRetry)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -222,6 +225,7 @@ class RestoreOptions:
             "pollMaxSeconds": self.poll_max_seconds,
             "operationTimeoutMinutes": self.operation_timeout_minutes,
             "chain": self.chain.to_json(),
+            "retry": self.retry.to_json(),
         }
 
     @classmethod
@@ -235,6 +239,8 @@ class RestoreOptions:
             poll_max_seconds=_int(data, "pollMaxSeconds", where, 1, 3600),
             operation_timeout_minutes=_int(data, "operationTimeoutMinutes", where, 1, 1440),
             chain=ChainOptions.from_json(data.get("chain")),
+            # Absent from the inputs of restores started before retries existed: those get the defaults.
+            retry=ActivityRetry.from_json(data.get("retry")),
         )
 
 
@@ -556,6 +562,8 @@ class PruneOptions:
     max_parallel: int = 4
     #: Blob snapshots one activity deletes at most (a disk with more to go is called again).
     deletes_per_call: int = 50
+    #: How idempotent activities are retried after a transient failure (backup.workflow.retries).
+    retry: ActivityRetry = field(default_factory=ActivityRetry)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -566,6 +574,7 @@ class PruneOptions:
             "waitMinutes": self.wait_minutes,
             "maxParallel": self.max_parallel,
             "deletesPerCall": self.deletes_per_call,
+            "retry": self.retry.to_json(),
         }
 
     @classmethod
@@ -580,6 +589,8 @@ class PruneOptions:
             wait_minutes=_int(data, "waitMinutes", where, 0, 30 * 1440),
             max_parallel=_int(data, "maxParallel", where, 1, 50),
             deletes_per_call=_int(data, "deletesPerCall", where, 1, 1000),
+            # Absent from the inputs of prunes started before retries existed: those get the defaults.
+            retry=ActivityRetry.from_json(data.get("retry")),
         )
 
 

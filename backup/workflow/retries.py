@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase
 
 from backup.errors import InvalidInputError
 from backup.failures import failure_of, retry_after_of
@@ -103,17 +104,25 @@ def call_activity(
     retry: ActivityRetry,
     *,
     deadline: datetime | None = None,
+    first: TaskBase | None = None,
 ) -> Orchestration:
     """Call activity ``name`` with ``data``; if it fails with a retryable code, call it again after a
     durable timer (see :class:`ActivityRetry`), unless that would start past ``deadline``.
 
     Only for activities that are safe to run twice with the same input. The last failure is raised as
     it came (the caller reads it with :func:`backup.failures.failure_of`).
+
+    ``first`` is this call's first attempt when the caller has scheduled it already, as one task of a
+    ``task_all`` fan-out: its outcome (waited for here if it has not come yet) counts as the first
+    attempt, and nothing is scheduled again for it. The SDK resumes an orchestrator that yields a task a
+    second time with that task's own outcome, so after a ``task_all`` failed on its first failed task,
+    each task's outcome can still be read, and only the failed ones called again.
     """
     attempt = 1
     while True:
         try:
-            return (yield context.call_activity(name, data))
+            task = first if first is not None and attempt == 1 else context.call_activity(name, data)
+            return (yield task)
         except Exception as exc:
             failure = failure_of(exc)
             if not failure.code.retryable or attempt >= retry.attempts:
