@@ -459,11 +459,16 @@ def test_busy_resets_and_lost_answers_on_blob_storage_cost_time_only(suite: Suit
     assert (
         made.count(("busy", "PUT")) == 7 and ("lost", "PUT") in made and made.count(("reset", "HEAD")) == 12
     )
-    # Three Copy Blob requests reached the front or were refused by the proxy for two disks: the one
-    # whose answer was lost was followed, not started again.
-    for name in ("alpha", "bravo"):
-        started = _scheduled(night, sub_orchestration_id(night.run_id, _index(night, name)), act.START_COPY)
-        assert 1 <= len(started) <= 2
+    # A start_copy call fails on the refused Copy Blob, on the lost answer, and on a HEAD (its look for
+    # its own copy) reset five times in a row: 12 resets make at most two such failures. So the two disks
+    # call it at most 2 + 4 times, each called again after each failure and never more (the call after
+    # the lost answer finds the copy it started, which the invariants above show: one restore point per
+    # disk-night, byte for byte).
+    calls = [
+        len(_scheduled(night, sub_orchestration_id(night.run_id, _index(night, name)), act.START_COPY))
+        for name in ("alpha", "bravo")
+    ]
+    assert min(calls) >= 1 and 2 + 2 <= sum(calls) <= 2 + 4, calls
 
 
 def test_a_lost_answer_on_the_blob_snapshot_makes_no_second_restore_point(suite: Suite) -> None:
