@@ -311,6 +311,17 @@ def test_state_survives_a_json_round_trip() -> None:
     assert ExecutionState.from_json(encoded) == result.state
 
 
+def test_a_copy_of_the_state_is_equal_and_independent() -> None:
+    state = plan(ExecutionState(), [], [activity("a", retry=True), wait_event("go")]).state
+    state.raised["go"] = 1
+    twin = state.copy()
+    assert twin == state and twin.leaves[0] is not state.leaves[0] and type(twin.leaves[0]) is Leaf
+    twin.leaves[0].phase = Phase.DONE
+    twin.raised["go"] = 2
+    twin.next_seq += 1
+    assert state.leaves[0].phase is not Phase.DONE and state.raised == {"go": 1} and twin != state
+
+
 # --- wire formats ----------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from backup.local.durable_host.history import format_timestamp
 
 HISTORY_EVENT = importlib.import_module("azure.durable_functions.models.history.HistoryEvent")
 EXECUTOR = importlib.import_module("azure.durable_functions.models.TaskOrchestrationExecutor")
+CODEC = importlib.import_module("azure.functions._durable_functions")
 
 
 def test_install_is_idempotent() -> None:
@@ -21,6 +22,7 @@ def test_install_is_idempotent() -> None:
     assert sdk_memos.installed()
     assert not hasattr(HISTORY_EVENT.dt_parse.__memo_of__, "__memo_of__")  # one layer
     assert not hasattr(EXECUTOR.namedtuple.__memo_of__, "__memo_of__")
+    assert not hasattr(CODEC._is_strict_mode.__memo_of__, "__memo_of__")
     assert not hasattr(collections.namedtuple, "__memo_of__")  # only the SDK module's name changed
 
 
@@ -50,3 +52,11 @@ def test_executors_share_one_payload_class_of_plain_tuples() -> None:
     assert type(a) is type(b) and isinstance(a, tuple) and a._fields == ("is_success", "task_id_key")
     assert EXECUTOR.namedtuple("Other", "x y") is not type(a)
     assert EXECUTOR.namedtuple("P", "a", defaults=(1,))().a == 1  # keyword arguments: not memoized
+
+
+def test_the_codecs_app_setting_is_read_once_and_answers_what_the_codec_reads() -> None:
+    sdk_memos.install()
+    memo = CODEC._is_strict_mode
+    assert memo() == memo.__memo_of__()  # the setting as the codec reads it (unset here: loose mode)
+    assert memo() is memo()
+    assert not hasattr(memo.__memo_of__, "__memo_of__")  # one layer, however often installed

@@ -20,6 +20,7 @@ otherwise; completions point back with ``TaskScheduledId``/``TimerId``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,13 @@ def format_timestamp(when: datetime) -> str:
     """A history timestamp: UTC, microseconds, ``Z`` (what the SDK's ``dateutil`` parses back)."""
     if when.tzinfo is None:
         raise ValueError("history timestamps must be timezone-aware")
+    return _format_utc(when)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_utc(when: datetime) -> str:
+    # Memoized: on a virtual clock every event of a burst shares one instant, and ``strftime`` was most
+    # of the cost of making an event (equal instants in other zones format alike, so they may share).
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -255,17 +263,27 @@ def orchestration_context(
     elif len(past_json) != len(past):
         raise ValueError(f"past_json holds {len(past_json)} events, the history {len(past)}")
     events = [*past_json, *(json.dumps(dict(event, IsPlayed=False)) for event in new)]
+    document = _document_fields(input_json, instance_id, bool(past), parent_instance_id)
+    return '{"history":[' + ",".join(events) + "]," + document
+
+
+@functools.lru_cache(maxsize=1024)
+def _document_fields(
+    input_json: str | None, instance_id: str, is_replaying: bool, parent_instance_id: str | None
+) -> str:
+    """The context's fields after ``history``, as JSON text without the opening brace. Memoized: they
+    are the same at every replay of an execution, and a lane's input (its disks' jobs) is long."""
     document = {
         "input": json.loads(input_json) if input_json is not None else None,
         "instanceId": instance_id,
-        "isReplaying": bool(past),
+        "isReplaying": is_replaying,
         "parentInstanceId": parent_instance_id,
         "upperSchemaVersion": 2,
         "upperSchemaVersionNew": 3,
         "maximumShortTimerDuration": MAXIMUM_SHORT_TIMER_DURATION,
         "longRunningTimerIntervalDuration": LONG_RUNNING_TIMER_INTERVAL,
     }
-    return '{"history":[' + ",".join(events) + "]," + json.dumps(document)[1:]
+    return json.dumps(document)[1:]
 
 
 # --- state out -------------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ class _Work:
     instance: Instance
     batch: list[dict[str, Any]]
     now: datetime
+    started: dict[str, Any]  # the episode's OrchestratorStarted: in its context, then in its history
 
 
 class _ClientLoop:
@@ -891,7 +892,8 @@ class LocalHost:
                     self._terminate_locked(instance, terminate)
                     continue
                 count = select_batch(instance.state, instance.inbox)
-                return _Work(instance, list(instance.inbox[:count]), self._clock.now())
+                now = self._clock.now()
+                return _Work(instance, list(instance.inbox[:count]), now, h.orchestrator_started(now))
             if self._fire_due_timers_locked():
                 continue
             next_fire = self._next_timer_locked()
@@ -925,7 +927,7 @@ class LocalHost:
         context = h.orchestration_context(
             past=instance.history,
             past_json=instance.played_history_json(),
-            new=[h.orchestrator_started(work.now), *work.batch],
+            new=[work.started, *work.batch],
             input_json=instance.input_json,
             instance_id=instance.instance_id,
             parent_instance_id=instance.parent.instance_id if instance.parent else None,
@@ -947,7 +949,7 @@ class LocalHost:
             return
         del instance.inbox[: len(work.batch)]
         instance.replays += 1
-        instance.history.append(h.orchestrator_started(work.now))
+        instance.history.append(work.started)
         instance.history.extend(work.batch)
         instance.history.extend(plan.events)
         instance.state = plan.state
