@@ -146,19 +146,25 @@ def sleep_until_next_poll(
 # -- what a watch is given ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OperationWatch:
-    """The input of ``watch_operation``, and what each execution hands the next one: an operation
-    answer to follow until it succeeded."""
+@dataclass(frozen=True, kw_only=True)
+class _Pacing:
+    """What every watch carries from one execution to the next, besides what it follows."""
 
-    op: dict[str, Any]  # an operation answer (activity_names describes it); never holds a secret
     deadline: datetime
-    what: str  # "snapshot creation": names the wait in a deadline's message
     poll_initial_seconds: int
     poll_max_seconds: int
     delay: float | None = None  # the last wait, in seconds (None before the first)
     polls: int = 0  # polls made so far, over all executions
     failures: int = 0  # transient poll failures in a row, so far
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationWatch(_Pacing):
+    """The input of ``watch_operation``, and what each execution hands the next one: an operation
+    answer to follow until it succeeded."""
+
+    op: dict[str, Any]  # an operation answer (activity_names describes it); never holds a secret
+    what: str  # "snapshot creation": names the wait in a deadline's message
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -178,18 +184,12 @@ class OperationWatch:
         return cls(op=op, what=_text(data, "what", "operation watch"), **_pacing(data, "operation watch"))
 
 
-@dataclass(frozen=True)
-class CopyWatch:
+@dataclass(frozen=True, kw_only=True)
+class CopyWatch(_Pacing):
     """The input of ``watch_copy``, and what each execution hands the next one."""
 
     copy: dict[str, Any]  # a copy answer: copyId, status, copied, total
     blob: dict[str, str]  # container and blobName of the destination
-    deadline: datetime
-    poll_initial_seconds: int
-    poll_max_seconds: int
-    delay: float | None = None  # the last wait, in seconds (None before the first)
-    polls: int = 0  # polls made so far, over all executions
-    failures: int = 0  # transient poll failures in a row, so far
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -221,19 +221,13 @@ class CopyWatch:
         )
 
 
-@dataclass(frozen=True)
-class ReadinessWatch:
+@dataclass(frozen=True, kw_only=True)
+class ReadinessWatch(_Pacing):
     """The input of ``watch_readiness``, and what each execution hands the next one: a snapshot whose
     background copy is under way, and its last readiness answer."""
 
     snapshot_id: str
     state: dict[str, Any]  # a readiness answer (activity_names describes it)
-    deadline: datetime
-    poll_initial_seconds: int
-    poll_max_seconds: int
-    delay: float | None = None  # the last wait, in seconds (None before the first)
-    polls: int = 0  # polls made so far, over all executions
-    failures: int = 0  # transient poll failures in a row, so far
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
@@ -500,7 +494,7 @@ def _parse_instant(value: Any, where: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _pacing_json(watch: OperationWatch | CopyWatch | ReadinessWatch) -> dict[str, Any]:
+def _pacing_json(watch: _Pacing) -> dict[str, Any]:
     """The JSON of what every watch carries: its deadline, poll delays and progress so far."""
     return {
         "deadline": _instant(watch.deadline),
