@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 from cleanup import remove_group_contents
+from history_reading import completed, scheduled
 
 from backup import clients as clients_module
 from backup.app.blueprint import build_app
@@ -47,7 +48,6 @@ from backup.clients import AzureClients, build_clients
 from backup.errors import NotFoundError
 from backup.failures import FailureCode
 from backup.local.durable_host import LocalHost, VirtualClock
-from backup.local.durable_host.history import EventType
 from backup.settings import Settings
 from backup.workflow import activities, chain_activities
 from backup.workflow import activity_names as act
@@ -320,11 +320,7 @@ def _meta(metadata: dict[str, str], name: str) -> str | None:
 
 
 def _scheduled(night: Night, instance: str, name: str) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in night.histories.get(instance, [])
-        if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == name
-    ]
+    return scheduled(night.histories.get(instance, []), name)
 
 
 def _took(night: Night) -> timedelta:
@@ -750,13 +746,5 @@ def _index(night: Night, name: str) -> int:
     return [d["diskName"] for d in night.summary["disks"]].index(name)
 
 
-def _completed(night: Night, instance: str, name: str) -> list[dict[str, Any]]:
-    history = night.histories[instance]
-    asked = {
-        e["EventId"] for e in history if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == name
-    }
-    return [
-        json.loads(e["Result"])
-        for e in history
-        if e["EventType"] == EventType.TASK_COMPLETED and e["TaskScheduledId"] in asked
-    ]
+def _completed(night: Night, instance: str, name: str) -> list[Any]:
+    return completed(night.histories[instance], name)

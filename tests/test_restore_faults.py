@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from cleanup import remove_group_contents
+from history_reading import completed, scheduled
 
 from backup import clients as clients_module
 from backup import vhd
@@ -103,23 +104,11 @@ class Bed:
 
     def scheduled(self, instance: str, name: str) -> list[dict[str, Any]]:
         """The inputs of every call of activity ``name`` that ``instance`` scheduled."""
-        return [
-            json.loads(e["Input"])
-            for e in self.histories[instance]
-            if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == name
-        ]
+        return [json.loads(e["Input"]) for e in scheduled(self.histories[instance], name)]
 
-    def completed(self, instance: str, name: str) -> list[dict[str, Any]]:
+    def completed(self, instance: str, name: str) -> list[Any]:
         """The answers of the calls of activity ``name`` that completed."""
-        history = self.histories[instance]
-        asked = {
-            e["EventId"] for e in history if e["EventType"] == EventType.TASK_SCHEDULED and e["Name"] == name
-        }
-        return [
-            json.loads(e["Result"])
-            for e in history
-            if e["EventType"] == EventType.TASK_COMPLETED and e["TaskScheduledId"] in asked
-        ]
+        return completed(self.histories[instance], name)
 
     def timers(self, instance: str) -> int:
         return sum(1 for e in self.histories[instance] if e["EventType"] == EventType.TIMER_CREATED)
