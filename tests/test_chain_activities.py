@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from cleanup import remove_group_contents
 
-from backup.azure.blob import BlobClient
+from backup.azure.blob import BlobAddress, BlobClient
+from backup.azure.lro import LroStatus
 from backup.azure.page_range import PageRange
 from backup.clients import AzureClients, build_clients
 from backup.errors import InvalidInputError
@@ -356,6 +357,13 @@ def test_a_corrupted_page_is_a_verdict_not_an_error(corner: Corner) -> None:
     assert verdict["equal"] is False and verdict["problem"].startswith(
         "content differs from the snapshot in 1 of"
     )
+    # The comparison both the night's and a restore's sampled check use names exactly that window.
+    snapshot = BlobAddress.from_sas_url(clients.read_access_sas(LroStatus.from_dict(grant)))
+    hit, miss = (
+        PageRange.at(start - start % MiB, MiB),
+        PageRange.at((start - start % MiB + MiB) % DISK_SIZE, MiB),
+    )
+    assert chain_activities.windows_that_differ(clients, snapshot, destination, [miss, hit, miss]) == [hit]
     # A page cleared that the snapshot holds: the page sets differ.
     clients.blob.clear_pages(destination, PageRange.at(start, 512), lease_id=lease_id)
     pages = chain_activities.verify_pages(

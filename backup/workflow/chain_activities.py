@@ -561,15 +561,7 @@ def verify_content(clients: AzureClients, data: Any) -> dict[str, Any]:
     if not windows:
         return {"equal": True, "problem": None, "windows": 0, "bytesCompared": 0}
     source = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "grant")))
-
-    def differs(window: PageRange) -> bool:
-        theirs = hashlib.sha256(clients.blob.read_range(source, window)).digest()
-        ours = hashlib.sha256(clients.blob.read_range(destination, window)).digest()
-        return theirs != ours
-
-    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="verify") as pool:
-        verdicts = list(pool.map(differs, windows))
-    wrong = [w for w, bad in zip(windows, verdicts, strict=True) if bad]
+    wrong = windows_that_differ(clients, source, destination, windows)
     compared = sum(w.length for w in windows)
     if wrong:
         shown = ", ".join(w.header() for w in wrong[:3])
@@ -578,6 +570,22 @@ def verify_content(clients: AzureClients, data: Any) -> dict[str, Any]:
         )
         return {**answer, "windows": len(windows), "bytesCompared": compared}
     return {"equal": True, "problem": None, "windows": len(windows), "bytesCompared": compared}
+
+
+def windows_that_differ(
+    clients: AzureClients, one: BlobAddress, other: BlobAddress, windows: list[PageRange]
+) -> list[PageRange]:
+    """The windows whose bytes differ between blobs ``one`` and ``other`` (SHA-256 of each side), read a
+    few at a time; in the order given."""
+
+    def differs(window: PageRange) -> bool:
+        theirs = hashlib.sha256(clients.blob.read_range(one, window)).digest()
+        ours = hashlib.sha256(clients.blob.read_range(other, window)).digest()
+        return theirs != ours
+
+    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="verify") as pool:
+        verdicts = list(pool.map(differs, windows))
+    return [w for w, bad in zip(windows, verdicts, strict=True) if bad]
 
 
 def _unequal(problem: str) -> dict[str, Any]:

@@ -69,6 +69,7 @@ from backup.workflow.chain_activities import (
     _whole,
     apply_plan_batch,
     read_plan_batch,
+    windows_that_differ,
     write_plan_batches,
 )
 from backup.workflow.models import iso, parse_iso
@@ -498,15 +499,7 @@ def verify_restore_sample(clients: AzureClients, data: Any) -> dict[str, Any]:
     windows = sample_windows(_text(payload, "seed"), point.size_bytes, [], _whole(payload, "sampleBytes"))
     source = _source_blob(clients, point)
     disk = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "grant")))
-
-    def differs(window: PageRange) -> bool:
-        theirs = hashlib.sha256(clients.blob.read_range(source, window)).digest()
-        ours = hashlib.sha256(clients.blob.read_range(disk, window)).digest()
-        return theirs != ours
-
-    with ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="verify") as pool:
-        verdicts = list(pool.map(differs, windows))
-    wrong = [w for w, bad in zip(windows, verdicts, strict=True) if bad]
+    wrong = windows_that_differ(clients, source, disk, windows)
     compared = sum(w.length for w in windows)
     problem = None
     if wrong:
