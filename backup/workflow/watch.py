@@ -56,7 +56,7 @@ import azure.durable_functions as df
 from backup.errors import DeadlineExceededError, InvalidInputError
 from backup.failures import ActivityFailure, Failure, FailureCode, failure_of
 from backup.workflow import activity_names as act
-from backup.workflow.models import RunOptions, iso
+from backup.workflow.models import RunOptions, _object, _str, iso
 
 __all__ = [
     "COPY_WATCH_ORCHESTRATOR",
@@ -181,7 +181,7 @@ class OperationWatch(_Pacing):
         op = _object(data.get("op"), "operation watch.op")
         if not isinstance(op.get("state"), str):
             raise InvalidInputError("operation watch.op.state", "must be a string")
-        return cls(op=op, what=_text(data, "what", "operation watch"), **_pacing(data, "operation watch"))
+        return cls(op=op, what=_str(data, "what", "operation watch"), **_pacing(data, "operation watch"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,14 +208,14 @@ class CopyWatch(_Pacing):
         for key in ("copied", "total"):
             if isinstance(copy.get(key), bool) or not isinstance(copy.get(key), int):
                 raise InvalidInputError(f"{where}.copy.{key}", "must be a whole number")
-        _text(copy, "copyId", f"{where}.copy")
-        _text(copy, "status", f"{where}.copy")
+        _str(copy, "copyId", f"{where}.copy")
+        _str(copy, "status", f"{where}.copy")
         blob = _object(data.get("blob"), f"{where}.blob")
         return cls(
             copy=copy,
             blob={
-                "container": _text(blob, "container", f"{where}.blob"),
-                "blobName": _text(blob, "blobName", f"{where}.blob"),
+                "container": _str(blob, "container", f"{where}.blob"),
+                "blobName": _str(blob, "blobName", f"{where}.blob"),
             },
             **_pacing(data, where),
         )
@@ -246,7 +246,7 @@ class ReadinessWatch(_Pacing):
         if not isinstance(state.get("ready"), bool):
             raise InvalidInputError(f"{where}.state.ready", "must be true or false")
         return cls(
-            snapshot_id=_text(data, "snapshotId", where),
+            snapshot_id=_str(data, "snapshotId", where),
             state=state,
             **_pacing(data, where),
         )
@@ -531,19 +531,6 @@ def _progress(data: dict[str, Any], where: str) -> tuple[float | None, int, int]
             raise InvalidInputError(f"{where}.{key}", "must be a whole number")
         counts.append(value)
     return (None if delay is None else float(delay)), counts[0], counts[1]
-
-
-def _object(data: Any, where: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise InvalidInputError(where, f"must be a JSON object, not {type(data).__name__}")
-    return data
-
-
-def _text(data: dict[str, Any], key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{where}.{key}", "must be a non-empty string")
-    return value
 
 
 def _seconds(data: dict[str, Any], key: str, where: str) -> int:
