@@ -579,14 +579,8 @@ def _copy_whole(
                 context, night.snapshot_id, copy_seconds(job.disk.size_bytes, options, restarts)
             )
     phase("verify", bytes_copied=copy["copied"])
-    yield from call_activity(
-        context,
-        act.VERIFY_BACKUP,
-        {**night.blob, "copyId": copy["copyId"], "expectedSize": job.disk.size_bytes},
-        options.retry,
-    )
     checked = yield from incremental.verify(
-        context, night, access, incremental.all_segments(night), [], phase
+        context, night, access, incremental.all_segments(night), [], phase, copy_id=copy["copyId"]
     )
     if checked.problem is not None:
         raise VerificationError(checked.problem)
@@ -622,21 +616,16 @@ def _rotate_base(
 def _finish_writing(
     context: df.DurableOrchestrationContext, blob: dict[str, str], lease_id: str, retry: ActivityRetry
 ) -> Orchestration:
-    """Delete the night's plan and give the lease back; answers warnings (the night's outcome stands).
-
-    Both are retried after transient failures: a lease left behind would keep the next nights off this
-    disk until it counts as stale.
-    """
-    warnings: list[str] = []
+    """Delete the night's plan and give the lease back (one activity, retried after transient
+    failures: a lease left behind would keep the next nights off this disk until it counts as stale);
+    answers warnings (the night's outcome stands)."""
     try:
-        yield from call_activity(context, act.DELETE_PLAN, blob, retry)
+        done = yield from call_activity(context, act.FINISH_WRITING, {**blob, "leaseId": lease_id}, retry)
     except Exception as exc:
-        warnings.append(f"plan not deleted: {failure_reason(exc)}")
-    try:
-        yield from call_activity(context, act.RELEASE_WRITER_LEASE, {**blob, "leaseId": lease_id}, retry)
-    except Exception as exc:
-        warnings.append(f"writer lease not released: {failure_reason(exc)}")
-    return warnings
+        return [f"writer lease not released: {failure_reason(exc)}"]
+    if done.get("planProblem"):
+        return [f"plan not deleted: {done['planProblem']}"]
+    return []
 
 
 # -- waiting ------------------------------------------------------------------------------------------
