@@ -831,9 +831,7 @@ def test_retries_are_bounded_by_their_count_and_by_the_phases_deadline() -> None
     begun = [data["disk"]["name"] for name, data in calls if name == act.BEGIN_SNAPSHOT]
     assert begun.count("b") == 4
     assert (results["b"]["phase"], results["b"]["code"]) == ("snapshot", "BackendUnavailable")
-    assert results["b"]["reason"] == (
-        "snapshot: Azure answered HTTP 503 ServerBusy: The server is busy."
-    )
+    assert results["b"]["reason"] == ("snapshot: Azure answered HTTP 503 ServerBusy: The server is busy.")
     # Its snapshot may exist though ARM never answered: the name it would have is deleted (no error if
     # absent), and nothing was granted.
     deleted = [data["snapshotId"] for name, data in calls if name == act.BEGIN_DELETE_SNAPSHOT]

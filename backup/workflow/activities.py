@@ -22,11 +22,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from backup import alerts, vhd
+from backup import alerts
 from backup.azure.blob import BlobAddress, CopyStatus
 from backup.azure.compute import snapshot_name
 from backup.azure.lro import LroStatus
-from backup.azure.page_range import PageRange
 from backup.azure.resource_id import parse_disk_id, snapshot_id
 from backup.clients import AzureClients
 from backup.errors import (
