@@ -668,22 +668,28 @@ def test_waits_run_as_watches_and_a_long_copy_keeps_a_short_history() -> None:
 
     status = _run(activities, max_parallel=1, inspect=histories, poll_initial_seconds=5, poll_max_seconds=60)
     assert status.output["status"] == "Succeeded", status.output
-    # The snapshot's two polls are in its watch, not in the disk's history.
+    # Each operation and the copy are started and followed in a watch: the snapshot's begin and two
+    # polls, the copy's start and its polls, are none of them in the disk's history.
     kinds = [e["EventType"] for e in seen["disk"]]
     assert EventType.TIMER_CREATED not in kinds
     assert [
         e["Name"] for e in seen["disk"] if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
     ] == [
-        OPERATION_WATCH_ORCHESTRATOR,
+        OPERATION_WATCH_ORCHESTRATOR,  # snapshot creation
+        OPERATION_WATCH_ORCHESTRATOR,  # access grant
         COPY_WATCH_ORCHESTRATOR,
+        OPERATION_WATCH_ORCHESTRATOR,  # access revocation
+        OPERATION_WATCH_ORCHESTRATOR,  # tagging the diff base
     ]
-    # Two polls, one per execution of its watch: the history kept is the last execution's.
-    assert seen["snapshot counts"].activity_executions == 2
+    scheduled = {e["Name"] for e in seen["disk"] if e["EventType"] == EventType.TASK_SCHEDULED}
+    assert not scheduled & {act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.START_COPY, act.POLL_OPERATION}
+    # The begin and two polls, one poll per execution of its watch: the history kept is the last one's.
+    assert seen["snapshot counts"].activity_executions == 3
     assert sum(1 for e in seen["snapshot"] if e["EventType"] == EventType.TIMER_CREATED) == 1
     assert len(seen["snapshot"]) <= 12
-    # Forty polls of the copy, the same way.
-    assert seen["copy counts"].activity_executions == polls
-    assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 80
+    # The start and forty polls of the copy, the same way.
+    assert seen["copy counts"].activity_executions == 1 + polls
+    assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 60
     assert seen["copy status"].custom_status == {"bytesCopied": 9, "bytesTotal": 9, "polls": polls}
     last = json.loads(json.loads(seen["copy"][1]["Input"]))
     assert (last["polls"], last["delay"]) == (polls - 1, 60)  # the delay doubled to the cap and stayed
@@ -785,7 +791,10 @@ def test_a_transient_failure_is_retried_after_a_durable_timer_and_costs_only_tim
     activities[act.START_COPY] = _counting(act.START_COPY, calls, _busy(), _busy(), copy)
     histories: list[Any] = []
     status = _run(
-        activities, max_parallel=1, inspect=lambda host: histories.append(host.history("run-1-disk-0000"))
+        activities,
+        max_parallel=1,
+        # The copy is started in its watch (which ends at once: the copy answered success).
+        inspect=lambda host: histories.append(host.history(copy_watch_id("run-1-disk-0000"))),
     )
     [disk] = status.output["disks"]
     assert disk["status"] == "Succeeded", disk
