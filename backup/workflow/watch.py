@@ -24,7 +24,7 @@ However long the wait, its history is one execution of at most twelve events (th
 start, a few more), the disk's own replays never read its polls, and the delays go on doubling to the
 cap across executions (with the defaults, 5 s doubling to 60 s, about 63 polls per copy-hour). One poll
 per execution rather than several costs one short extra episode per poll, and keeps everything a disk
-holds under 150 events for an hour's copy (the disk's own orchestration about 56, its five waits twelve
+holds under 150 events for an hour's copy (the disk's own orchestration about 52, its five waits twelve
 each).
 
 Either way the disk's history gains four events per wait (the sub-orchestration created, completed,
