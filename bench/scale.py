@@ -231,8 +231,10 @@ def _figures(host: LocalHost, run_id: str, output: Any, wall: float) -> Figures:
         disk = sub_orchestration_id(run_id, index)
         figures.disk_events[disk] = host.counts(disk).history_events
         figures.per_disk_events[disk] = figures.disk_events[disk] + waits[waits_prefix(disk)]
+        # Polls: the copy watch counts them in its custom status (its activities include the copy's start).
         watch = host.get_status(copy_watch_id(disk))
-        figures.per_disk_polls[disk] = host.counts(copy_watch_id(disk)).activity_executions if watch else 0
+        polls = watch.custom_status.get("polls") if watch and isinstance(watch.custom_status, dict) else 0
+        figures.per_disk_polls[disk] = int(polls or 0)
     return figures
 
 

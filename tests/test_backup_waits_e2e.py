@@ -25,6 +25,7 @@ from urllib.parse import unquote
 
 import azure.functions as func
 import pytest
+from history_reading import record_executions
 
 from backup.app.blueprint import build_app
 from backup.azure.blob import BlobAddress, BlobClient, ContainerAddress
@@ -33,14 +34,13 @@ from backup.azure.storage_auth import SharedKeyAuthorizer, StorageService
 from backup.clients import build_clients
 from backup.local.durable_host import LocalHost, VirtualClock
 from backup.local.durable_host.history import EventType, parse_timestamp
-from backup.local.durable_host.replay import ContinuedAsNew
 from backup.local.runner import read_progress
 from backup.settings import Settings
 from backup.workflow import activity_names as act
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration_id
 from backup.workflow.orchestrators import next_delay
 from backup.workflow.startup import run_options
-from backup.workflow.watch import copy_watch_id, readiness_watch_id, waits_prefix
+from backup.workflow.watch import copy_watch_id, operation_watch_id, readiness_watch_id, waits_prefix
 from testbed.devenv import proving_ground_settings
 from testbed.digest import blob_sha256
 from testbed.proving_ground import ProvingGround
@@ -181,21 +181,6 @@ def make_bed(ground: ProvingGround, name: str, clock: VirtualClock, **settings: 
     app_settings = Settings.from_env(env)
     host = LocalHost(build_app(app_settings), clock=clock)
     return Bed(ground, app_settings, host, group, record_executions(host))
-
-
-def record_executions(host: LocalHost) -> dict[str, list[list[dict[str, Any]]]]:
-    """Keep the history of every execution of ``host``'s instances that continues as new (the host
-    keeps only the current one); answers instance id -> those histories, oldest first."""
-    executions: dict[str, list[list[dict[str, Any]]]] = {}
-    finish = host._finish_locked
-
-    def finishing(instance: Any, now: datetime, outcome: Any) -> None:
-        if isinstance(outcome, ContinuedAsNew):
-            executions.setdefault(instance.instance_id, []).append(list(instance.history))
-        finish(instance, now, outcome)
-
-    host._finish_locked = finishing  # type: ignore[method-assign]
-    return executions
 
 
 @pytest.fixture
@@ -412,9 +397,14 @@ def test_keep_snapshot_keeps_it_and_still_revokes_access(
     compute = build_clients(bed.settings).compute
     for snapshot_id in kept:
         assert compute.get_snapshot(snapshot_id).disk_state != "ActiveSAS"
-    for events in history:
-        scheduled = [e["Name"] for e in events if e["EventType"] == EventType.TASK_SCHEDULED]
-        assert act.BEGIN_REVOKE_ACCESS in scheduled and act.BEGIN_DELETE_SNAPSHOT not in scheduled
+    for index, events in enumerate(history):
+        # Access was revoked (in the revocation's watch), and no snapshot was deleted.
+        disk = sub_orchestration_id(run_id, index)
+        waits = [
+            e["InstanceId"] for e in events if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
+        ]
+        assert operation_watch_id(disk, "access revocation") in waits
+        assert operation_watch_id(disk, "snapshot deletion") not in waits
     for disk_points in points:
         [point] = disk_points
         assert point["status"] == "Succeeded" and point["snapshotId"] in kept
@@ -477,7 +467,12 @@ def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_then_backs_up
         v2, std = sub_orchestration_id(run_id, 0), sub_orchestration_id(run_id, 1)
         waits = {"a-v2": bed.waits(v2), "b-std": bed.waits(std)}
         answers = {"a-v2": _readiness_answers(bed, v2), "b-std": _readiness_answers(bed, std)}
-        scheduled = [e["Name"] for e in bed.host.history(v2) if e["EventType"] == EventType.TASK_SCHEDULED]
+        # The disk's steps in order: the activities it called, the waits it started (by instance id).
+        scheduled = [
+            e["Name"] if e["EventType"] == EventType.TASK_SCHEDULED else e["InstanceId"]
+            for e in bed.host.history(v2)
+            if e["EventType"] in (EventType.TASK_SCHEDULED, EventType.SUB_ORCHESTRATION_INSTANCE_CREATED)
+        ]
         points = bed.restore_points(ids["a-v2"])
 
     assert status.runtime_status == "Completed", status.output
@@ -495,8 +490,10 @@ def test_a_premium_v2_disk_waits_for_its_snapshots_background_copy_then_backs_up
     assert waits["a-v2"]["snapshot-copy"] == [2, 4, 8]
     # The disk looked once itself; the rest of the wait was its readiness watch's, before the grant.
     assert scheduled.count(act.SNAPSHOT_READINESS) == 1
-    assert scheduled.index(act.BEGIN_SNAPSHOT) < scheduled.index(act.SNAPSHOT_READINESS)
-    assert scheduled.index(act.SNAPSHOT_READINESS) < scheduled.index(act.BEGIN_GRANT_ACCESS)
+    assert scheduled.index(operation_watch_id(v2, "snapshot creation")) < scheduled.index(
+        act.SNAPSHOT_READINESS
+    )
+    assert scheduled.index(act.SNAPSHOT_READINESS) < scheduled.index(operation_watch_id(v2, "access grant"))
     assert answers["b-std"] == [] and "snapshot-copy" not in waits["b-std"]
 
     # Both backups are the disks, byte for byte; nothing is left granted, and each disk keeps only

@@ -146,9 +146,11 @@ def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Co
     )
     assert (late["acquired"], late["created"], late["brokeStale"]) == (True, False, "run-1")
     release = {**corner.blob, "leaseId": writer_lease_id("run-3", corner.disk_id)}
-    assert chain_activities.release_writer_lease(clients, release) == {"released": True}
-    assert chain_activities.release_writer_lease(clients, release) == {
-        "released": False
+    finished = {"planDeleted": 0, "planProblem": None, "released": True}
+    assert chain_activities.finish_writing(clients, release) == finished
+    assert chain_activities.finish_writing(clients, release) == {
+        **finished,
+        "released": False,
     }  # already given back
     assert not clients.blob.get_properties(clients.backup_blob(**_address(corner))).leased
 
@@ -178,7 +180,7 @@ def test_a_first_night_creates_and_leases_the_blob_without_reading_it(
         ("PUT", "comp=metadata"),
     ]
     assert first["created"] and first["etag"] == sent[1][2]
-    chain_activities.release_writer_lease(
+    chain_activities.finish_writing(
         corner.clients, {**corner.blob, "leaseId": writer_lease_id("run-1", corner.disk_id)}
     )
     sent.clear()
@@ -225,7 +227,7 @@ def test_each_step_of_a_night_twice_leaves_what_once_does(corner: Corner) -> Non
     assert chain_activities.snapshot_backup_blob(clients, point) == taken  # one restore point per night
     blob_props = clients.blob.get_properties(clients.backup_blob(**_address(corner)))
     assert taken["blobEtag"] == blob_props.etag
-    chain_activities.release_writer_lease(clients, {**corner.blob, "leaseId": lease_id})
+    chain_activities.finish_writing(clients, {**corner.blob, "leaseId": lease_id})
     # Releasing and taking the lease again leaves the ETag as the restore point recorded it.
     assert (
         chain_activities.acquire_writer_lease(clients, _lease_input(corner, "run-2"))["etag"]
@@ -289,8 +291,12 @@ def test_each_step_of_a_night_twice_leaves_what_once_does(corner: Corner) -> Non
     }
     verdict = chain_activities.verify_content(clients, content)
     assert verdict["equal"] and verdict["bytesCompared"] == 2 * MiB
-    assert chain_activities.delete_plan(clients, corner.blob)["deleted"] == planned["batches"]
-    assert chain_activities.delete_plan(clients, corner.blob) == {"deleted": 0}
+    assert verdict == chain_activities.verify_content(clients, content)
+    # The night over: the plan deleted, then the lease given back; again, nothing is left to do.
+    finish = {**corner.blob, "leaseId": lease_id}
+    done = chain_activities.finish_writing(clients, finish)
+    assert done == {"planDeleted": planned["batches"], "planProblem": None, "released": True}
+    assert chain_activities.finish_writing(clients, finish) == {**done, "planDeleted": 0, "released": False}
 
     # The base rotates: the new one tagged (and kept, as asked), the old one deleted; twice is harmless.
     for snapshot_id in (new, base):

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from cleanup import remove_group_contents
+from history_reading import every_history, record_executions, with_waits
 
 from backup.app.blueprint import build_app
 from backup.azure.blob import BlobAddress, BlobClient
@@ -44,6 +45,7 @@ from backup.workflow import chain_activities
 from backup.workflow.chain import TAG_BASE, chain_blob_name, writer_lease_id
 from backup.workflow.models import RUN_ORCHESTRATOR, RunInput, sub_orchestration_id
 from backup.workflow.startup import run_options
+from backup.workflow.watch import operation_watch_id
 from testbed.devenv import proving_ground_settings
 from testbed.digest import blob_sha256
 from testbed.proving_ground import ProvingGround
@@ -138,9 +140,10 @@ class Chain:
         run_id = f"night-{number}-{uuid.uuid4().hex[:6]}"
         digest = self.disk_digest()
         with self.host(number) as host:
+            executions = record_executions(host, finished=True)
             self.start(host, run_id, options)
             status = host.wait_for_completion(run_id, timeout=180)
-            histories = {i.instance_id: host.history(i.instance_id) for i in host.list_instances()}
+            histories = every_history(host, executions)
         assert status.runtime_status == "Completed", status.output
         [result] = status.output["disks"]
         assert result["status"] == expect, result
@@ -419,7 +422,9 @@ def test_a_failed_verification_falls_back_to_a_full_copy_in_the_same_run(
     night = chain.night(chain.options(verifySampleMiB=64))
     assert night.result["kind"] == "full"
     assert night.result["fullCopyReason"].startswith("verification failed: content differs from the snapshot")
-    history = night.histories[sub_orchestration_id(night.run_id, 0)]
+    history = with_waits(
+        night.histories, sub_orchestration_id(night.run_id, 0)
+    )  # the copy starts in its watch
     assert _scheduled(history, act.APPLY_BATCH) and len(_scheduled(history, act.START_COPY)) == 1
     chain.assert_every_point_is_its_night()
 
@@ -492,10 +497,8 @@ def test_two_overlapping_runs_never_write_one_backup_blob_at_once(
     with chain.host(1) as host:
         chain.start(host, "nightly-20261127T010000Z")
         _wait(
-            lambda: (
-                host.get_status(writer) is not None
-                and bool(_scheduled(host.history(writer), act.BEGIN_SNAPSHOT))
-            )
+            # Past its lease: its snapshot's creation (started in a watch of its own) is under way.
+            lambda: host.get_status(operation_watch_id(writer, "snapshot creation")) is not None
         )
         chain.start(host, "manual-20261127T010500Z-ondemand")
         second = host.wait_for_completion("manual-20261127T010500Z-ondemand", timeout=120)

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 from cleanup import remove_group_contents
-from history_reading import completed, scheduled
+from history_reading import completed, every_history, record_executions, scheduled, with_waits
 
 from backup import clients as clients_module
 from backup.app.blueprint import build_app
@@ -165,9 +165,10 @@ class Suite:
         run_id = f"night-{len(self.nights)}-{uuid.uuid4().hex[:6]}"
         digests = self.digests()
         with self.host() as host:
+            executions = record_executions(host, finished=True)
             self.start(host, run_id, max_parallel, chain)
             status = host.wait_for_completion(run_id, timeout=180)
-            histories = {i.instance_id: host.history(i.instance_id) for i in host.list_instances()}
+            histories = every_history(host, executions)
         assert status.runtime_status == "Completed", status.output
         night = Night(run_id, status.output, digests, histories)
         self.nights.append(night)
@@ -320,7 +321,9 @@ def _meta(metadata: dict[str, str], name: str) -> str | None:
 
 
 def _scheduled(night: Night, instance: str, name: str) -> list[dict[str, Any]]:
-    return scheduled(night.histories.get(instance, []), name)
+    """The calls of activity ``name`` by a disk orchestration and its waits (where begins, the copy's
+    start and the polls are called)."""
+    return scheduled(with_waits(night.histories, instance), name)
 
 
 def _took(night: Night) -> timedelta:
@@ -418,10 +421,11 @@ def test_an_operation_that_ends_failed_or_canceled_fails_its_disk_at_once(suite:
     )
     digests = suite.digests()
     with suite.host() as host:
+        executions = record_executions(host, finished=True)
         suite.start(host, run_id, max_parallel=3)
         status = host.wait_for_completion(run_id, timeout=180)
-        alpha = host.history(sub_orchestration_id(run_id, 0))
-    night = Night(run_id, status.output, digests)
+        histories = every_history(host, executions)
+    night = Night(run_id, status.output, digests, histories)
     suite.nights.append(night)
     assert (night.disk("alpha")["phase"], night.disk("alpha")["code"]) == ("grant", "OperationFailed")
     assert night.disk("alpha")["reason"] == (
@@ -430,7 +434,7 @@ def test_an_operation_that_ends_failed_or_canceled_fails_its_disk_at_once(suite:
     assert (night.disk("bravo")["phase"], night.disk("bravo")["code"]) == ("snapshot", "SnapshotFailed")
     assert night.disk("charlie")["status"] == "Succeeded"
     # Not retried: one grant, though the policy would have allowed six.
-    assert len([e for e in alpha if e.get("Name") == act.BEGIN_GRANT_ACCESS]) == 1
+    assert len(_scheduled(night, sub_orchestration_id(run_id, 0), act.BEGIN_GRANT_ACCESS)) == 1
     check_invariants(suite, night)
 
 
@@ -632,7 +636,7 @@ def test_a_host_stopped_mid_run_is_restarted_on_the_same_store_and_finishes(
     monkeypatch.setattr(activities, "start_copy", real)
     with suite.host(tmp_path) as second:
         status = second.wait_for_completion(run_id, timeout=180)
-        histories = {i.instance_id: second.history(i.instance_id) for i in second.list_instances()}
+        histories = every_history(second, {})
     night = Night(run_id, status.output, digests, histories)
     suite.nights.append(night)
     _all_succeeded(night, {"alpha", "bravo"})
@@ -733,9 +737,10 @@ def test_a_transient_storm_on_every_endpoint_costs_time_never_a_backup(suite: Su
 def _night_with_id(suite: Suite, run_id: str, max_parallel: int = 2) -> Night:
     digests = suite.digests()
     with suite.host() as host:
+        executions = record_executions(host, finished=True)
         suite.start(host, run_id, max_parallel)
         status = host.wait_for_completion(run_id, timeout=180)
-        histories = {i.instance_id: host.history(i.instance_id) for i in host.list_instances()}
+        histories = every_history(host, executions)
     assert status.runtime_status == "Completed", status.output
     night = Night(run_id, status.output, digests, histories)
     suite.nights.append(night)
@@ -747,4 +752,4 @@ def _index(night: Night, name: str) -> int:
 
 
 def _completed(night: Night, instance: str, name: str) -> list[Any]:
-    return completed(night.histories[instance], name)
+    return completed(with_waits(night.histories, instance), name)

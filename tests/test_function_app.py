@@ -220,10 +220,20 @@ def called_names() -> tuple[set[str], set[str]]:
             for node in _first_arguments(module, "call_activity_with_retry")
             if (name := _resolve(module, node))
         )
-    # Three computed calls: a throttled begin repeated (the activity named in its answer's "retry": one
-    # in the backup's waits, one in the restore's), and the retry helper calling whichever activity it
-    # was given.
-    assert computed == 3
+        # Operations and the copy are started in their watches: run_operation(context, act.X, ...), the
+        # access's operate(context, act.X, ...), and Begin(act.X, ...) for the copy.
+        for method, index in (("run_operation", 1), ("_operate", 1), ("Begin", 0)):
+            for node in _first_arguments(module, method, index):
+                name = _resolve(module, node)
+                if name is None:
+                    computed += 1
+                else:
+                    called_activities.add(name)
+    # Seven computed calls: a throttled begin repeated (the activity named in its answer's "retry": one
+    # in the backup's waits, one in the restore's), the retry helper calling whichever activity it was
+    # given, the two watches calling the begin or start they were given, run_operation handing its begin
+    # on (Begin(begin, ...)), and the disk's ReadAccess handing its begin to run_operation.
+    assert computed == 7
     for module in (activities, chain_activities, restore_activities):
         throttled = [_resolve(module, node) for node in _first_arguments(module, "_throttled")]
         assert throttled and None not in throttled

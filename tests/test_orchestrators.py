@@ -104,14 +104,15 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
         act.COPY_STATUS: record(
             act.COPY_STATUS, {"copyId": "c1", "status": "success", "copied": 9, "total": 9}
         ),
-        act.VERIFY_BACKUP: record(act.VERIFY_BACKUP, {"sizeBytes": (1 << 20) + 512, "diskBytes": 1 << 20}),
         act.BEGIN_REVOKE_ACCESS: record(act.BEGIN_REVOKE_ACCESS, done),
         act.RECORD_RESTORE_POINT: record(act.RECORD_RESTORE_POINT, {"blobUrl": "https://x/c/b.vhd"}),
         act.BEGIN_DELETE_SNAPSHOT: record(act.BEGIN_DELETE_SNAPSHOT, done),
         act.ACQUIRE_WRITER_LEASE: record(
             act.ACQUIRE_WRITER_LEASE, {"acquired": True, "created": True, "brokeStale": None}
         ),
-        act.RELEASE_WRITER_LEASE: record(act.RELEASE_WRITER_LEASE, {"released": True}),
+        act.FINISH_WRITING: record(
+            act.FINISH_WRITING, {"planDeleted": 0, "planProblem": None, "released": True}
+        ),
         act.INSPECT_CHAIN: record(
             act.INSPECT_CHAIN,
             {
@@ -147,7 +148,6 @@ def _happy_activities(calls: list[tuple[str, Any]]) -> dict[str, Callable[[Any],
         act.SNAPSHOT_BACKUP_BLOB: record(
             act.SNAPSHOT_BACKUP_BLOB, {"blobSnapshot": "2026-11-26T01:00:09.0000000Z"}
         ),
-        act.DELETE_PLAN: record(act.DELETE_PLAN, {"deleted": 0}),
         act.BEGIN_TAG_BASE: record(act.BEGIN_TAG_BASE, done),
         act.BEGIN_RETIRE_BASE: record(act.BEGIN_RETIRE_BASE, {**done, "action": "deleted"}),
     }
@@ -213,15 +213,13 @@ def test_every_disk_through_every_phase_in_lanes() -> None:
         act.INSPECT_CHAIN,
         act.BEGIN_GRANT_ACCESS,
         act.START_COPY,
-        act.VERIFY_BACKUP,
         act.VERIFY_PAGES,
         act.VERIFY_CONTENT,
         act.BEGIN_REVOKE_ACCESS,
         act.SNAPSHOT_BACKUP_BLOB,
         act.RECORD_RESTORE_POINT,
         act.BEGIN_TAG_BASE,
-        act.DELETE_PLAN,
-        act.RELEASE_WRITER_LEASE,
+        act.FINISH_WRITING,
     ):
         assert names.count(step) == 3, step
     assert names.count(act.POLL_OPERATION) == names.count(act.COPY_STATUS) == 0
@@ -297,12 +295,12 @@ def test_a_failing_activity_fails_its_disk_revokes_and_cleans_up() -> None:
     calls: list[tuple[str, Any]] = []
     activities = _happy_activities(calls)
 
-    def verify_backup(data: Any) -> Any:
+    def verify_content(data: Any) -> Any:
         if "/b/" in data["blobName"]:
-            raise RuntimeError("a bug in verify_backup: size is 1 bytes")  # not ours: an internal error
+            raise RuntimeError("a bug in verify_content: size is 1 bytes")  # not ours: an internal error
         raise ActivityFailure(describe(VerificationError("size is 1 bytes, expected 1049088")))
 
-    activities[act.VERIFY_BACKUP] = verify_backup
+    activities[act.VERIFY_CONTENT] = verify_content
     status = _run(activities, max_parallel=1)
     assert status.output["status"] == "Failed" and status.output["failed"] == 3
     results = {d["diskName"]: (d["code"], d["reason"]) for d in status.output["disks"]}
@@ -313,7 +311,7 @@ def test_a_failing_activity_fails_its_disk_revokes_and_cleans_up() -> None:
     }
     names = [name for name, _ in calls]
     assert names.count(act.BEGIN_REVOKE_ACCESS) == 3 and names.count(act.BEGIN_DELETE_SNAPSHOT) == 3
-    assert names.count(act.RELEASE_WRITER_LEASE) == 3 and names.count(act.SNAPSHOT_BACKUP_BLOB) == 0
+    assert names.count(act.FINISH_WRITING) == 3 and names.count(act.SNAPSHOT_BACKUP_BLOB) == 0
     failed_points = [data for name, data in calls if name == act.RECORD_RESTORE_POINT]
     assert [p["status"] for p in failed_points] == ["Failed"] * 3
 
@@ -585,7 +583,7 @@ def test_a_disk_another_run_is_writing_is_skipped_untouched() -> None:
     }
     names = [name for name, _ in calls]
     # Nothing of the other run's is touched: no snapshot, no grant, no lease release, no plan deleted.
-    for step in (act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.RELEASE_WRITER_LEASE, act.DELETE_PLAN):
+    for step in (act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.FINISH_WRITING):
         assert names.count(step) == 0, step
     assert [d["status"] for n, d in calls if n == act.RECORD_RESTORE_POINT] == ["Failed"] * 3
 
@@ -670,22 +668,28 @@ def test_waits_run_as_watches_and_a_long_copy_keeps_a_short_history() -> None:
 
     status = _run(activities, max_parallel=1, inspect=histories, poll_initial_seconds=5, poll_max_seconds=60)
     assert status.output["status"] == "Succeeded", status.output
-    # The snapshot's two polls are in its watch, not in the disk's history.
+    # Each operation and the copy are started and followed in a watch: the snapshot's begin and two
+    # polls, the copy's start and its polls, are none of them in the disk's history.
     kinds = [e["EventType"] for e in seen["disk"]]
     assert EventType.TIMER_CREATED not in kinds
     assert [
         e["Name"] for e in seen["disk"] if e["EventType"] == EventType.SUB_ORCHESTRATION_INSTANCE_CREATED
     ] == [
-        OPERATION_WATCH_ORCHESTRATOR,
+        OPERATION_WATCH_ORCHESTRATOR,  # snapshot creation
+        OPERATION_WATCH_ORCHESTRATOR,  # access grant
         COPY_WATCH_ORCHESTRATOR,
+        OPERATION_WATCH_ORCHESTRATOR,  # access revocation
+        OPERATION_WATCH_ORCHESTRATOR,  # tagging the diff base
     ]
-    # Two polls, one per execution of its watch: the history kept is the last execution's.
-    assert seen["snapshot counts"].activity_executions == 2
+    scheduled = {e["Name"] for e in seen["disk"] if e["EventType"] == EventType.TASK_SCHEDULED}
+    assert not scheduled & {act.BEGIN_SNAPSHOT, act.BEGIN_GRANT_ACCESS, act.START_COPY, act.POLL_OPERATION}
+    # The begin and two polls, one poll per execution of its watch: the history kept is the last one's.
+    assert seen["snapshot counts"].activity_executions == 3
     assert sum(1 for e in seen["snapshot"] if e["EventType"] == EventType.TIMER_CREATED) == 1
     assert len(seen["snapshot"]) <= 12
-    # Forty polls of the copy, the same way.
-    assert seen["copy counts"].activity_executions == polls
-    assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 80
+    # The start and forty polls of the copy, the same way.
+    assert seen["copy counts"].activity_executions == 1 + polls
+    assert len(seen["copy"]) <= 12 and len(seen["disk"]) <= 60
     assert seen["copy status"].custom_status == {"bytesCopied": 9, "bytesTotal": 9, "polls": polls}
     last = json.loads(json.loads(seen["copy"][1]["Input"]))
     assert (last["polls"], last["delay"]) == (polls - 1, 60)  # the delay doubled to the cap and stayed
@@ -787,7 +791,10 @@ def test_a_transient_failure_is_retried_after_a_durable_timer_and_costs_only_tim
     activities[act.START_COPY] = _counting(act.START_COPY, calls, _busy(), _busy(), copy)
     histories: list[Any] = []
     status = _run(
-        activities, max_parallel=1, inspect=lambda host: histories.append(host.history("run-1-disk-0000"))
+        activities,
+        max_parallel=1,
+        # The copy is started in its watch (which ends at once: the copy answered success).
+        inspect=lambda host: histories.append(host.history(copy_watch_id("run-1-disk-0000"))),
     )
     [disk] = status.output["disks"]
     assert disk["status"] == "Succeeded", disk
@@ -833,9 +840,7 @@ def test_retries_are_bounded_by_their_count_and_by_the_phases_deadline() -> None
     begun = [data["disk"]["name"] for name, data in calls if name == act.BEGIN_SNAPSHOT]
     assert begun.count("b") == 4
     assert (results["b"]["phase"], results["b"]["code"]) == ("snapshot", "BackendUnavailable")
-    assert results["b"]["reason"] == (
-        "snapshot: Azure answered HTTP 503 ServerBusy: The server is busy."
-    )
+    assert results["b"]["reason"] == ("snapshot: Azure answered HTTP 503 ServerBusy: The server is busy.")
     # Its snapshot may exist though ARM never answered: the name it would have is deleted (no error if
     # absent), and nothing was granted.
     deleted = [data["snapshotId"] for name, data in calls if name == act.BEGIN_DELETE_SNAPSHOT]

@@ -180,10 +180,6 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
         return reported(activities.copy_status, data)
 
     @bp.activity_trigger(input_name="data")
-    def verify_backup(data: Any) -> Any:
-        return reported(activities.verify_backup, data)
-
-    @bp.activity_trigger(input_name="data")
     def begin_revoke_access(data: Any) -> Any:
         return reported(activities.begin_revoke_access, data)
 
@@ -200,10 +196,6 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
     @bp.activity_trigger(input_name="data")
     def acquire_writer_lease(data: Any) -> Any:
         return reported(chain_activities.acquire_writer_lease, data)
-
-    @bp.activity_trigger(input_name="data")
-    def release_writer_lease(data: Any) -> Any:
-        return reported(chain_activities.release_writer_lease, data)
 
     @bp.activity_trigger(input_name="data")
     def inspect_chain(data: Any) -> Any:
@@ -234,8 +226,8 @@ def build_blueprint(settings: Settings) -> df.Blueprint:
         return reported(chain_activities.snapshot_backup_blob, data)
 
     @bp.activity_trigger(input_name="data")
-    def delete_plan(data: Any) -> Any:
-        return reported(chain_activities.delete_plan, data)
+    def finish_writing(data: Any) -> Any:
+        return reported(chain_activities.finish_writing, data)
 
     @bp.activity_trigger(input_name="data")
     def begin_tag_base(data: Any) -> Any:

@@ -40,7 +40,6 @@ from backup.azure.compute import MAX_GRANT_SECONDS
 from backup.redact import get_logger
 from backup.workflow import activity_names as act
 from backup.workflow.models import MiB, RunOptions
-from backup.workflow.retries import call_activity
 
 __all__ = [
     "COPY_PLANNING_BYTES_PER_SECOND",
@@ -137,17 +136,20 @@ class Access:
 class ReadAccess:
     """The disk-night's grants, by snapshot: granted, renewed before they run out, listed for revoking.
 
-    ``wait`` follows a begin-grant answer to its end (the disk orchestrator's operation watch). Each
-    method is a generator for the orchestrator to ``yield from``.
+    ``operate(context, begin activity, its input, deadline, what)`` starts an operation and follows it
+    to its end (the disk orchestrator's :func:`~backup.workflow.watch.run_operation`). Each method is a
+    generator for the orchestrator to ``yield from``.
     """
 
     def __init__(
         self,
         options: RunOptions,
-        wait: Callable[[df.DurableOrchestrationContext, dict[str, Any], datetime, str], Orchestration],
+        operate: Callable[
+            [df.DurableOrchestrationContext, str, dict[str, Any], datetime, str], Orchestration
+        ],
     ) -> None:
         self.options = options
-        self._wait = wait
+        self._operate = operate
         self._grants: dict[str, Access] = {}
 
     def __getitem__(self, snapshot_id: str) -> Access:
@@ -160,14 +162,13 @@ class ReadAccess:
         seconds = min(seconds or self.options.sas_minutes * 60, MAX_SAS_SECONDS)
         now = _utc(context.current_utc_datetime)
         deadline = now + timedelta(minutes=self.options.snapshot_timeout_minutes)
-        op = yield from call_activity(
+        op = yield from self._operate(
             context,
             act.BEGIN_GRANT_ACCESS,
             {"snapshotId": snapshot_id, "durationSeconds": seconds},
-            self.options.retry,
-            deadline=deadline,
+            deadline,
+            "access grant",
         )
-        op = yield from self._wait(context, op, deadline, "access grant")
         access = Access(snapshot_id, op, now, seconds)
         self._grants[snapshot_id] = access
         return access

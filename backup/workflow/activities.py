@@ -22,11 +22,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from backup import alerts, vhd
+from backup import alerts
 from backup.azure.blob import BlobAddress, CopyStatus
 from backup.azure.compute import snapshot_name
 from backup.azure.lro import LroStatus
-from backup.azure.page_range import PageRange
 from backup.azure.resource_id import parse_disk_id, snapshot_id
 from backup.clients import AzureClients
 from backup.errors import (
@@ -36,7 +35,6 @@ from backup.errors import (
     NotFoundError,
     OperationFailedError,
     ThrottledError,
-    VerificationError,
 )
 from backup.redact import get_logger
 from backup.workflow import activity_names as act
@@ -277,7 +275,9 @@ def start_copy(clients: AzureClients, data: Any) -> dict[str, Any]:
     if lease_id is not None and not isinstance(lease_id, str):
         raise InvalidInputError("leaseId", "must be a string")
     destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
-    clients.blob.create_container(clients.backup_container(_text(payload, "container")))
+    if lease_id is None:
+        # A blob under the writer's lease has its container: acquire_writer_lease made both.
+        clients.blob.create_container(clients.backup_container(_text(payload, "container")))
 
     earlier = _properties_or_none(clients, destination)
     if (
@@ -311,42 +311,6 @@ def copy_status(clients: AzureClients, data: Any) -> dict[str, Any]:
     if props.copy_status is None:
         raise CopyFailedError("the backup blob reports no copy status")
     return _copy_answer(copy_id, props.copy_status, props.copy_progress, props.size)
-
-
-def verify_backup(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Check what arrived: our copy (same copy id), finished with success, a fixed VHD of the disk.
-
-    A snapshot's SAS exports the disk as a fixed VHD, so the blob is the disk's size plus the 512-byte
-    footer, and the footer must describe a fixed disk of exactly the disk's size.
-    """
-    payload = _object(data)
-    copy_id = _text(payload, "copyId")
-    expected = payload.get("expectedSize")
-    if isinstance(expected, bool) or not isinstance(expected, int) or expected <= 0:
-        raise InvalidInputError("expectedSize", "must be a positive whole number of bytes")
-    destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
-    props = clients.blob.get_properties(destination)
-    problems = []
-    if props.copy_id != copy_id:
-        problems.append(f"copy id is {props.copy_id}, expected {copy_id}")
-    if props.copy_status is not CopyStatus.SUCCESS:
-        problems.append(f"copy status is {props.copy_status}, expected success")
-    if props.size != expected + vhd.FOOTER_SIZE:
-        problems.append(
-            f"size is {props.size} bytes, expected the disk's {expected} + {vhd.FOOTER_SIZE} (VHD footer)"
-        )
-    if props.blob_type is not None and props.blob_type != "PageBlob":
-        problems.append(f"blob type is {props.blob_type}, expected PageBlob")
-    if props.copy_progress is not None and props.copy_progress[0] != props.copy_progress[1]:
-        problems.append(f"copy progress is {props.copy_progress[0]}/{props.copy_progress[1]}")
-    if not problems:
-        footer = clients.blob.read_range(destination, PageRange.at(expected, vhd.FOOTER_SIZE))
-        footer_problem = vhd.fixed_disk_problem(footer, expected)
-        if footer_problem is not None:
-            problems.append(footer_problem)
-    if problems:
-        raise VerificationError(f"{destination.display_url}: " + "; ".join(problems))
-    return {"sizeBytes": props.size, "diskBytes": expected, "copyId": copy_id, "etag": props.etag}
 
 
 # -- small parts ----------------------------------------------------------------------------------------

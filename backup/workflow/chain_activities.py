@@ -9,15 +9,14 @@ answers ``{"equal": false, "problem": ...}`` (a verdict, which the orchestrator 
 while a check that cannot run raises.
 
     acquire_writer_lease   the one writer's lease on the disk's backup blob (creates the blob if missing)
-    release_writer_lease   gives it back
     inspect_chain          full or incremental tonight, and why (catalog, snapshots, backup blob)
     list_changes           one bounded step of the diff of one segment -> plan batches in storage
     apply_batch            Put Page From URL / Clear of one batch, a few writes in flight, paced
     sync_footer            the VHD footer, rewritten only if it changed
     verify_pages           one segment: the backup blob's populated pages == the snapshot's
-    verify_content         size, footer, and SHA-256 of sampled windows (snapshot SAS vs backup blob)
+    verify_content         size, footer (and a whole copy's properties), SHA-256 of sampled windows
     snapshot_backup_blob   the restore point: a blob snapshot (found again if already taken)
-    delete_plan            the plan blobs, once the night is over
+    finish_writing         the plan blobs deleted, then the lease given back, once the night is over
     begin_tag_base         tags tonight's snapshot as the disk's diff base (an ARM operation)
     begin_retire_base      deletes the base it replaces (or, if a person kept it, only untags it)
 """
@@ -37,17 +36,19 @@ from itertools import pairwise, zip_longest
 from typing import Any
 
 from backup import vhd
-from backup.azure.blob import BlobAddress
+from backup.azure.blob import BlobAddress, BlobProperties, CopyStatus
 from backup.azure.page_range import DEFAULT_MAX_GAP, PageRange, coalesce_writes, merge
 from backup.catalog import parse_time
 from backup.clients import AzureClients
 from backup.errors import (
     ConflictError,
+    DiskBackupError,
     InvalidInputError,
     NotFoundError,
     PreconditionFailedError,
     ThrottledError,
 )
+from backup.failures import describe
 from backup.redact import get_logger
 from backup.workflow import activity_names as act
 from backup.workflow.activities import (
@@ -190,16 +191,49 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
     return {"acquired": True, "created": created, "brokeStale": broke, "etag": etag}
 
 
-def release_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Give the backup blob's lease back; one already gone (released, broken, no blob) is no error."""
+def finish_writing(clients: AzureClients, data: Any) -> dict[str, Any]:
+    """The night is over: delete the plan blobs beside the backup blob (tonight's, and any a dead run
+    left), then give the writer's lease back.
+
+    One activity for the two, in this order: the plan goes while the lease still keeps other runs off
+    the blob (a run that takes the lease next may write a plan of its own). A plan that cannot be
+    deleted for good does not keep the lease: it is answered in ``planProblem`` (the next night deletes
+    it); a transient failure is raised, for the orchestrator to call again (both steps are safe to
+    repeat). A lease already gone (released, broken, no blob) is no error. Answers ``{"planDeleted",
+    "planProblem", "released"}``.
+    """
     payload = _object(data)
-    destination = clients.backup_blob(_text(payload, "container"), _text(payload, "blobName"))
+    container = _text(payload, "container")
+    blob_name = _text(payload, "blobName")
+    lease_id = _text(payload, "leaseId")
+    deleted, problem = 0, None
     try:
-        clients.blob.release_lease(destination, _text(payload, "leaseId"))
+        deleted = _delete_plan(clients, container, blob_name)
+    except DiskBackupError as exc:
+        failure = describe(exc)
+        if failure.code.retryable:
+            raise
+        problem = failure.message
+    destination = clients.backup_blob(container, blob_name)
+    try:
+        clients.blob.release_lease(destination, lease_id)
     except (ConflictError, NotFoundError) as exc:
         log.info("writer lease on %s was already gone: %s", destination.display_url, exc)
-        return {"released": False}
-    return {"released": True}
+        return {"planDeleted": deleted, "planProblem": problem, "released": False}
+    return {"planDeleted": deleted, "planProblem": problem, "released": True}
+
+
+def _delete_plan(clients: AzureClients, container_name: str, blob_name: str) -> int:
+    """Delete every plan blob of ``blob_name``; answers how many were deleted."""
+    container = clients.backup_container(container_name)
+    deleted = 0
+    for item in clients.blob.list_blobs(container, prefix=blob_name + ".plan/"):
+        try:
+            clients.blob.delete(container.blob(item.name), snapshots=None)
+            deleted += 1
+        except NotFoundError:
+            pass
+    return deleted
 
 
 # -- which kind tonight -----------------------------------------------------------------------------------
@@ -535,16 +569,25 @@ def verify_pages(clients: AzureClients, data: Any) -> dict[str, Any]:
 def verify_content(clients: AzureClients, data: Any) -> dict[str, Any]:
     """The backup blob's size and footer, then SHA-256 of sampled windows, snapshot against backup blob.
 
-    Windows (:func:`backup.workflow.chain.sample_windows`, seeded by ``seed``) take the writes of the
-    plan batches named in ``planBlobs`` first, then random places; ``sampleBytes`` bounds them (0: no
-    content compared). Answers ``{"equal", "problem", "windows", "bytesCompared"}``.
+    After a whole copy (``copyId`` given), the blob's properties must also show that copy, ended with
+    success, every byte of it, into a page blob. Windows (:func:`backup.workflow.chain.sample_windows`,
+    seeded by ``seed``) take the writes of the plan batches named in ``planBlobs`` first, then random
+    places; ``sampleBytes`` bounds them (0: no content compared). Answers ``{"equal", "problem",
+    "windows", "bytesCompared"}``.
     """
     payload = _object(data)
     disk_bytes = _positive_int(payload, "diskBytes")
     sample_bytes = _whole(payload, "sampleBytes")
+    copy_id = payload.get("copyId")
+    if copy_id is not None and (not isinstance(copy_id, str) or not copy_id):
+        raise InvalidInputError("copyId", "must be a non-empty string")
     container = _text(payload, "container")
     destination = clients.backup_blob(container, _text(payload, "blobName"))
     props = clients.blob.get_properties(destination)
+    if copy_id is not None:
+        problem = _copy_problem(props, copy_id)
+        if problem is not None:
+            return _unequal(problem)
     if props.size != disk_bytes + vhd.FOOTER_SIZE:
         return _unequal(f"the backup blob is {props.size} bytes, expected the disk's {disk_bytes} + 512")
     footer = clients.blob.read_range(destination, PageRange.at(disk_bytes, vhd.FOOTER_SIZE))
@@ -570,6 +613,21 @@ def verify_content(clients: AzureClients, data: Any) -> dict[str, Any]:
         )
         return {**answer, "windows": len(windows), "bytesCompared": compared}
     return {"equal": True, "problem": None, "windows": len(windows), "bytesCompared": compared}
+
+
+def _copy_problem(props: BlobProperties, copy_id: str) -> str | None:
+    """What is wrong with the whole copy ``copy_id`` as the blob's properties show it, or ``None``."""
+    problems = []
+    if props.copy_id != copy_id:
+        problems.append(f"its last copy is {props.copy_id}, expected {copy_id}")
+    if props.copy_status is not CopyStatus.SUCCESS:
+        status = props.copy_status.value if props.copy_status is not None else "none"
+        problems.append(f"copy status is {status}, expected success")
+    if props.copy_progress is not None and props.copy_progress[0] != props.copy_progress[1]:
+        problems.append(f"copy progress is {props.copy_progress[0]}/{props.copy_progress[1]}")
+    if props.blob_type is not None and props.blob_type != "PageBlob":
+        problems.append(f"blob type is {props.blob_type}, expected PageBlob")
+    return "the backup blob's copy: " + "; ".join(problems) if problems else None
 
 
 def windows_that_differ(
@@ -645,21 +703,6 @@ def snapshot_backup_blob(clients: AzureClients, data: Any) -> dict[str, Any]:
         }
         taken = clients.blob.snapshot(destination, metadata=_cased(metadata))
     return {"blobSnapshot": taken, "blobEtag": clients.blob.get_properties(destination).etag}
-
-
-def delete_plan(clients: AzureClients, data: Any) -> dict[str, Any]:
-    """Delete every plan blob beside the backup blob (tonight's, and any a dead run left)."""
-    payload = _object(data)
-    container = clients.backup_container(_text(payload, "container"))
-    prefix = _text(payload, "blobName") + ".plan/"
-    deleted = 0
-    for item in clients.blob.list_blobs(container, prefix=prefix):
-        try:
-            clients.blob.delete(container.blob(item.name), snapshots=None)
-            deleted += 1
-        except NotFoundError:
-            pass
-    return {"deleted": deleted}
 
 
 def begin_tag_base(clients: AzureClients, data: Any) -> dict[str, Any]:

@@ -190,10 +190,12 @@ def verify(
     to_list: list[PageRange],
     plan_blobs: list[str],
     phase: Callable[..., None],
+    *,
+    copy_id: str | None = None,
 ) -> Orchestration:
     """Check the backup blob against tonight's snapshot (read through ``access``): populated pages in
-    ``to_list`` segments, then size, footer and sampled content. Ends with :class:`Checked` (never
-    raises for a mismatch)."""
+    ``to_list`` segments, then size, footer (and, after a whole copy, that copy ``copy_id`` ended with
+    success) and sampled content. Ends with :class:`Checked` (never raises for a mismatch)."""
     options = night.job.options
     chain = options.chain
     phase("verify")
@@ -224,6 +226,7 @@ def verify(
             "sampleBytes": chain.verify_sample_mib * MiB,
             "seed": f"{night.job.run_id}\n{night.job.disk.id.lower()}",
             "planBlobs": plan_blobs,
+            **({"copyId": copy_id} if copy_id is not None else {}),
         },
         options.retry,
     )

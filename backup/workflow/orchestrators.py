@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
@@ -69,7 +69,7 @@ from backup.workflow.models import (
     sub_orchestration_id,
 )
 from backup.workflow.retries import ActivityRetry, call_activity
-from backup.workflow.watch import next_delay, wait_for_copy, wait_for_operation, wait_for_readiness
+from backup.workflow.watch import copy_and_wait, next_delay, run_operation, wait_for_readiness
 
 __all__ = [
     "LANE_DISKS_PER_EXECUTION",
@@ -310,7 +310,8 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
     planned_snapshot: str | None = None  # tonight's snapshot's id, known before ARM answers
     granted: list[str] = []  # snapshots with read access: revoked on every path
     access = ReadAccess(
-        options, lambda ctx, op, until, what: _wait_for_operation(ctx, op, until, options, what)
+        options,
+        lambda ctx, begin, data, until, what: run_operation(ctx, begin, data, until, options, what),
     )
     lease_held = False
     copy: dict[str, Any] | None = None
@@ -354,15 +355,15 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         phase("snapshot")
         deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
         planned_snapshot = _planned_snapshot(job)
-        op = yield from call_activity(
+        op = yield from run_operation(
             context,
             act.BEGIN_SNAPSHOT,
             {"runId": job.run_id, "disk": disk.to_json(), "incremental": options.incremental_snapshot},
-            retry,
-            deadline=deadline,
+            deadline,
+            options,
+            "snapshot creation",
         )
         snapshot_id = op["snapshotId"]
-        op = yield from _wait_for_operation(context, op, deadline, options, "snapshot creation")
         yield from _wait_for_snapshot_ready(context, disk, snapshot_id, options, phase)
         night = incremental.Night(job, blob["container"], blob["blobName"], lease_id, snapshot_id)
 
@@ -467,6 +468,10 @@ def backup_disk(context: df.DurableOrchestrationContext) -> Orchestration:
         failed_phase = status.phase
         failure = for_phase(failure_of(exc), failed_phase)
         reason = f"{failed_phase}: {failure.message}"
+        if snapshot_id is None and failed_phase == "snapshot":
+            # Its creation was asked for (in its watch) and did not finish: the report and the catalog
+            # name the snapshot by the name it was asked for, as the clean-up below deletes it.
+            snapshot_id = planned_snapshot
         if granted:
             phase("revoke")
             for granted_id in granted:
@@ -542,28 +547,22 @@ def _copy_whole(
             context, night.snapshot_id, expected_copy_seconds(job.disk.size_bytes)
         )
         # Safe to repeat: start_copy finds its own copy (same snapshot, pending or done) before starting one.
-        copy = yield from call_activity(
-            context,
-            act.START_COPY,
-            {
-                **night.blob,
+        start = {
+            **night.blob,
+            "snapshotId": night.snapshot_id,
+            "grant": grant.operation,
+            "leaseId": night.lease_id,
+            "metadata": {
+                "runId": job.run_id,
+                "diskId": job.disk.id,
                 "snapshotId": night.snapshot_id,
-                "grant": grant.operation,
-                "leaseId": night.lease_id,
-                "metadata": {
-                    "runId": job.run_id,
-                    "diskId": job.disk.id,
-                    "snapshotId": night.snapshot_id,
-                    # Copy Blob replaces the metadata: the writer's record goes along.
-                    "writerRunId": job.run_id,
-                    "writerSince": iso(context.current_utc_datetime),
-                },
+                # Copy Blob replaces the metadata: the writer's record goes along.
+                "writerRunId": job.run_id,
+                "writerSince": iso(context.current_utc_datetime),
             },
-            options.retry,
-            deadline=deadline,
-        )
+        }
         try:
-            copy = yield from _wait_for_copy(context, copy, night.blob, options, phase, deadline)
+            copy = yield from copy_and_wait(context, start, night.blob, options, deadline)
             break
         except Exception as exc:
             failure = failure_of(exc)
@@ -578,15 +577,9 @@ def _copy_whole(
             yield from access.grant(
                 context, night.snapshot_id, copy_seconds(job.disk.size_bytes, options, restarts)
             )
-    phase("verify", bytes_copied=copy["copied"])
-    yield from call_activity(
-        context,
-        act.VERIFY_BACKUP,
-        {**night.blob, "copyId": copy["copyId"], "expectedSize": job.disk.size_bytes},
-        options.retry,
-    )
+    phase("verify", bytes_copied=copy["copied"], bytes_total=copy["total"])
     checked = yield from incremental.verify(
-        context, night, access, incremental.all_segments(night), [], phase
+        context, night, access, incremental.all_segments(night), [], phase, copy_id=copy["copyId"]
     )
     if checked.problem is not None:
         raise VerificationError(checked.problem)
@@ -604,59 +597,41 @@ def _rotate_base(
 ) -> Orchestration:
     """Tag tonight's snapshot as the diff base, then retire the base it replaces."""
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-    op = yield from call_activity(
+    yield from run_operation(
         context,
         act.BEGIN_TAG_BASE,
         {"snapshotId": snapshot_id, "keep": options.keep_snapshot},
-        options.retry,
-        deadline=deadline,
+        deadline,
+        options,
+        "tagging the diff base",
     )
-    yield from _wait_for_operation(context, op, deadline, options, "tagging the diff base")
     if previous is not None and previous.lower() != snapshot_id.lower():
-        op = yield from call_activity(
-            context, act.BEGIN_RETIRE_BASE, {"snapshotId": previous}, options.retry, deadline=deadline
+        yield from run_operation(
+            context,
+            act.BEGIN_RETIRE_BASE,
+            {"snapshotId": previous},
+            deadline,
+            options,
+            "retiring the old diff base",
         )
-        yield from _wait_for_operation(context, op, deadline, options, "retiring the old diff base")
 
 
 def _finish_writing(
     context: df.DurableOrchestrationContext, blob: dict[str, str], lease_id: str, retry: ActivityRetry
 ) -> Orchestration:
-    """Delete the night's plan and give the lease back; answers warnings (the night's outcome stands).
-
-    Both are retried after transient failures: a lease left behind would keep the next nights off this
-    disk until it counts as stale.
-    """
-    warnings: list[str] = []
+    """Delete the night's plan and give the lease back (one activity, retried after transient
+    failures: a lease left behind would keep the next nights off this disk until it counts as stale);
+    answers warnings (the night's outcome stands)."""
     try:
-        yield from call_activity(context, act.DELETE_PLAN, blob, retry)
+        done = yield from call_activity(context, act.FINISH_WRITING, {**blob, "leaseId": lease_id}, retry)
     except Exception as exc:
-        warnings.append(f"plan not deleted: {failure_reason(exc)}")
-    try:
-        yield from call_activity(context, act.RELEASE_WRITER_LEASE, {**blob, "leaseId": lease_id}, retry)
-    except Exception as exc:
-        warnings.append(f"writer lease not released: {failure_reason(exc)}")
-    return warnings
+        return [f"writer lease not released: {failure_reason(exc)}"]
+    if done.get("planProblem"):
+        return [f"plan not deleted: {done['planProblem']}"]
+    return []
 
 
 # -- waiting ------------------------------------------------------------------------------------------
-
-
-def _wait_for_operation(
-    context: df.DurableOrchestrationContext,
-    op: dict[str, Any],
-    deadline: datetime,
-    options: RunOptions,
-    what: str,
-) -> Orchestration:
-    """Follow an ARM operation until it succeeded, in a watch sub-orchestration
-    (:func:`backup.workflow.watch.wait_for_operation`).
-
-    ``op`` is an activity's answer (:mod:`backup.workflow.activity_names` describes it). A failed or
-    canceled operation, a poll that failed, or the deadline fail this wait with the reason. A begin
-    activity that was throttled answers ``Throttled`` with the call to repeat after the wait.
-    """
-    return (yield from wait_for_operation(context, op, deadline, options, what))
 
 
 def _wait_for_snapshot_ready(
@@ -689,35 +664,25 @@ def _wait_for_snapshot_ready(
     phase("snapshot-copy", snapshot_copy_percent=state.get("completionPercent"))
 
 
-def _wait_for_copy(
-    context: df.DurableOrchestrationContext,
-    copy: dict[str, Any],
-    blob: dict[str, str],
-    options: RunOptions,
-    phase: Callable[..., None],
-    deadline: datetime,
-) -> Orchestration:
-    """Follow the copy (HEAD of the destination blob) until it succeeded, in a copy watch that continues
-    as new after every poll (:func:`backup.workflow.watch.wait_for_copy`)."""
-    return (yield from wait_for_copy(context, copy, blob, options, phase, deadline))
-
-
 def _revoke(context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-    op = yield from call_activity(
-        context, act.BEGIN_REVOKE_ACCESS, {"snapshotId": snapshot_id}, options.retry, deadline=deadline
+    yield from run_operation(
+        context, act.BEGIN_REVOKE_ACCESS, {"snapshotId": snapshot_id}, deadline, options, "access revocation"
     )
-    yield from _wait_for_operation(context, op, deadline, options, "access revocation")
 
 
 def _delete_snapshot(
     context: df.DurableOrchestrationContext, snapshot_id: str, options: RunOptions
 ) -> Orchestration:
     deadline = context.current_utc_datetime + timedelta(minutes=options.snapshot_timeout_minutes)
-    op = yield from call_activity(
-        context, act.BEGIN_DELETE_SNAPSHOT, {"snapshotId": snapshot_id}, options.retry, deadline=deadline
+    yield from run_operation(
+        context,
+        act.BEGIN_DELETE_SNAPSHOT,
+        {"snapshotId": snapshot_id},
+        deadline,
+        options,
+        "snapshot deletion",
     )
-    yield from _wait_for_operation(context, op, deadline, options, "snapshot deletion")
 
 
 def _planned_snapshot(job: DiskJob) -> str | None:

@@ -8,19 +8,24 @@ later replay reads again. Polled inline, an hour's copy left 576 events in the d
 copy thousands, and the cost of each replay grew with them.
 
 So each wait is a sub-orchestration of the disk, which makes **one** poll per execution and then
-continues as new, carrying what it learnt, the current delay and the deadline:
+continues as new, carrying what it learnt, the current delay and the deadline. The first execution of
+an operation or copy watch also makes the call that starts what it follows (the begin activity,
+``start_copy``), retried there after transient failures: the disk's history holds one
+sub-orchestration where it held an activity and then a sub-orchestration, and replays one episode less.
 
-- ``watch_operation`` follows one ARM operation (snapshot, grant, revoke, tag, delete) until it
-  succeeded;
-- ``watch_copy`` follows the blob copy, and keeps the copy's progress in its custom status;
+- ``watch_operation`` (:func:`run_operation`) starts one ARM operation (snapshot, grant, revoke, tag,
+  delete) and follows it until it succeeded;
+- ``watch_copy`` (:func:`copy_and_wait`) starts the blob copy and follows it, and keeps the copy's
+  progress in its custom status;
 - ``watch_readiness`` follows a Premium SSD v2 / Ultra snapshot's background copy until the snapshot
   can be read, and keeps its percent in its custom status.
 
-However long the wait, its history is one execution of at most twelve events, the disk's own replays
-never read its polls, and the delays go on doubling to the cap across executions (with the defaults,
-5 s doubling to 60 s, about 63 polls per copy-hour). One poll per execution rather than several costs
-one short extra episode per poll, and keeps everything a disk holds under 150 events for an hour's
-copy (the disk's own orchestration about 80, its five waits twelve each).
+However long the wait, its history is one execution of at most twelve events (the first, with the
+start, a few more), the disk's own replays never read its polls, and the delays go on doubling to the
+cap across executions (with the defaults, 5 s doubling to 60 s, about 63 polls per copy-hour). One poll
+per execution rather than several costs one short extra episode per poll, and keeps everything a disk
+holds under 150 events for an hour's copy (the disk's own orchestration about 52, its five waits twelve
+each).
 
 Either way the disk's history gains four events per wait (the sub-orchestration created, completed,
 and the episode between), whatever the wait's length.
@@ -35,8 +40,7 @@ sub-orchestration: the watch returns ``{"failed": {"code", "message"}}`` (:func:
 and the caller's helper raises it again as an :class:`~backup.failures.ActivityFailure`, so the disk's
 failure has the code and reads as it did inline. Only a bug (a malformed input) fails a watch outright.
 
-:func:`wait_for_operation` and :func:`wait_for_copy` replace the inline polling loops one for one (same
-arguments, same answers). A watch's instance id names its caller and the wait (:func:`wait_id`: a disk
+A watch's instance id names its caller and the wait (:func:`wait_id`: a disk
 ``{run}-disk-0003`` waits in ``{run}-wait-0003-copy``, outside the prefix a run's disks are queried by);
 a caller runs one wait of a kind at a time, and a later wait of the same kind reuses the id of the
 finished one. A status reader finds a running copy's progress in its copy watch's custom status
@@ -46,7 +50,7 @@ finished one. A status reader finds a running copy's progress in its copy watch'
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,6 +61,7 @@ from backup.errors import DeadlineExceededError, InvalidInputError
 from backup.failures import ActivityFailure, Failure, FailureCode, failure_of
 from backup.workflow import activity_names as act
 from backup.workflow.models import RunOptions, _object, _str, iso
+from backup.workflow.retries import ActivityRetry, call_activity
 
 __all__ = [
     "COPY_WATCH_ORCHESTRATOR",
@@ -65,13 +70,13 @@ __all__ = [
     "CopyWatch",
     "OperationWatch",
     "ReadinessWatch",
+    "copy_and_wait",
     "copy_watch_id",
     "next_delay",
     "operation_watch_id",
     "readiness_watch_id",
+    "run_operation",
     "sleep_until_next_poll",
-    "wait_for_copy",
-    "wait_for_operation",
     "wait_for_readiness",
     "wait_id",
     "waits_prefix",
@@ -161,16 +166,18 @@ class _Pacing:
 @dataclass(frozen=True, kw_only=True)
 class OperationWatch(_Pacing):
     """The input of ``watch_operation``, and what each execution hands the next one: an operation
-    answer to follow until it succeeded."""
+    answer to follow until it succeeded, or (``begin``) the call that starts the operation."""
 
     op: dict[str, Any]  # an operation answer (activity_names describes it); never holds a secret
     what: str  # "snapshot creation": names the wait in a deadline's message
+    begin: Begin | None = None  # the begin call still to make (first execution of run_operation only)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
         return {
             "op": self.op,
             "what": self.what,
+            **({} if self.begin is None else {"begin": self.begin.to_json()}),
             **_pacing_json(self),
         }
 
@@ -181,21 +188,71 @@ class OperationWatch(_Pacing):
         op = _object(data.get("op"), "operation watch.op")
         if not isinstance(op.get("state"), str):
             raise InvalidInputError("operation watch.op.state", "must be a string")
-        return cls(op=op, what=_str(data, "what", "operation watch"), **_pacing(data, "operation watch"))
+        begin = None if data.get("begin") is None else Begin.from_json(data["begin"])
+        return cls(
+            op=op,
+            what=_str(data, "what", "operation watch"),
+            begin=begin,
+            **_pacing(data, "operation watch"),
+        )
+
+
+#: The begin activities an operation watch may call to start its operation.
+BEGIN_ACTIVITIES = frozenset(
+    {
+        act.BEGIN_SNAPSHOT,
+        act.BEGIN_GRANT_ACCESS,
+        act.BEGIN_REVOKE_ACCESS,
+        act.BEGIN_DELETE_SNAPSHOT,
+        act.BEGIN_TAG_BASE,
+        act.BEGIN_RETIRE_BASE,
+    }
+)
+#: The keys of an operation answer; whatever else a begin answers (a snapshot's id) is carried along.
+_ANSWER_KEYS = frozenset({"state", "retryAfter", "operation", "retry"})
+
+
+@dataclass(frozen=True)
+class Begin:
+    """The call that starts an operation: a begin activity, its input, and how it is retried."""
+
+    activity: str
+    input: dict[str, Any]
+    retry: ActivityRetry
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"activity": self.activity, "input": self.input, "retry": self.retry.to_json()}
+
+    @classmethod
+    def from_json(
+        cls, data: Any, *, where: str = "operation watch.begin", allowed: frozenset[str] = BEGIN_ACTIVITIES
+    ) -> Begin:
+        """Rebuild and validate (``allowed``: the activities this call may be)."""
+        data = _object(data, where)
+        activity = _str(data, "activity", where)
+        if activity not in allowed:
+            raise InvalidInputError(f"{where}.activity", f"{activity[:40]!r} is not a call a watch makes")
+        return cls(
+            activity, _object(data.get("input"), f"{where}.input"), ActivityRetry.from_json(data.get("retry"))
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class CopyWatch(_Pacing):
-    """The input of ``watch_copy``, and what each execution hands the next one."""
+    """The input of ``watch_copy``, and what each execution hands the next one: a copy answer to follow,
+    or (``start``) the ``start_copy`` call that starts the copy."""
 
-    copy: dict[str, Any]  # a copy answer: copyId, status, copied, total
+    copy: dict[str, Any] | None  # a copy answer: copyId, status, copied, total (None before the start)
     blob: dict[str, str]  # container and blobName of the destination
+    start: Begin | None = None  # the start_copy call still to make (first execution of copy_and_wait only)
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
         return {
             "copy": self.copy,
             "blob": self.blob,
+            **({} if self.start is None else {"start": self.start.to_json()}),
             **_pacing_json(self),
         }
 
@@ -204,12 +261,19 @@ class CopyWatch(_Pacing):
         """Rebuild and validate."""
         where = "copy watch"
         data = _object(data, where)
-        copy = _object(data.get("copy"), f"{where}.copy")
-        for key in ("copied", "total"):
-            if isinstance(copy.get(key), bool) or not isinstance(copy.get(key), int):
-                raise InvalidInputError(f"{where}.copy.{key}", "must be a whole number")
-        _str(copy, "copyId", f"{where}.copy")
-        _str(copy, "status", f"{where}.copy")
+        start = None
+        if data.get("start") is not None:
+            start = Begin.from_json(
+                data["start"], where=f"{where}.start", allowed=frozenset({act.START_COPY})
+            )
+        copy = None
+        if start is None or data.get("copy") is not None:
+            copy = _object(data.get("copy"), f"{where}.copy")
+            for key in ("copied", "total"):
+                if isinstance(copy.get(key), bool) or not isinstance(copy.get(key), int):
+                    raise InvalidInputError(f"{where}.copy.{key}", "must be a whole number")
+            _str(copy, "copyId", f"{where}.copy")
+            _str(copy, "status", f"{where}.copy")
         blob = _object(data.get("blob"), f"{where}.blob")
         return cls(
             copy=copy,
@@ -217,6 +281,7 @@ class CopyWatch(_Pacing):
                 "container": _str(blob, "container", f"{where}.blob"),
                 "blobName": _str(blob, "blobName", f"{where}.blob"),
             },
+            start=start,
             **_pacing(data, where),
         )
 
@@ -255,23 +320,25 @@ class ReadinessWatch(_Pacing):
 # -- the caller's side: drop-in waits -----------------------------------------------------------------
 
 
-def wait_for_operation(
+def run_operation(
     context: df.DurableOrchestrationContext,
-    op: dict[str, Any],
+    begin: str,
+    data: dict[str, Any],
     deadline: datetime,
     options: RunOptions,
     what: str,
 ) -> Orchestration:
-    """Follow an ARM operation (a begin activity's answer) until it succeeded; answer its last state.
+    """Start an ARM operation (begin activity ``begin`` with ``data``, retried after transient failures
+    as :func:`~backup.workflow.retries.call_activity` retries) and follow it until it succeeded, both in
+    one operation watch; answer its last state, with whatever else the begin answered (a snapshot's id).
 
-    A failed or canceled operation, a poll that failed for good, or the deadline raise an
-    :class:`ActivityFailure` with the failure's code and message. An operation that already succeeded
-    costs nothing.
+    One sub-orchestration instead of an activity and then a watch: the caller's history gains the four
+    events of the wait only, and one episode fewer to replay. Fails as :func:`wait_for_operation` does,
+    and with the begin's own failure when the begin fails.
     """
-    if op["state"] == "Succeeded":
-        return op
     watch = OperationWatch(
-        op=op,
+        op={"state": "NotStarted"},
+        begin=Begin(begin, data, options.retry),
         deadline=_utc(deadline),
         what=what,
         poll_initial_seconds=options.poll_initial_seconds,
@@ -283,27 +350,22 @@ def wait_for_operation(
     return _result(outcome)
 
 
-def wait_for_copy(
+def copy_and_wait(
     context: df.DurableOrchestrationContext,
-    copy: dict[str, Any],
+    start: dict[str, Any],
     blob: dict[str, str],
     options: RunOptions,
-    phase: Callable[..., None],
-    deadline: datetime | None = None,
+    deadline: datetime,
 ) -> Orchestration:
-    """Follow the copy (HEAD of the destination blob) until it succeeded; answer the last copy answer.
-
-    The deadline is ``deadline``, or ``copyTimeoutMinutes`` from now. ``phase`` reports the copy's
-    progress when the watch starts; from then on the copy watch's custom status has it.
-    """
-    if copy["status"] == "success":
-        return copy
-    phase("copy", bytes_copied=copy["copied"], bytes_total=copy["total"])
-    if deadline is None:
-        deadline = _utc(context.current_utc_datetime) + timedelta(minutes=options.copy_timeout_minutes)
+    """Start the copy (``start_copy`` with ``start``, retried after transient failures as
+    :func:`~backup.workflow.retries.call_activity` retries) and follow it (HEAD of the destination blob)
+    until it succeeded, both in one copy watch; answer the last copy answer. The copy watch's custom
+    status has the copy's progress meanwhile. A copy that failed, was aborted, or ran past ``deadline``
+    raises an :class:`ActivityFailure` with the failure's code and message, as a failed start does."""
     watch = CopyWatch(
-        copy=copy,
+        copy=None,
         blob=dict(blob),
+        start=Begin(act.START_COPY, start, options.retry),
         deadline=_utc(deadline),
         poll_initial_seconds=options.poll_initial_seconds,
         poll_max_seconds=options.poll_max_seconds,
@@ -364,9 +426,20 @@ def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
     watch with ``{"failed": {"code", "message"}}``.
     """
     watch = OperationWatch.from_json(context.get_input())
+    if watch.begin is not None:
+        # run_operation's first execution starts the operation, then polls it as below.
+        begin = watch.begin
+        try:
+            started = yield from call_activity(
+                context, begin.activity, begin.input, begin.retry, deadline=watch.deadline
+            )
+        except Exception as exc:
+            return {"failed": failure_of(exc).to_json()}
+        watch = replace(watch, begin=None, op=started)
     op = watch.op
     if op["state"] == "Succeeded":
         return {"result": op}
+    carried = {key: value for key, value in op.items() if key not in _ANSWER_KEYS}
     delay = next_delay(watch.delay, watch.poll_initial_seconds, watch.poll_max_seconds, op.get("retryAfter"))
     try:
         yield from sleep_until_next_poll(context, delay, watch.deadline, watch.what)
@@ -374,6 +447,7 @@ def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
             op = yield context.call_activity(op["retry"]["activity"], op["retry"]["input"])
         else:
             op = yield context.call_activity(act.POLL_OPERATION, {"operation": op["operation"]})
+        op = {**carried, **op}
     except Exception as exc:
         failure = failure_of(exc)
         if not _rides_out(failure, watch.failures):
@@ -394,7 +468,21 @@ def watch_copy(context: df.DurableOrchestrationContext) -> Orchestration:
     when it failed, was aborted, or ran past its deadline (a transient failure of the poll is ridden out).
     """
     watch = CopyWatch.from_json(context.get_input())
+    if watch.start is not None:
+        # copy_and_wait's first execution starts the copy, then polls it as below.
+        start = watch.start
+        try:
+            started = yield from call_activity(
+                context, start.activity, start.input, start.retry, deadline=watch.deadline
+            )
+        except Exception as exc:
+            return {"failed": failure_of(exc).to_json()}
+        watch = replace(watch, start=None, copy=started)
     copy = watch.copy
+    assert copy is not None  # from_json requires one once started
+    if copy["status"] == "success":
+        context.set_custom_status({"bytesCopied": copy["copied"], "bytesTotal": copy["total"], "polls": 0})
+        return {"result": copy}
     context.set_custom_status(
         {"bytesCopied": copy["copied"], "bytesTotal": copy["total"], "polls": watch.polls}
     )
