@@ -229,11 +229,11 @@ def called_names() -> tuple[set[str], set[str]]:
                     computed += 1
                 else:
                     called_activities.add(name)
-    # Seven computed calls: a throttled begin repeated (the activity named in its answer's "retry": one
+    # Six computed calls: a throttled begin repeated (the activity named in its answer's "retry": one
     # in the backup's waits, one in the restore's), the retry helper calling whichever activity it was
-    # given, the two watches calling the begin or start they were given, run_operation handing its begin
-    # on (Begin(begin, ...)), and the disk's ReadAccess handing its begin to run_operation.
-    assert computed == 7
+    # given, the watches calling the begin or start they were given, run_operation handing its begin on
+    # (Begin(begin, ...)), and the disk's ReadAccess handing its begin to run_operation.
+    assert computed == 6
     for module in (activities, chain_activities, restore_activities):
         throttled = [_resolve(module, node) for node in _first_arguments(module, "_throttled")]
         assert throttled and None not in throttled

@@ -428,13 +428,9 @@ def watch_operation(context: df.DurableOrchestrationContext) -> Orchestration:
     watch = OperationWatch.from_json(context.get_input())
     if watch.begin is not None:
         # run_operation's first execution starts the operation, then polls it as below.
-        begin = watch.begin
-        try:
-            started = yield from call_activity(
-                context, begin.activity, begin.input, begin.retry, deadline=watch.deadline
-            )
-        except Exception as exc:
-            return {"failed": failure_of(exc).to_json()}
+        started, failed = yield from _start(context, watch.begin, watch.deadline)
+        if failed is not None:
+            return failed
         watch = replace(watch, begin=None, op=started)
     op = watch.op
     if op["state"] == "Succeeded":
@@ -470,13 +466,9 @@ def watch_copy(context: df.DurableOrchestrationContext) -> Orchestration:
     watch = CopyWatch.from_json(context.get_input())
     if watch.start is not None:
         # copy_and_wait's first execution starts the copy, then polls it as below.
-        start = watch.start
-        try:
-            started = yield from call_activity(
-                context, start.activity, start.input, start.retry, deadline=watch.deadline
-            )
-        except Exception as exc:
-            return {"failed": failure_of(exc).to_json()}
+        started, failed = yield from _start(context, watch.start, watch.deadline)
+        if failed is not None:
+            return failed
         watch = replace(watch, start=None, copy=started)
     copy = watch.copy
     assert copy is not None  # from_json requires one once started
@@ -550,6 +542,16 @@ def watch_readiness(context: df.DurableOrchestrationContext) -> Orchestration:
         replace(watch, state=state, delay=delay, polls=watch.polls + 1, failures=0).to_json()
     )
     return None
+
+
+def _start(context: df.DurableOrchestrationContext, call: Begin, deadline: datetime) -> Orchestration:
+    """Make the call that starts what a watch follows (retried after transient failures, never past
+    ``deadline``); answers ``(its answer, None)``, or ``(None, the watch's outcome)`` if it failed."""
+    try:
+        answer = yield from call_activity(context, call.activity, call.input, call.retry, deadline=deadline)
+    except Exception as exc:
+        return None, {"failed": failure_of(exc).to_json()}
+    return answer, None
 
 
 def _rides_out(failure: Failure, failures_so_far: int) -> bool:
