@@ -129,8 +129,9 @@ def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Co
         "brokeStale": None,
     }
     assert again["acquired"] and not again["created"]  # the same lease, again
-    # The ETag is read before the writer's metadata is set: a blob nobody wrote keeps it from night to night.
-    assert first["etag"] and again["etag"] != first["etag"]  # (the first night's metadata moved it)
+    # The ETag is read before the writer's metadata is set: a blob nobody wrote keeps it from night to night
+    # (the first call created the blob with its metadata, so nothing has moved it since).
+    assert first["etag"] and again["etag"] == first["etag"]
     props = clients.blob.get_properties(clients.backup_blob(**_address(corner)))
     assert props.leased and props.size == DISK_SIZE + 512
     metadata = {name.lower(): value for name, value in props.metadata.items()}
@@ -158,8 +159,9 @@ def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Co
 def test_a_first_night_creates_and_leases_the_blob_without_reading_it(
     corner: Corner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No HEAD on a first night: the blob is created if missing (If-None-Match: *), leased, and given the
-    writer's metadata; the ETag answered is the one its creation returned. A later night reads it."""
+    """No HEAD on a first night: the blob is created if missing (If-None-Match: *) with the writer's
+    metadata, its container first when that is missing too, then leased; the ETag answered is the one its
+    creation returned. A later night reads it and writes its own record."""
     transport = corner.clients.blob.transport
     sent: list[tuple[str, str, str | None]] = []  # method, query, ETag answered (None: an error)
     send = transport.request
@@ -174,29 +176,46 @@ def test_a_first_night_creates_and_leases_the_blob_without_reading_it(
     monkeypatch.setattr(transport, "request", recording)
     first = chain_activities.acquire_writer_lease(corner.clients, _lease_input(corner, "run-1"))
     assert [(method, query) for method, query, _ in sent] == [
+        ("PUT", ""),  # 404 ContainerNotFound: nothing backed up into this container yet
         ("PUT", "restype=container"),
         ("PUT", ""),
         ("PUT", "comp=lease"),
-        ("PUT", "comp=metadata"),
     ]
-    assert first["created"] and first["etag"] == sent[1][2]
+    assert first["created"] and first["etag"] == sent[2][2]
+    props = corner.clients.blob.get_properties(corner.clients.backup_blob(**_address(corner)))
+    assert {k.lower(): v for k, v in props.metadata.items()}["writerrunid"] == "run-1"
     chain_activities.finish_writing(
         corner.clients, {**corner.blob, "leaseId": writer_lease_id("run-1", corner.disk_id)}
     )
     sent.clear()
     second = chain_activities.acquire_writer_lease(corner.clients, _lease_input(corner, "run-2"))
-    # The container and the blob are there (409 each), so the blob is read before its metadata is set.
+    # The blob is there (409), so it is read before its metadata is set.
     assert [(method, query) for method, query, _ in sent] == [
-        ("PUT", "restype=container"),
         ("PUT", ""),
         ("PUT", "comp=lease"),
         ("HEAD", ""),
         ("PUT", "comp=metadata"),
     ]
-    assert sent[1][2] is None and second["etag"] == sent[3][2]
+    assert sent[0][2] is None and second["etag"] == sent[2][2]
     assert not second["created"]
     props = corner.clients.blob.get_properties(corner.clients.backup_blob(**_address(corner)))
     assert {k.lower(): v for k, v in props.metadata.items()}["writerrunid"] == "run-2"
+
+
+def test_a_blob_made_by_this_run_but_leased_first_by_another_names_no_holder_it_cannot_know(
+    corner: Corner,
+) -> None:
+    """Two runs' first nights at once: this one created the blob (with its own record), the other took
+    the lease first and has not written its record yet. The refusal must not name this run."""
+    clients = corner.clients
+    blob = clients.backup_blob(**_address(corner))
+    clients.blob.create_container(clients.backup_container(corner.container))
+    clients.blob.create_page_blob(
+        blob, DISK_SIZE + 512, metadata={"writerRunId": "run-1", "writerSince": NOW}
+    )
+    clients.blob.acquire_lease(blob, writer_lease_id("run-2", corner.disk_id))
+    refused = chain_activities.acquire_writer_lease(clients, _lease_input(corner, "run-1"))
+    assert refused == {"acquired": False, "holder": "another run", "since": NOW}
 
 
 def _address(corner: Corner) -> dict[str, str]:

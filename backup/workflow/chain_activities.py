@@ -146,22 +146,24 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
     disk_bytes = _positive_int(payload, "diskBytes")
     container = _text(payload, "container")
     destination = clients.backup_blob(container, _text(payload, "blobName"))
-    clients.blob.create_container(clients.backup_container(container))
-    # Create it only if it is missing (If-None-Match: *): one request where a HEAD and then a create
-    # were two on a first night. A blob that exists (made by an earlier night, or by another run
-    # meanwhile) answers 409, or 412 should the service check another run's lease first, and stays as
-    # it was: the lease decides who writes.
+    writer = {"writerRunId": run_id, "writerSince": iso(now)}
+    # Create it only if it is missing (If-None-Match: *), with the writer's metadata: one request where
+    # a HEAD, a create and a metadata update were three on a first night. A blob that exists (made by an
+    # earlier night, or by another run meanwhile) answers 409, or 412 should the service check another
+    # run's lease first, and stays as it was: the lease decides who writes.
     created_etag: str | None = None
     with suppress(ConflictError, PreconditionFailedError):
-        created_etag = clients.blob.create_page_blob(
-            destination, disk_bytes + vhd.FOOTER_SIZE, overwrite=False
-        )
+        created_etag = _create_missing_blob(clients, container, destination, disk_bytes, writer)
     broke: str | None = None
     try:
         clients.blob.acquire_lease(destination, lease_id)
     except ConflictError:
         props = clients.blob.get_properties(destination)
         holder = _metadata_value(props.metadata, "writerRunId") or "an unknown run"
+        if holder == run_id:
+            # Our own record from creating the blob: the run that leased it first has not written its own
+            # yet (the lease id is fixed by run and disk, so a lease of ours would not have refused us).
+            holder = "another run"
         since_text = _metadata_value(props.metadata, "writerSince")
         try:
             since = parse_time(since_text, "writerSince") if since_text else props.last_modified
@@ -178,17 +180,30 @@ def acquire_writer_lease(clients: AzureClients, data: Any) -> dict[str, Any]:
         broke = holder
     # The ETag before this night writes anything (the metadata below changes it): if it is the one the
     # last restore point recorded, nothing has written the blob since that point. A blob this activity
-    # just created has no metadata yet and the ETag its creation answered (taking a lease leaves the
-    # ETag as it was), so only a blob that was there is read.
+    # just created has the writer's metadata already and the ETag its creation answered (taking a lease
+    # leaves the ETag as it was), so only a blob that was there is read and given the writer's record.
     created = created_etag is not None
     if created_etag and broke is None:
-        etag, metadata = created_etag, {}
-    else:
-        props = clients.blob.get_properties(destination)
-        etag, metadata = props.etag, props.metadata
-    metadata = {**metadata, "writerRunId": run_id, "writerSince": iso(now)}
+        return {"acquired": True, "created": True, "brokeStale": None, "etag": created_etag}
+    props = clients.blob.get_properties(destination)
+    metadata = {**props.metadata, **writer}
     clients.blob.set_metadata(destination, _cased(metadata), lease_id=lease_id)
-    return {"acquired": True, "created": created, "brokeStale": broke, "etag": etag}
+    return {"acquired": True, "created": created, "brokeStale": broke, "etag": props.etag}
+
+
+def _create_missing_blob(
+    clients: AzureClients, container: str, destination: BlobAddress, disk_bytes: int, metadata: dict[str, str]
+) -> str:
+    """Create the backup blob, empty, with ``metadata``, unless it exists (409/412 raised then); its
+    container first if that is missing too (a first backup, or someone deleted it). Answers the ETag."""
+    size = disk_bytes + vhd.FOOTER_SIZE
+    try:
+        return clients.blob.create_page_blob(destination, size, metadata=_cased(metadata), overwrite=False)
+    except NotFoundError as exc:
+        if exc.code != "ContainerNotFound":
+            raise
+    clients.blob.create_container(clients.backup_container(container))
+    return clients.blob.create_page_blob(destination, size, metadata=_cased(metadata), overwrite=False)
 
 
 def finish_writing(clients: AzureClients, data: Any) -> dict[str, Any]:
