@@ -396,9 +396,12 @@ def test_resets_and_lost_answers_on_arm_cost_time_only(suite: Suite) -> None:
     _all_succeeded(night, {"alpha", "bravo"})
     check_invariants(suite, night)
     assert suite.ground.control("GET", "/faults")["faults"] == []
-    # Each activity that met more lost answers than the transport tries was called again.
-    for index, name in ((0, act.BEGIN_GRANT_ACCESS), (1, act.BEGIN_SNAPSHOT), (1, act.BEGIN_TAG_BASE)):
+    # Each activity that met more lost answers than the transport tries was called again: alpha's grant
+    # and bravo's tags exactly once more. Bravo's snapshot also shares the two resets and two lost
+    # answers meant for every snapshot PUT with alpha's: as they fall, its six make two calls or three.
+    for index, name in ((0, act.BEGIN_GRANT_ACCESS), (1, act.BEGIN_TAG_BASE)):
         assert len(_scheduled(night, sub_orchestration_id(run_id, index), name)) == 2, name
+    assert len(_scheduled(night, sub_orchestration_id(run_id, 1), act.BEGIN_SNAPSHOT)) in (2, 3)
 
 
 def test_an_operation_that_ends_failed_or_canceled_fails_its_disk_at_once(suite: Suite) -> None:

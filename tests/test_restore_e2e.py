@@ -19,6 +19,7 @@ log. The last test prunes the story's nights: it runs last.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -52,7 +53,7 @@ from backup.local.durable_host.history import EventType
 from backup.settings import Settings
 from backup.workflow import activity_names as act
 from backup.workflow import restore_activities
-from backup.workflow.chain import chain_blob_name
+from backup.workflow.chain import chain_blob_name, sample_windows
 from backup.workflow.models import RUN_ORCHESTRATOR, ChainOptions, RestorePointRecord, RunInput, iso
 from backup.workflow.restore_models import (
     PRUNE_ORCHESTRATOR,
@@ -448,6 +449,40 @@ def test_a_failed_restore_deletes_its_half_made_disk_or_keeps_it_when_asked(
     operation = story.clients.compute.begin_delete_disk(kept["targetDiskId"], restore_id="restore-kept")
     while operation is not None and not operation.done:
         operation = story.clients.compute.poll(operation)
+
+
+def test_a_sampled_verification_that_finds_a_difference_fails_the_restore_and_deletes_the_disk(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify: sample`` end to end: a page of the restored disk changed once its upload ended (through
+    the emulator's control surface, while no SAS is active, before the read grant of the sampled
+    comparison) fails the restore with the window named, and the disk is deleted as after any failed
+    restore."""
+    request = story.request("changed", run_id="night-3", verify="sample")
+    # A page inside the first window the restore will sample (seeded by its id).
+    budget = request.options.chain.verify_sample_mib * MiB
+    [first, *_] = sample_windows("sampled-bad", DISK_SIZE, [], budget)
+    check = restore_activities.check_restored_disk
+    changed: list[str] = []
+
+    def after_a_change(clients: AzureClients, data: Any) -> Any:
+        if not changed:
+            changed.append(f"/resourceGroups/{story.other}/disks/changed/write")
+            garbage = base64.b64encode(b"\xee" * 512).decode()
+            story.control("POST", changed[0], {"offset": first.start, "data": garbage})
+        return check(clients, data)
+
+    monkeypatch.setattr(restore_activities, "check_restored_disk", after_a_change)
+    with story.host() as host:
+        failed = story.restore(host, request, "sampled-bad")
+    assert changed, "the restored disk was never checked"
+    assert (failed["status"], failed["code"], failed["verdict"]) == ("Failed", "VerificationFailed", "Failed")
+    assert (
+        f"the disk differs from the restore point in 1 of {failed['windows']} sampled windows"
+        in (failed["reason"])
+    )
+    assert failed["diskDeleted"] and not story.exists(failed["targetDiskId"])
+    assert story.grants() == []
 
 
 def test_a_whole_blob_recorded_before_the_chain_restores(story: Story) -> None:
