@@ -21,7 +21,7 @@ from backup.azure.blob import BlobAddress, BlobClient
 from backup.azure.lro import LroStatus
 from backup.azure.page_range import PageRange
 from backup.clients import AzureClients, build_clients
-from backup.errors import InvalidInputError
+from backup.errors import InvalidInputError, NotFoundError
 from backup.settings import Settings
 from backup.workflow import activities, chain_activities
 from backup.workflow.chain import TAG_BASE, TAG_KEEP, chain_blob_name, writer_lease_id
@@ -117,6 +117,27 @@ def _lease_input(corner: Corner, run_id: str, now: str = NOW) -> dict[str, Any]:
         "now": now,
         "staleAfterMinutes": 60,
     }
+
+
+def test_a_plan_that_cannot_be_deleted_is_reported_and_does_not_keep_the_lease(corner: Corner) -> None:
+    """finish_writing: a plan blob whose deletion fails for good (Azurite refuses to delete a leased blob
+    without its lease: 412, not transient) is named in ``planProblem``; the others go, and the writer's
+    lease is given back all the same."""
+    clients = corner.clients
+    chain_activities.acquire_writer_lease(clients, _lease_input(corner, "run-1"))
+    container = clients.backup_container(corner.container)
+    plan = [container.blob(f"{corner.blob['blobName']}.plan/run-1/{n}") for n in ("a", "b")]
+    for blob in plan:
+        clients.blob.create_page_blob(blob, 512)
+    clients.blob.acquire_lease(plan[1], writer_lease_id("someone-else", corner.disk_id))
+    done = chain_activities.finish_writing(
+        clients, {**corner.blob, "leaseId": writer_lease_id("run-1", corner.disk_id)}
+    )
+    assert done["released"] and done["planProblem"] and "lease" in done["planProblem"].lower()
+    assert not clients.blob.get_properties(clients.backup_blob(**_address(corner))).leased
+    with pytest.raises(NotFoundError):
+        clients.blob.get_properties(plan[0])  # deleted before the leased one refused
+    assert clients.blob.get_properties(plan[1]).leased  # still there, for the next night
 
 
 def test_the_writer_lease_is_held_once_refused_to_others_and_released(corner: Corner) -> None:

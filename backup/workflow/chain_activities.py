@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from itertools import pairwise, zip_longest
 from typing import Any
@@ -360,6 +360,33 @@ def _snapshots(clients: AzureClients, container: str, name: str) -> list[tuple[s
 # -- the diff, into a plan ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ListingStep:
+    """Where one bounded listing step of a segment starts, and how far it goes: the input a diff step
+    (:func:`list_changes`) and a restore's planning step (``plan_restore``) share."""
+
+    segment: PageRange
+    marker: str | None  # where the last step stopped (None: the segment's start)
+    page_size: int | None  # Get Page Ranges answers of at most this many ranges (None: the service's)
+    pages_per_call: int  # answers this step reads at most
+    part: int  # the plan part its batches are stored as
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ListingStep:
+        """Read and validate ``segment``, ``marker``, ``pageSize``, ``pagesPerCall`` and ``part``."""
+        marker = payload.get("marker")
+        if marker is not None and not isinstance(marker, str):
+            raise InvalidInputError("marker", "must be a string or null")
+        page_size = None if payload.get("pageSize") is None else _positive_int(payload, "pageSize")
+        return cls(
+            segment=_range(payload, "segment"),
+            marker=marker,
+            page_size=page_size,
+            pages_per_call=_positive_int(payload, "pagesPerCall"),
+            part=_whole(payload, "part"),
+        )
+
+
 def list_changes(clients: AzureClients, data: Any) -> dict[str, Any]:
     """One bounded step of the diff of one segment: up to ``pagesPerCall`` Get Page Ranges answers.
 
@@ -368,15 +395,14 @@ def list_changes(clients: AzureClients, data: Any) -> dict[str, Any]:
     ``nextMarker`` (``None`` once the segment is done); the ranges themselves stay in storage.
     """
     payload = _object(data)
-    segment = _range(payload, "segment")
-    marker = payload.get("marker")
-    if marker is not None and not isinstance(marker, str):
-        raise InvalidInputError("marker", "must be a string or null")
-    page_size = payload.get("pageSize")
-    if page_size is not None:
-        page_size = _positive_int(payload, "pageSize")
-    pages_per_call = _positive_int(payload, "pagesPerCall")
-    part = _whole(payload, "part")
+    step = ListingStep.from_payload(payload)
+    segment, marker, page_size, pages_per_call, part = (
+        step.segment,
+        step.marker,
+        step.page_size,
+        step.pages_per_call,
+        step.part,
+    )
     new = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "grant")))
     old = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "baseGrant")))
     changed: list[PageRange] = []

@@ -63,6 +63,7 @@ from backup.workflow import activity_names as act
 from backup.workflow.activities import _object, _operation, _operation_answer, _text, _throttled
 from backup.workflow.chain import batch_plan, sample_windows
 from backup.workflow.chain_activities import (
+    ListingStep,
     _clipped,
     _positive_int,
     _range,
@@ -337,15 +338,14 @@ def plan_restore(clients: AzureClients, data: Any) -> dict[str, Any]:
     batches under the same names (restore, part, number)."""
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
-    segment = _range(payload, "segment")
-    marker = payload.get("marker")
-    if marker is not None and not isinstance(marker, str):
-        raise InvalidInputError("marker", "must be a string or null")
-    page_size = payload.get("pageSize")
-    if page_size is not None:
-        page_size = _positive_int(payload, "pageSize")
-    pages_per_call = _positive_int(payload, "pagesPerCall")
-    part = _whole(payload, "part")
+    step = ListingStep.from_payload(payload)
+    segment, marker, page_size, pages_per_call, part = (
+        step.segment,
+        step.marker,
+        step.page_size,
+        step.pages_per_call,
+        step.part,
+    )
     restore_id = _text(payload, "restoreId")
     source = _source_blob(clients, point)
     populated: list[PageRange] = []
