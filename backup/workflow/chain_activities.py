@@ -386,6 +386,29 @@ class ListingStep:
             part=_whole(payload, "part"),
         )
 
+    def read(
+        self, clients: AzureClients, blob: BlobAddress, *, previous_snapshot_url: BlobAddress | None = None
+    ) -> tuple[list[PageRange], list[PageRange], str | None, int]:
+        """This step's Get Page Ranges answers of ``blob`` (against ``previous_snapshot_url``: a diff),
+        clipped to the segment: ``(page ranges, clear ranges, the next step's marker or None, requests)``."""
+        pages: list[PageRange] = []
+        cleared: list[PageRange] = []
+        marker, requests = self.marker, 0
+        while requests < self.pages_per_call:
+            answer, marker = clients.blob.get_page_ranges_page(
+                blob,
+                previous_snapshot_url=previous_snapshot_url,
+                within=self.segment,
+                page_size=self.page_size,
+                marker=marker,
+            )
+            requests += 1
+            pages.extend(_clipped(answer.page_ranges, self.segment))
+            cleared.extend(_clipped(answer.clear_ranges, self.segment))
+            if marker is None:
+                break
+        return pages, cleared, marker, requests
+
 
 def list_changes(clients: AzureClients, data: Any) -> dict[str, Any]:
     """One bounded step of the diff of one segment: up to ``pagesPerCall`` Get Page Ranges answers.
@@ -396,29 +419,12 @@ def list_changes(clients: AzureClients, data: Any) -> dict[str, Any]:
     """
     payload = _object(data)
     step = ListingStep.from_payload(payload)
-    segment, marker, page_size, pages_per_call, part = (
-        step.segment,
-        step.marker,
-        step.page_size,
-        step.pages_per_call,
-        step.part,
-    )
+    part = step.part
     new = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "grant")))
     old = BlobAddress.from_sas_url(clients.read_access_sas(_operation(payload, "baseGrant")))
-    changed: list[PageRange] = []
-    cleared: list[PageRange] = []
-    requests = 0
-    while requests < pages_per_call:
-        answer, marker = clients.blob.get_page_ranges_page(
-            new, previous_snapshot_url=old, within=segment, page_size=page_size, marker=marker
-        )
-        requests += 1
-        changed.extend(_clipped(answer.page_ranges, segment))
-        cleared.extend(_clipped(answer.clear_ranges, segment))
-        if marker is None:
-            break
+    changed, cleared, marker, requests = step.read(clients, new, previous_snapshot_url=old)
     changed, cleared = merge(changed), merge(cleared)
-    populated, listed = _populated_near_gaps(clients, new, changed, page_size, pages_per_call)
+    populated, listed = _populated_near_gaps(clients, new, changed, step.page_size, step.pages_per_call)
     writes = coalesce_writes(changed, populated=populated)
     batches = batch_plan(
         writes,

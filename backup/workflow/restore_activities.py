@@ -339,27 +339,11 @@ def plan_restore(clients: AzureClients, data: Any) -> dict[str, Any]:
     payload = _object(data)
     point = PointRef.from_json(payload.get("point"))
     step = ListingStep.from_payload(payload)
-    segment, marker, page_size, pages_per_call, part = (
-        step.segment,
-        step.marker,
-        step.page_size,
-        step.pages_per_call,
-        step.part,
-    )
+    part = step.part
     restore_id = _text(payload, "restoreId")
-    source = _source_blob(clients, point)
-    populated: list[PageRange] = []
-    requests = 0
-    while requests < pages_per_call:
-        answer, marker = clients.blob.get_page_ranges_page(
-            source, within=segment, page_size=page_size, marker=marker
-        )
-        requests += 1
-        populated.extend(_clipped(answer.page_ranges, segment))
-        if marker is None:
-            break
+    populated, _, marker, requests = step.read(clients, _source_blob(clients, point))
     populated = merge(populated)
-    writes = coalesce_writes(populated, populated=[segment])
+    writes = coalesce_writes(populated, populated=[step.segment])
     batches = batch_plan(
         writes,
         [],
